@@ -1,0 +1,1 @@
+"""ocp: metrics, probe and experiments for plasticity loss in deep RL."""
