@@ -1,0 +1,443 @@
+"""The plasticity probe: every metric of :mod:`ocp.metrics` for every layer of a model, from ONE forward and ONE
+backward pass, leaving the model exactly as it was found.
+
+Which tensor is a layer's output
+--------------------------------
+The probe measures each hidden ``nn.Linear`` / ``nn.Conv1d/2d/3d`` through the *post-activation* tensor that follows
+it. It finds that tensor by watching the forward pass (tensor identity, not module order):
+
+* the layer's output is the input of an activation module (``nn.ReLU``, ``nn.Tanh``, ``nn.Identity``, …): that
+  module's output is measured;
+* the layer's output goes straight into another Linear/Conv layer, or is a model output: there is no activation (the
+  paper's "No-Act" network) and the linear output itself is measured;
+* anything else (a functional ``F.relu`` inside ``forward``, a normalisation or dropout module in between): the probe
+  cannot tell what the post-activation is and raises, naming the layer. Pass ``layers={"fc1": "act1", ...}`` to
+  say which module's output is the post-activation of each layer (``None`` for "no activation").
+
+A layer whose measured tensor is a model output and feeds no other probed layer is an *output* layer: reported on its
+own and left out of whole-network ratios.
+
+Objectives
+----------
+``objective`` is a callable ``f(model_output) -> scalar tensor`` (a training loss: what experiments measure), or
+
+* ``"output_sum"``: the sum of every model output (the paper author's published code);
+* ``"layer_output_sum"``: the literal Eq. 17 of the paper, ``S_l = sum of layer l's own pre-activation outputs``,
+  differentiated with respect to layer l's weights only. Its MAGI is ``mean_j |sum_k X_kj|``, the same for every unit
+  of a layer, and it does not depend on any post-activation output (activation-gradient scores are then NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ocp import metrics
+
+__all__ = ["PlasticityProbe", "ProbeResult", "LayerReport", "PROBED_LAYER_TYPES", "ACTIVATION_TYPES"]
+
+PROBED_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+#: Element-wise activation modules the probe recognises by type.
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Tanhshrink,
+    nn.Softshrink, nn.Hardshrink, nn.Threshold, nn.LogSigmoid,
+)  # fmt: skip
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.0, 0.025, 0.1)
+
+Objective = Union[Callable[[Any], Tensor], str]
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """Everything measured for one layer. Tensors are detached, on the model's device, in the model's dtype."""
+
+    name: str
+    kind: str  # "hidden" or "output"
+    width: int
+    activation: str  # class name of the activation module, or "none"
+    dormancy_scores: Tensor
+    magi: Tensor
+    gradient_scores: Tensor
+    activation_gradient_scores: Tensor
+    features: Tensor  # (N, width): post-activation outputs, spatially averaged for conv layers
+    weight_stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def degenerate(self) -> bool:
+        """Every output of the layer is exactly 0 on the batch (Assumption 3 fails; dormancy scores are NaN)."""
+        return bool(torch.isnan(self.dormancy_scores).all())
+
+    @property
+    def gradient_degenerate(self) -> bool:
+        """Every MAGI value of the layer is exactly 0 (zero-gradient indices are NaN)."""
+        return bool(torch.isnan(self.gradient_scores).all())
+
+    def dormant_mask(self, tau: float = 0.0) -> Tensor:
+        return metrics.dormant_mask(self.dormancy_scores, tau)
+
+    def zero_gradient_mask(self, tau: float = 0.0) -> Tensor:
+        return metrics.zero_gradient_mask(self.gradient_scores, tau)
+
+    def absolute_zero_gradient_mask(self, theta: float) -> Tensor:
+        return metrics.absolute_zero_gradient_mask(self.magi, theta)
+
+    def dormant_ratio(self, tau: float = 0.0) -> float:
+        return float(self.dormant_mask(tau).sum()) / self.width
+
+    def zero_gradient_ratio(self, tau: float = 0.0) -> float:
+        return float(self.zero_gradient_mask(tau).sum()) / self.width
+
+    def ranks(self, delta: float = 0.01, eps: float = 0.01) -> dict[str, float]:
+        return metrics.ranks(self.features, delta=delta, eps=eps)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Reports of one measurement: hidden layers in forward order, then output layers."""
+
+    hidden: tuple[LayerReport, ...]
+    output: tuple[LayerReport, ...]
+    thresholds: tuple[float, ...]
+    objective: str
+
+    @property
+    def layers(self) -> tuple[LayerReport, ...]:
+        return self.hidden + self.output
+
+    def layer(self, name: str) -> LayerReport:
+        for report in self.layers:
+            if report.name == name:
+                return report
+        raise KeyError(f"no probed layer named {name!r}; probed: {[r.name for r in self.layers]}")
+
+    def _network_ratio(self, per_layer: Callable[[LayerReport], Tensor]) -> float:
+        if not self.hidden:
+            return math.nan
+        flagged = sum(int(per_layer(r).sum()) for r in self.hidden)
+        return flagged / sum(r.width for r in self.hidden)
+
+    def dormant_ratio(self, tau: float = 0.0) -> float:
+        """Σ dormant units / Σ units over the hidden layers (ReDo's aggregation; output layers excluded).
+
+        NaN for a model whose only probed layer is its output layer.
+        """
+        return self._network_ratio(lambda r: r.dormant_mask(tau))
+
+    def zero_gradient_ratio(self, tau: float = 0.0) -> float:
+        """Σ zero-gradient units / Σ units over the hidden layers."""
+        return self._network_ratio(lambda r: r.zero_gradient_mask(tau))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows: one per (layer, threshold), with per-layer summaries repeated on each row."""
+        out = []
+        for r in self.layers:
+            base = {
+                "layer": r.name,
+                "kind": r.kind,
+                "width": r.width,
+                "activation": r.activation,
+                "degenerate": r.degenerate,
+                "gradient_degenerate": r.gradient_degenerate,
+                "magi_mean": float(r.magi.mean()),
+                "magi_min": float(r.magi.min()),
+                "magi_max": float(r.magi.max()),
+                **r.weight_stats,
+            }
+            for tau in self.thresholds:
+                out.append({**base, "tau": tau, "dormant_ratio": r.dormant_ratio(tau),
+                            "zero_gradient_ratio": r.zero_gradient_ratio(tau)})  # fmt: skip
+        return out
+
+    def format(self) -> str:
+        """A human-readable table of the per-layer ratios at each threshold."""
+        taus = self.thresholds
+        head = f"{'layer':<24}{'kind':<8}{'width':>6}  " + "  ".join(f"dorm@{t:<6g} zgrad@{t:<6g}" for t in taus)
+        lines = [f"objective: {self.objective}", head]
+        for r in self.layers:
+            cells = "  ".join(f"{r.dormant_ratio(t):>11.3f} {r.zero_gradient_ratio(t):>12.3f}" for t in taus)
+            flag = "  [degenerate: every output is exactly 0]" if r.degenerate else ""
+            lines.append(f"{r.name:<24}{r.kind:<8}{r.width:>6}  {cells}{flag}")
+        net = "  ".join(f"{self.dormant_ratio(t):>11.3f} {self.zero_gradient_ratio(t):>12.3f}" for t in taus)
+        lines.append(f"{'network (hidden layers)':<38}  {net}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Trace:
+    """What the forward hooks saw: every probed layer's input and output, every activation's input and output."""
+
+    layer_calls: dict[str, list[tuple[Tensor, Tensor]]] = field(default_factory=dict)
+    activation_calls: list[tuple[str, nn.Module, Tensor, Tensor]] = field(default_factory=list)
+
+
+def _flatten_tensors(obj: Any) -> list[Tensor]:
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, Mapping):
+        return [t for v in obj.values() for t in _flatten_tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _flatten_tensors(v)]
+    return []
+
+
+def _contains(tensors: Iterable[Tensor], t: Tensor) -> bool:
+    return any(x is t for x in tensors)
+
+
+class PlasticityProbe:
+    """Measures dormancy, MAGI, zero-gradient and activation-gradient scores, ranks and weight statistics.
+
+    Args:
+        model: any ``nn.Module`` with at least one ``nn.Linear`` / ``nn.Conv1d/2d/3d``.
+        layers: ``None`` to probe every Linear/Conv layer found by tracing; a list of layer names to probe only those;
+            or a mapping ``{layer_name: activation_module_name_or_None}`` that says explicitly which module's output
+            is each layer's post-activation output (``None``: the layer's own output).
+        thresholds: the τ values the tidy rows and the printed report use.
+        reference: parameters to measure weight distances from, ``{layer_name: (weight, bias)}``; see
+            :meth:`snapshot_reference`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Union[None, Sequence[str], Mapping[str, Optional[str]]] = None,
+        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+        reference: Optional[Mapping[str, tuple[Tensor, Optional[Tensor]]]] = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        modules = dict(model.named_modules())
+        self._probed = {name: m for name, m in modules.items() if isinstance(m, PROBED_LAYER_TYPES)}
+        if not self._probed:
+            raise ValueError(
+                f"model {type(model).__name__} has no nn.Linear or nn.Conv1d/2d/3d layer for the probe to measure"
+            )
+        self._explicit: Optional[dict[str, Optional[str]]] = None
+        if layers is not None:
+            names = list(layers.keys()) if isinstance(layers, Mapping) else list(layers)
+            if not names:
+                raise ValueError("layers is empty: name at least one layer, or pass None to probe all")
+            for name in names:
+                if name not in self._probed:
+                    raise ValueError(
+                        f"layers names {name!r}, which is not an nn.Linear/nn.Conv1d/2d/3d of the model; "
+                        f"those are: {sorted(self._probed)}"
+                    )
+            self._probed = {name: self._probed[name] for name in names}
+            if isinstance(layers, Mapping):
+                for name, act in layers.items():
+                    if act is not None and act not in modules:
+                        raise ValueError(f"layers[{name!r}] names activation module {act!r}, which the model lacks")
+                self._explicit = dict(layers)
+        self._modules = modules
+        self.thresholds = tuple(metrics._check_threshold(t, "thresholds") for t in thresholds)
+        if not self.thresholds:
+            raise ValueError("thresholds is empty")
+        self.reference = dict(reference) if reference is not None else {}
+
+    def snapshot_reference(self) -> None:
+        """Store a copy of the probed layers' current parameters; weight distances are then measured from them."""
+        self.reference = {
+            name: (m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone())
+            for name, m in self._probed.items()
+        }
+
+    # ----------------------------------------------------------------------------------------------------------
+    def measure(self, inputs: Union[Tensor, Sequence[Tensor]], objective: Objective, train_mode: bool = False) -> ProbeResult:
+        """One forward and one backward pass over ``inputs``; see the module docstring for ``objective``.
+
+        ``train_mode=False`` (default) runs the model in eval mode, so dropout and batch-norm statistics neither
+        consume random numbers nor change buffers; every module's own mode is restored afterwards either way, and
+        so are the RNG states. Gradients come from ``torch.autograd.grad``: no ``.grad`` is touched.
+        """
+        args = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+        self._check_inputs(args)
+        objective_name = objective if isinstance(objective, str) else getattr(objective, "__name__", "callable")
+        if isinstance(objective, str) and objective not in ("output_sum", "layer_output_sum"):
+            raise ValueError(f"objective must be a callable, 'output_sum' or 'layer_output_sum', got {objective!r}")
+        if not isinstance(objective, str) and not callable(objective):
+            raise ValueError(f"objective must be a callable or a string, got {type(objective).__name__}")
+
+        modes = {m: m.training for m in self.model.modules()}
+        devices = sorted({a.device.index or 0 for a in args if a.device.type == "cuda"})
+        try:
+            with torch.random.fork_rng(devices=devices):
+                self.model.train(train_mode)
+                with torch.enable_grad():
+                    trace, output = self._traced_forward(args)
+                    plan = self._resolve(trace, output)
+                    return self._backward_and_report(plan, trace, output, objective, objective_name)
+        finally:
+            for m, was_training in modes.items():
+                m.training = was_training
+
+    # ----------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_inputs(args: tuple[Tensor, ...]) -> None:
+        if not args:
+            raise ValueError("inputs is empty: pass a batch tensor (or a tuple of them)")
+        for i, a in enumerate(args):
+            if not isinstance(a, Tensor):
+                raise ValueError(f"inputs[{i}] must be a tensor, got {type(a).__name__}")
+            if a.dim() == 0 or a.shape[0] == 0:
+                raise ValueError(f"inputs[{i}] has shape {tuple(a.shape)}: need a non-empty batch dimension first")
+            if torch.is_floating_point(a) and not bool(torch.isfinite(a).all()):
+                raise ValueError(f"inputs[{i}] contains NaN or inf")
+
+    def _traced_forward(self, args: tuple[Tensor, ...]) -> tuple[_Trace, Any]:
+        trace = _Trace()
+        handles = []
+        probed_ids = {id(m): name for name, m in self._probed.items()}
+
+        def layer_hook(module: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+            trace.layer_calls.setdefault(probed_ids[id(module)], []).append((inp[0], out))
+
+        def activation_hook(name: str) -> Callable:
+            def hook(module: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+                trace.activation_calls.append((name, module, inp[0], out))
+
+            return hook
+
+        try:
+            for name, m in self._modules.items():
+                if id(m) in probed_ids:
+                    handles.append(m.register_forward_hook(layer_hook))
+                # Every activation-typed module, and every module the caller named, can carry a post-activation.
+                named = self._explicit is not None and name in set(self._explicit.values())
+                if isinstance(m, ACTIVATION_TYPES) or named:
+                    handles.append(m.register_forward_hook(activation_hook(name)))
+            output = self.model(*args)
+        finally:
+            for h in handles:
+                h.remove()
+        return trace, output
+
+    def _resolve(self, trace: _Trace, output: Any) -> list[dict[str, Any]]:
+        """Decide, for each probed layer, which traced tensor is its measured (post-activation) output."""
+        outputs = _flatten_tensors(output)
+        layer_inputs = [inp for calls in trace.layer_calls.values() for inp, _ in calls]
+        plan = []
+        for name, module in self._probed.items():
+            calls = trace.layer_calls.get(name, [])
+            if len(calls) != 1:
+                raise ValueError(
+                    f"layer {name!r} was called {len(calls)} times in one forward pass; the probe needs exactly one "
+                    "call per layer (shared or unused layers cannot be attributed)"
+                )
+            x, y = calls[0]
+            act_name, act_module, h = self._post_activation(name, y, trace, layer_inputs, outputs)
+            consumed = _contains(layer_inputs, h) or (h is not y and _contains(layer_inputs, y))
+            kind = "output" if _contains(outputs, h) and not consumed else "hidden"
+            if not torch.is_floating_point(h) or h.dim() < 2 or h.shape[1] != _width(module):
+                raise ValueError(
+                    f"layer {name!r}: the measured output has shape {tuple(h.shape)}, expected (N, {_width(module)}, ...)"
+                )
+            plan.append(dict(name=name, module=module, x=x, y=y, h=h, kind=kind,
+                             activation="none" if act_module is None else type(act_module).__name__))  # fmt: skip
+        return plan
+
+    def _post_activation(
+        self, name: str, y: Tensor, trace: _Trace, layer_inputs: list[Tensor], outputs: list[Tensor]
+    ) -> tuple[Optional[str], Optional[nn.Module], Tensor]:
+        if self._explicit is not None:
+            act_name = self._explicit[name]
+            if act_name is None:
+                return None, None, y
+            calls = [(m, out) for n, m, _, out in trace.activation_calls if n == act_name]
+            if len(calls) != 1:
+                raise ValueError(f"activation module {act_name!r} (for layer {name!r}) ran {len(calls)} times")
+            return act_name, calls[0][0], calls[0][1]
+        for act_name, m, inp, out in trace.activation_calls:
+            if inp is y:
+                return act_name, m, out
+        if _contains(layer_inputs, y) or _contains(outputs, y):
+            return None, None, y
+        raise ValueError(
+            f"cannot tell which activation follows layer {name!r}: its output is used by an operation the probe does "
+            "not see (a functional call such as F.relu inside forward, or a normalisation/dropout module). Use "
+            "activation modules (nn.ReLU, ...), or pass layers={'<layer>': '<activation module name>' or None}."
+        )
+
+    # ----------------------------------------------------------------------------------------------------------
+    def _backward_and_report(
+        self, plan: list[dict[str, Any]], trace: _Trace, output: Any, objective: Objective, objective_name: str
+    ) -> ProbeResult:
+        weights = [p["module"].weight for p in plan]
+        acts = [p["h"] for p in plan]
+        if objective == "layer_output_sum":
+            # Eq. 17 per layer: each S_l sees only W_l, because the layer's input is detached.
+            value = sum(p["module"](p["x"].detach()).sum() for p in plan)
+        elif objective == "output_sum":
+            outs = [t for t in _flatten_tensors(output) if torch.is_floating_point(t)]
+            if not outs:
+                raise ValueError("objective 'output_sum': the model returned no floating-point tensor")
+            value = sum(t.sum() for t in outs)
+        else:
+            value = objective(output)
+        self._check_objective(value)
+
+        differentiable = [a.requires_grad for a in acts]
+        grads = torch.autograd.grad(
+            value,
+            weights + [a for a, d in zip(acts, differentiable) if d],
+            allow_unused=True,
+        )
+        weight_grads, act_grads_iter = grads[: len(weights)], iter(grads[len(weights) :])
+        act_grads = [next(act_grads_iter) if d else None for d in differentiable]
+        if all(g is None for g in weight_grads):
+            raise ValueError("the objective does not depend on the weights of any probed layer")
+
+        hidden, out_layers = [], []
+        for p, wg, ag in zip(plan, weight_grads, act_grads):
+            report = self._layer_report(p, wg, ag)
+            (out_layers if p["kind"] == "output" else hidden).append(report)
+        return ProbeResult(tuple(hidden), tuple(out_layers), self.thresholds, objective_name)
+
+    @staticmethod
+    def _check_objective(value: Any) -> None:
+        if not isinstance(value, Tensor):
+            raise ValueError(f"the objective must return a tensor, got {type(value).__name__}")
+        if value.numel() != 1:
+            raise ValueError(f"the objective must return a scalar, got shape {tuple(value.shape)}")
+        if not value.requires_grad:
+            raise ValueError("the objective does not depend on the model's parameters (its value has no gradient)")
+        if not bool(torch.isfinite(value)):
+            raise ValueError(f"the objective is not finite: {value.item()}")
+
+    def _layer_report(self, p: dict[str, Any], weight_grad: Optional[Tensor], act_grad: Optional[Tensor]) -> LayerReport:
+        name, module, h = p["name"], p["module"], p["h"].detach()
+        if not bool(torch.isfinite(h).all()):
+            raise ValueError(f"layer {name!r}: its outputs contain NaN or inf")
+        if weight_grad is None:  # the objective does not reach this layer: its gradient is exactly zero
+            weight_grad = torch.zeros_like(module.weight)
+        if act_grad is None:
+            act_grad = torch.zeros_like(h)
+        if not bool(torch.isfinite(weight_grad).all()) or not bool(torch.isfinite(act_grad).all()):
+            raise ValueError(f"layer {name!r}: the gradient of the objective contains NaN or inf")
+        G = metrics.magi(weight_grad)
+        ref_w, ref_b = self.reference.get(name, (None, None))
+        features = h if h.dim() == 2 else h.flatten(2).mean(dim=2)
+        return LayerReport(
+            name=name,
+            kind=p["kind"],
+            width=_width(module),
+            activation=p["activation"],
+            dormancy_scores=metrics.dormancy_scores(h),
+            magi=G,
+            gradient_scores=metrics.gradient_scores(G),
+            activation_gradient_scores=metrics.activation_gradient_scores(act_grad.detach()),
+            features=features,
+            weight_stats=metrics.weight_statistics(module.weight, module.bias, ref_w, ref_b),
+        )
+
+
+def _width(module: nn.Module) -> int:
+    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
