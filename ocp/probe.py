@@ -202,6 +202,10 @@ class PlasticityProbe:
         thresholds: the τ values the tidy rows and the printed report use.
         reference: parameters to measure weight distances from, ``{layer_name: (weight, bias)}``; see
             :meth:`snapshot_reference`.
+        activation_gradient: which per-sample gradient the activation-gradient score uses: ``"post"`` (default),
+            dL/dh for the post-activation output h that the dormancy score also uses; or ``"pre"``, dL/dz for the
+            layer's own (pre-activation) output z = Wx + b. They differ by the factor sigma'(z): a dead ReLU unit whose
+            outgoing weights are non-zero has a non-zero "post" score but a zero "pre" score.
     """
 
     def __init__(
@@ -210,6 +214,7 @@ class PlasticityProbe:
         layers: Union[None, Sequence[str], Mapping[str, Optional[str]]] = None,
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         reference: Optional[Mapping[str, tuple[Tensor, Optional[Tensor]]]] = None,
+        activation_gradient: str = "post",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -242,6 +247,9 @@ class PlasticityProbe:
         if not self.thresholds:
             raise ValueError("thresholds is empty")
         self.reference = dict(reference) if reference is not None else {}
+        if activation_gradient not in ("post", "pre"):
+            raise ValueError(f"activation_gradient must be 'post' or 'pre', got {activation_gradient!r}")
+        self.activation_gradient = activation_gradient
 
     def snapshot_reference(self) -> None:
         """Store a copy of the probed layers' current parameters; weight distances are then measured from them."""
@@ -334,6 +342,12 @@ class PlasticityProbe:
                 )
             x, y = calls[0]
             act_name, act_module, h = self._post_activation(name, y, trace, layer_inputs, outputs)
+            in_place = h is y and act_module is not None and not isinstance(act_module, nn.Identity)
+            if self.activation_gradient == "pre" and in_place:
+                raise ValueError(
+                    f"layer {name!r}: activation {act_name!r} works in place, so the pre-activation output needed by "
+                    "activation_gradient='pre' is overwritten; use a non-in-place activation"
+                )
             consumed = _contains(layer_inputs, h) or (h is not y and _contains(layer_inputs, y))
             kind = "output" if _contains(outputs, h) and not consumed else "hidden"
             if not torch.is_floating_point(h) or h.dim() < 2 or h.shape[1] != _width(module):
@@ -370,8 +384,12 @@ class PlasticityProbe:
     def _backward_and_report(
         self, plan: list[dict[str, Any]], trace: _Trace, output: Any, objective: Objective, objective_name: str
     ) -> ProbeResult:
+        finite = torch.stack([torch.isfinite(p["h"]).all() for p in plan]).tolist()  # one device sync
+        for p, ok in zip(plan, finite):
+            if not ok:
+                raise ValueError(f"layer {p['name']!r}: its outputs contain NaN or inf")
         weights = [p["module"].weight for p in plan]
-        acts = [p["h"] for p in plan]
+        acts = [p["h"] if self.activation_gradient == "post" else p["y"] for p in plan]
         if objective == "layer_output_sum":
             # Eq. 17 per layer: each S_l sees only W_l, because the layer's input is detached.
             value = sum(p["module"](p["x"].detach()).sum() for p in plan)
@@ -414,12 +432,10 @@ class PlasticityProbe:
 
     def _layer_report(self, p: dict[str, Any], weight_grad: Optional[Tensor], act_grad: Optional[Tensor]) -> LayerReport:
         name, module, h = p["name"], p["module"], p["h"].detach()
-        if not bool(torch.isfinite(h).all()):
-            raise ValueError(f"layer {name!r}: its outputs contain NaN or inf")
         if weight_grad is None:  # the objective does not reach this layer: its gradient is exactly zero
             weight_grad = torch.zeros_like(module.weight)
         if act_grad is None:
-            act_grad = torch.zeros_like(h)
+            act_grad = torch.zeros_like(p["y"] if self.activation_gradient == "pre" else h)
         if not bool(torch.isfinite(weight_grad).all()) or not bool(torch.isfinite(act_grad).all()):
             raise ValueError(f"layer {name!r}: the gradient of the objective contains NaN or inf")
         G = metrics.magi(weight_grad)

@@ -1,0 +1,287 @@
+"""Each definition of ocp.metrics against hand-computed values, the degenerate cases, and the pitfalls of
+../shared/notes/metric-pitfalls.md (each test names the pitfall it pins down)."""
+
+import math
+
+import pytest
+import torch
+
+from ocp import metrics as M
+
+
+def t(values, device, dtype):
+    return torch.tensor(values, device=device, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dormancy
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_dormancy_scores_hand_computed(device, dtype):
+    # per-unit E|a| = [2, 0, 1]; layer mean = 1
+    s = M.dormancy_scores(t([[1.0, 0.0, -2.0], [-3.0, 0.0, 0.0]], device, dtype))
+    assert s.dtype == dtype and s.device.type == device.type
+    assert s.tolist() == [2.0, 0.0, 1.0]
+
+
+def test_dormancy_scores_non_integer(device, dtype):
+    # per-unit E|a| = [2, 4], layer mean 3 -> [2/3, 4/3]
+    s = M.dormancy_scores(t([[1.0, 2.0], [3.0, 6.0]], device, dtype))
+    torch.testing.assert_close(s, t([2 / 3, 4 / 3], device, dtype))
+
+
+def test_dormancy_scores_conv_mean_over_batch_and_space(device, dtype):
+    # (N=2, C=2, L=2): unit 0 values 1,1,1,1 -> E|a| = 1; unit 1 values 0,0,0,12 -> E|a| = 3; layer mean 2
+    acts = t([[[1.0, -1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 12.0]]], device, dtype)
+    assert M.dormancy_scores(acts).tolist() == [0.5, 1.5]
+
+
+def test_dormancy_uses_absolute_value_of_what_it_is_given():
+    # Pitfall "pre- or post-activation": the score is over the tensor passed in. Passing the pre-activation of a ReLU
+    # unit (negative everywhere) would call a dead unit live; the post-activation gives the exact 0.
+    pre = torch.tensor([[-1.0, 2.0], [-3.0, 2.0]])
+    assert M.dormancy_scores(pre)[0] > 0
+    assert M.dormancy_scores(torch.relu(pre))[0] == 0
+
+
+def test_degenerate_layer_is_nan_and_all_dormant(device, dtype):
+    # Pitfall "eps": no eps, so an all-zero layer is 0/0 = NaN, and the mask still counts every unit as dormant.
+    s = M.dormancy_scores(torch.zeros(5, 3, device=device, dtype=dtype))
+    assert torch.isnan(s).all()
+    assert M.dormant_mask(s, 0.0).tolist() == [True, True, True]
+    assert M.dormant_mask(s, 0.1).tolist() == [True, True, True]
+
+
+def test_dormant_mask_at_threshold_is_inclusive(device, dtype):
+    s = t([0.5, 0.0, 1.5, 1e-30], device, dtype)
+    assert M.dormant_mask(s, 0.5).tolist() == [True, True, False, True]
+    # tau = 0 is exact zero, not isclose: a score of 1e-30 is not dormant.
+    assert M.dormant_mask(s, 0.0).tolist() == [False, True, False, False]
+
+
+def test_float32_underflow_never_fakes_an_exact_zero():
+    # Pitfall "floating point": H * 1e-44 / 1e30 underflows float32, but the unit is not silent.
+    acts = torch.tensor([[1e-44, 1e30]], dtype=torch.float32)
+    s = M.dormancy_scores(acts)
+    assert s[0] > 0 and s[0] == torch.finfo(torch.float32).smallest_normal * torch.finfo(torch.float32).eps
+    assert M.dormant_mask(s, 0.0).tolist() == [False, False]
+    # A naive float32 implementation does produce the fake zero:
+    naive = acts.abs().mean(0) / acts.abs().mean(0).mean()
+    assert naive[0] == 0
+
+
+def test_float64_underflow_never_fakes_an_exact_zero():
+    acts = torch.tensor([[5e-324, 1e300]], dtype=torch.float64)
+    assert M.dormant_mask(M.dormancy_scores(acts), 0.0).tolist() == [False, False]
+
+
+def test_float32_large_sums_do_not_overflow():
+    acts = torch.full((4, 2), 3e38, dtype=torch.float32)  # a float32 sum would be inf
+    assert M.dormancy_scores(acts).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.ones(3), "dimensions"),
+        (torch.ones(0, 3), "empty"),
+        (torch.ones(3, 0), "empty"),
+        (torch.tensor([[1.0, float("nan")]]), "NaN or inf"),
+        (torch.tensor([[1.0, float("inf")]]), "NaN or inf"),
+        (torch.ones(2, 2, dtype=torch.int64), "floating-point"),
+        ([[1.0, 2.0]], "torch.Tensor"),
+    ],
+)
+def test_dormancy_bad_input(bad, message):
+    with pytest.raises(ValueError, match=message):
+        M.dormancy_scores(bad)
+
+
+def test_mask_rejects_partial_nan_and_bad_tau():
+    with pytest.raises(ValueError, match="some units but not all"):
+        M.dormant_mask(torch.tensor([float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="tau"):
+        M.dormant_mask(torch.tensor([1.0]), -0.1)
+    with pytest.raises(ValueError, match="tau"):
+        M.dormant_mask(torch.tensor([1.0]), float("nan"))
+    with pytest.raises(ValueError, match="1-D"):
+        M.dormant_mask(torch.ones(2, 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gradient scores
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_magi_linear_and_conv(device, dtype):
+    g = t([[1.0, -2.0, 3.0], [0.0, 0.0, 0.0]], device, dtype)
+    assert M.magi(g).tolist() == [2.0, 0.0]
+    conv = torch.arange(8, device=device, dtype=dtype).reshape(2, 1, 2, 2) - 2  # unit 0: -2,-1,0,1 ; unit 1: 2..5
+    assert M.magi(conv).tolist() == [1.0, 3.5]
+
+
+def test_gradient_scores_and_masks(device, dtype):
+    z = M.gradient_scores(t([3.0, 0.0, 1.0, 0.0], device, dtype))  # mean 1
+    assert z.tolist() == [3.0, 0.0, 1.0, 0.0]
+    assert M.zero_gradient_mask(z, 0.0).tolist() == [False, True, False, True]
+    assert M.zero_gradient_mask(z, 1.0).tolist() == [False, True, True, True]
+    all_zero = M.gradient_scores(torch.zeros(3, device=device, dtype=dtype))
+    assert torch.isnan(all_zero).all() and M.zero_gradient_mask(all_zero).all()
+
+
+def test_absolute_zero_gradient_mask_is_strict_and_unnormalised():
+    G = torch.tensor([0.04, 0.05, 0.06])
+    assert M.absolute_zero_gradient_mask(G, 0.05).tolist() == [True, False, False]
+    # Scaling the loss by 10 changes the absolute verdict but not the normalised one (why ours is the default).
+    assert M.absolute_zero_gradient_mask(10 * G, 0.05).tolist() == [False, False, False]
+    torch.testing.assert_close(M.gradient_scores(10 * G), M.gradient_scores(G))
+
+
+def test_gradient_scores_reject_negative_values():
+    with pytest.raises(ValueError, match="non-negative"):
+        M.gradient_scores(torch.tensor([1.0, -1.0]))
+
+
+def test_activation_gradient_scores_do_not_cancel_across_samples(device, dtype):
+    # Pitfall "which gradient": per-sample dL/dh of unit 0 are +1 and -1. GraMa's E|dL/dh| = 1 is not zero, while
+    # a batch-summed gradient (what a weight gradient with constant input sees) cancels to 0.
+    acts_grad = t([[1.0, 0.5], [-1.0, 0.5]], device, dtype)
+    assert M.activation_gradient_scores(acts_grad).tolist() == pytest.approx([4 / 3, 2 / 3])
+    batch_summed = acts_grad.sum(0, keepdim=True)  # = weight gradient for a constant input of 1
+    assert M.magi(batch_summed.T).tolist() == [0.0, 1.0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overlap
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_overlap_and_persistence_hand_computed():
+    a = torch.tensor([True, True, False, False])
+    b = torch.tensor([True, False, True, True])
+    assert M.overlap_coefficient(a, b) == 0.5  # 1 / min(2, 3)
+    assert M.overlap_coefficient(b, a) == 0.5  # symmetric
+    assert M.persistence(a, b) == 0.5  # 1 / |a|
+    assert M.persistence(b, a) == pytest.approx(1 / 3)
+    # The author's earlier |A∩B| / H variant would give 0.25 here: a different quantity.
+    assert int((a & b).sum()) / a.numel() == 0.25
+
+
+def test_overlap_subset_is_one_and_empty_is_nan():
+    a = torch.tensor([True, False, False])
+    b = torch.tensor([True, True, False])
+    assert M.overlap_coefficient(a, b) == 1.0
+    empty = torch.zeros(3, dtype=torch.bool)
+    assert math.isnan(M.overlap_coefficient(a, empty))
+    assert math.isnan(M.overlap_coefficient(empty, empty))
+    assert math.isnan(M.persistence(empty, a))
+    assert M.persistence(a, empty) == 0.0
+
+
+def test_overlap_bad_input():
+    with pytest.raises(ValueError, match="boolean"):
+        M.overlap_coefficient(torch.tensor([1, 0]), torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="same shape"):
+        M.overlap_coefficient(torch.tensor([True]), torch.tensor([True, False]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ranks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _spectrum_matrix(sigmas, n_rows, device, dtype, seed=0):
+    """A random (n_rows x d) matrix with exactly the given singular values."""
+    g = torch.Generator().manual_seed(seed)
+    d = len(sigmas)
+    U, _ = torch.linalg.qr(torch.randn(n_rows, d, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    return (U @ torch.diag(torch.tensor(sigmas, dtype=torch.float64)) @ V.T).to(device=device, dtype=dtype)
+
+
+def test_ranks_hand_computed(device, dtype):
+    phi = _spectrum_matrix([3.0, 2.0, 1.0], 4, device, dtype)
+    p = torch.tensor([1 / 2, 1 / 3, 1 / 6], dtype=torch.float64)
+    expected_erank = math.exp(float(-(p * p.log()).sum()))
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    assert M.effective_rank(phi) == pytest.approx(expected_erank, rel=tol)
+    assert M.stable_rank(phi) == pytest.approx(14 / 9, rel=tol)
+    # cumulative shares 0.5, 0.8333, 1.0
+    assert M.srank(phi, delta=0.01) == 3
+    assert M.srank(phi, delta=0.2) == 2
+    assert M.srank(phi, delta=0.5) == 1  # share 0.5 >= 1 - 0.5: least k is inclusive
+    # sigma / sqrt(4) = 1.5, 1.0, 0.5 ; strict ">"
+    assert M.feature_rank(phi, eps=0.01) == 3
+    assert M.feature_rank(phi, eps=0.75) == 2
+    assert M.feature_rank(phi, eps=1.1) == 1
+    assert M.ranks(phi, delta=0.2, eps=0.75) == pytest.approx(
+        {"effective_rank": expected_erank, "srank": 2, "stable_rank": 14 / 9, "feature_rank": 2}, rel=tol
+    )
+
+
+def test_stable_rank_is_not_srank():
+    # Pitfall: two code bases call srank a "stable rank". On this spectrum they differ: 14/9 vs 3.
+    phi = _spectrum_matrix([3.0, 2.0, 1.0], 5, "cpu", torch.float64)
+    assert M.srank(phi) == 3 and M.stable_rank(phi) == pytest.approx(14 / 9)
+
+
+def test_feature_rank_uses_sqrt_n_scaling():
+    # Pitfall: without the 1/sqrt(N) the count depends on the batch size. Same directions, 100x the rows.
+    sigmas = [3.0, 0.05]
+    small, big = _spectrum_matrix(sigmas, 4, "cpu", torch.float64), _spectrum_matrix(sigmas, 400, "cpu", torch.float64)
+    big = big * 10  # stacking 100 copies of the same rows multiplies every sigma by 10
+    assert M.feature_rank(small, 0.02) == 2  # 0.05 / 2 = 0.025 > 0.02
+    assert M.feature_rank(big, 0.02) == 2  # 0.5 / 20 = 0.025 > 0.02
+
+
+def test_ranks_of_rank_deficient_and_zero_matrices():
+    phi = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], dtype=torch.float64)  # rank 1
+    assert M.effective_rank(phi) == pytest.approx(1.0)
+    assert M.srank(phi) == 1 and M.feature_rank(phi) == 1 and M.stable_rank(phi) == pytest.approx(1.0)
+    zero = torch.zeros(4, 3)
+    r = M.ranks(zero)
+    assert math.isnan(r["effective_rank"]) and math.isnan(r["stable_rank"])
+    assert r["srank"] == 0 and r["feature_rank"] == 0
+
+
+def test_effective_rank_of_identity_is_dimension():
+    assert M.effective_rank(torch.eye(7)) == pytest.approx(7.0)
+
+
+def test_rank_bad_input():
+    with pytest.raises(ValueError, match="dimensions"):
+        M.effective_rank(torch.ones(2, 2, 2))
+    with pytest.raises(ValueError, match="delta"):
+        M.srank(torch.eye(2), delta=1.0)
+    with pytest.raises(ValueError, match="eps"):
+        M.feature_rank(torch.eye(2), eps=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Weight statistics
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_weight_statistics_hand_computed(device, dtype):
+    W = t([[1.0, -2.0], [0.0, 2.0]], device, dtype)
+    b = t([1.0, -1.0], device, dtype)
+    stats = M.weight_statistics(W, b, torch.zeros_like(W), torch.ones_like(b))
+    assert stats == pytest.approx(
+        {
+            "weight_abs_mean": 1.25,
+            "weight_l2": 3.0,
+            "weight_abs_max": 2.0,
+            "bias_abs_mean": 1.0,
+            "bias_l2": math.sqrt(2),
+            "bias_abs_max": 1.0,
+            "weight_distance": 3.0,
+            "bias_distance": 2.0,
+        }
+    )
+    assert set(M.weight_statistics(W)) == {"weight_abs_mean", "weight_l2", "weight_abs_max"}
+
+
+def test_weight_statistics_reference_shape_mismatch():
+    with pytest.raises(ValueError, match="reference_weight"):
+        M.weight_statistics(torch.ones(2, 2), reference_weight=torch.ones(2, 3))

@@ -1,0 +1,317 @@
+"""ocp.probe: against a manual NumPy computation, layer discovery, no side effects, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ocp import metrics as M
+from ocp.probe import PlasticityProbe
+
+
+def relu_mlp(dtype=torch.float64, device="cpu"):
+    """2-4-3-1 ReLU MLP with hand-set weights: hidden unit 1 of layer 0 is dead (w = 0, b = -1)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, -1.0], [0.0, 0.0], [0.5, 2.0], [-1.0, 0.3]]))
+        net[0].bias.copy_(torch.tensor([0.1, -1.0, 0.0, 0.2]))
+        net[2].weight.copy_(torch.tensor([[1.0, 0.5, -0.5, 0.2], [-0.3, 0.1, 0.8, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        net[2].bias.copy_(torch.tensor([0.0, 0.1, 0.5]))
+        net[4].weight.copy_(torch.tensor([[0.7, -1.2, 0.0]]))  # layer-1 unit 2 is live but has a zero outgoing weight
+        net[4].bias.copy_(torch.tensor([0.05]))
+    return net.to(device=device, dtype=dtype)
+
+
+X = np.array([[0.5, -1.0], [1.5, 0.3], [-0.7, 0.8], [0.2, 0.2], [-1.1, -0.4]])
+Y = np.array([[1.0], [-0.5], [0.3], [0.0], [2.0]])
+
+
+def mse(target):
+    return lambda out: ((out - target) ** 2).mean()
+
+
+def numpy_reference(net):
+    """Forward and backward of L = mean((out - y)^2) written out by hand."""
+    W = [net[i].weight.detach().double().cpu().numpy() for i in (0, 2, 4)]
+    b = [net[i].bias.detach().double().cpu().numpy() for i in (0, 2, 4)]
+    z1 = X @ W[0].T + b[0]
+    h1 = np.maximum(z1, 0)
+    z2 = h1 @ W[1].T + b[1]
+    h2 = np.maximum(z2, 0)
+    out = h2 @ W[2].T + b[2]
+    d_out = 2 * (out - Y) / len(X)
+    d_h2 = d_out @ W[2]
+    d_z2 = d_h2 * (z2 > 0)
+    d_h1 = d_z2 @ W[1]
+    d_z1 = d_h1 * (z1 > 0)
+    grads = [d_z1.T @ X, d_z2.T @ h1, d_out.T @ h2]
+    acts, act_grads = [h1, h2, out], [d_h1, d_h2, d_out]
+
+    def norm(v):
+        return v / v.mean()
+
+    return [
+        dict(
+            dormancy=norm(np.abs(a).mean(0)),
+            magi=np.abs(g).mean(1),
+            grad_scores=norm(np.abs(g).mean(1)),
+            act_grad_scores=norm(np.abs(ag).mean(0)),
+            features=a,
+        )
+        for a, g, ag in zip(acts, grads, act_grads)
+    ]
+
+
+def test_probe_matches_manual_computation(device, dtype):
+    net = relu_mlp(dtype, device)
+    x = torch.tensor(X, dtype=dtype, device=device)
+    y = torch.tensor(Y, dtype=dtype, device=device)
+    result = PlasticityProbe(net).measure(x, mse(y))
+    ref = numpy_reference(net)
+    assert [r.name for r in result.hidden] == ["0", "2"] and [r.name for r in result.output] == ["4"]
+    assert [r.activation for r in result.layers] == ["ReLU", "ReLU", "none"]
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for report, expected in zip(result.layers, ref):
+        for field, key in [("dormancy_scores", "dormancy"), ("magi", "magi"), ("gradient_scores", "grad_scores"),
+                           ("activation_gradient_scores", "act_grad_scores"), ("features", "features")]:  # fmt: skip
+            got = getattr(report, field).cpu().double().numpy()
+            np.testing.assert_allclose(got, expected[key], **tol, err_msg=f"{report.name}.{field}")
+    # Exact verdicts: the dead unit (0, 1) is dormant and zero-gradient at tau = 0; so is none else in layer 0.
+    assert result.layer("0").dormant_mask(0.0).tolist() == [False, True, False, False]
+    assert result.layer("0").zero_gradient_mask(0.0).tolist() == [False, True, False, False]
+
+
+def test_live_unit_with_zero_outgoing_weights_has_zero_gradient_but_is_not_dormant():
+    # Pitfall: zero gradient does not imply dormancy (e.g. right after a ReDo reset zeroes outgoing weights).
+    net = relu_mlp()
+    result = PlasticityProbe(net).measure(torch.tensor(X), mse(torch.tensor(Y)))
+    layer1 = result.layer("2")
+    assert layer1.dormancy_scores[2] > 0
+    assert layer1.magi[2] == 0 and layer1.zero_gradient_mask(0.0)[2]
+    assert not layer1.dormant_mask(0.0)[2]
+
+
+def test_network_ratio_is_sum_over_units_not_mean_of_layer_fractions():
+    net = relu_mlp()
+    result = PlasticityProbe(net).measure(torch.tensor(X), mse(torch.tensor(Y)))
+    layer_dormant = [int(r.dormant_mask(0.0).sum()) for r in result.hidden]
+    widths = [r.width for r in result.hidden]
+    assert widths == [4, 3]
+    expected = sum(layer_dormant) / 7
+    assert result.dormant_ratio(0.0) == expected
+    zg = [int(r.zero_gradient_mask(0.0).sum()) for r in result.hidden]
+    assert zg == [1, 1] and result.zero_gradient_ratio(0.0) == 2 / 7
+    assert result.zero_gradient_ratio(0.0) != np.mean([1 / 4, 1 / 3])  # the mean-of-fractions aggregation
+
+
+def test_output_sum_and_layer_output_sum_objectives():
+    net = relu_mlp()
+    x = torch.tensor(X)
+    out_sum = PlasticityProbe(net).measure(x, "output_sum")
+    # d(sum out)/dW3 = sum_k h2_k: compare with the NumPy forward.
+    h2 = numpy_reference(net)[1]["features"]
+    np.testing.assert_allclose(out_sum.layer("4").magi.numpy(), np.abs(h2.sum(0)).mean(keepdims=True))
+    eq17 = PlasticityProbe(net).measure(x, "layer_output_sum")
+    # Literal Eq. 17: dS/dW_ij = sum_k X_kj for every unit i -> identical MAGI across the layer.
+    expected0 = np.abs(X.sum(0)).mean()
+    np.testing.assert_allclose(eq17.layer("0").magi.numpy(), np.full(4, expected0))
+    h1 = numpy_reference(net)[0]["features"]
+    np.testing.assert_allclose(eq17.layer("2").magi.numpy(), np.full(3, np.abs(h1.sum(0)).mean()))
+    assert eq17.zero_gradient_ratio(0.0) == 0.0  # the dead unit is not "zero-gradient" under Eq. 17
+    assert all(torch.isnan(r.activation_gradient_scores).all() for r in eq17.layers)
+
+
+def test_degenerate_layer_reported():
+    net = relu_mlp()
+    with torch.no_grad():
+        net[0].bias.fill_(-100.0)  # every layer-0 output is exactly 0
+    result = PlasticityProbe(net).measure(torch.tensor(X), mse(torch.tensor(Y)))
+    layer0 = result.layer("0")
+    assert layer0.degenerate and torch.isnan(layer0.dormancy_scores).all()
+    assert layer0.dormant_ratio(0.0) == 1.0
+    assert layer0.gradient_degenerate and layer0.zero_gradient_ratio(0.0) == 1.0
+    assert "degenerate" in result.format()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The probe leaves the model as it found it
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _all_hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def test_probe_has_no_side_effects():
+    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 1))
+    net.train()
+    net[2].eval()  # a mixed-mode model: every module's own flag must come back
+    net[0].weight.grad = torch.full_like(net[0].weight, 7.0)
+    params_before = [p.detach().clone() for p in net.parameters()]
+    rng_before = torch.get_rng_state()
+    probe = PlasticityProbe(net, layers={"0": "1", "3": None})
+    probe.measure(torch.tensor(X, dtype=torch.float32), "output_sum", train_mode=True)
+    assert torch.equal(net[0].weight.grad, torch.full_like(net[0].weight, 7.0))
+    assert net[3].weight.grad is None
+    assert [m.training for m in net] == [True, True, False, True] and net.training
+    assert _all_hooks(net) == 0
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert all(torch.equal(a, b) for a, b in zip(params_before, net.parameters()))
+
+
+def test_no_hook_left_when_objective_raises():
+    net = relu_mlp()
+    modes = [m.training for m in net.modules()]
+
+    def boom(out):
+        raise RuntimeError("objective failed")
+
+    with pytest.raises(RuntimeError, match="objective failed"):
+        PlasticityProbe(net).measure(torch.tensor(X), boom)
+    assert _all_hooks(net) == 0
+    assert [m.training for m in net.modules()] == modes
+
+
+def test_eval_mode_by_default_keeps_batchnorm_buffers():
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    net.train()
+    before = net[2].running_mean.clone()
+    PlasticityProbe(net).measure(torch.tensor(X, dtype=torch.float32), "output_sum")
+    assert torch.equal(net[2].running_mean, before) and net.training
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layer discovery
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_no_act_network_measures_linear_outputs():
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 3), nn.Identity(), nn.Linear(3, 1)).double()
+    x = torch.tensor(X)
+    result = PlasticityProbe(net).measure(x, "output_sum")
+    assert [(r.name, r.kind, r.activation) for r in result.layers] == [
+        ("0", "hidden", "none"), ("1", "hidden", "Identity"), ("3", "output", "none")]  # fmt: skip
+    torch.testing.assert_close(result.layer("0").features, net[0](x).detach())
+
+
+class FunctionalMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(2, 4), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class ModuleMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def test_functional_activation_is_refused_not_guessed():
+    with pytest.raises(ValueError, match="cannot tell which activation follows layer 'fc1'"):
+        PlasticityProbe(FunctionalMLP()).measure(torch.randn(5, 2), "output_sum")
+
+
+def test_custom_module_with_activation_modules_is_traced():
+    net = ModuleMLP()
+    x = torch.randn(6, 2)
+    result = PlasticityProbe(net).measure(x, "output_sum")
+    assert [(r.name, r.activation, r.kind) for r in result.layers] == [("fc1", "Tanh", "hidden"), ("fc2", "none", "output")]
+    torch.testing.assert_close(result.layer("fc1").features, torch.tanh(net.fc1(x)).detach())
+
+
+def test_layers_argument_restricts_and_validates():
+    net = relu_mlp()
+    result = PlasticityProbe(net, layers=["2"]).measure(torch.tensor(X), "output_sum")
+    assert [r.name for r in result.layers] == ["2"]
+    with pytest.raises(ValueError, match="not an nn.Linear"):
+        PlasticityProbe(net, layers=["1"])
+    with pytest.raises(ValueError, match="lacks"):
+        PlasticityProbe(net, layers={"0": "nope"})
+
+
+def test_shared_layer_is_refused():
+    lin = nn.Linear(3, 3)
+    net = nn.Sequential(lin, nn.ReLU(), lin)
+    with pytest.raises(ValueError, match="called 2 times"):
+        PlasticityProbe(net).measure(torch.randn(4, 3), "output_sum")
+
+
+def test_conv_network():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 3, 2), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 1))
+    with torch.no_grad():
+        net[0].weight[1].zero_()
+        net[0].bias[1] = -1.0  # channel 1 is dead everywhere
+    x = torch.randn(4, 1, 3, 3)
+    result = PlasticityProbe(net).measure(x, "output_sum")
+    conv = result.layer("0")
+    assert conv.width == 3 and conv.features.shape == (4, 3)
+    assert conv.dormant_mask(0.0).tolist() == [False, True, False]
+    assert conv.magi[1] == 0
+    a = torch.relu(net[0](x)).detach()
+    torch.testing.assert_close(conv.dormancy_scores, M.dormancy_scores(a))
+
+
+def test_ranks_and_weight_stats_in_report():
+    net = relu_mlp()
+    probe = PlasticityProbe(net)
+    probe.snapshot_reference()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    report = probe.measure(torch.tensor(X), "output_sum").layer("0")
+    assert report.weight_stats["weight_distance"] == pytest.approx(math.sqrt(8))  # 8 entries moved by 1
+    assert report.ranks() == M.ranks(report.features)
+
+
+def test_rows_are_tidy():
+    result = PlasticityProbe(relu_mlp(), thresholds=(0.0, 0.5)).measure(torch.tensor(X), "output_sum")
+    rows = result.rows()
+    assert len(rows) == 3 * 2
+    assert {(r["layer"], r["tau"]) for r in rows} == {(n, t) for n in ("0", "2", "4") for t in (0.0, 0.5)}
+    assert rows[0]["dormant_ratio"] == result.layer("0").dormant_ratio(0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_bad_input_errors():
+    net = relu_mlp()
+    probe = PlasticityProbe(net)
+    x = torch.tensor(X)
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        PlasticityProbe(nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        probe.measure(torch.zeros(0, 2, dtype=torch.float64), "output_sum")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        probe.measure(torch.tensor([[float("nan"), 0.0]], dtype=torch.float64), "output_sum")
+    with pytest.raises(ValueError, match="scalar"):
+        probe.measure(x, lambda out: out)
+    with pytest.raises(ValueError, match="does not depend"):
+        probe.measure(x, lambda out: torch.tensor(1.0))
+    with pytest.raises(ValueError, match="not finite"):
+        probe.measure(x, lambda out: out.sum() * float("inf"))
+    with pytest.raises(ValueError, match="objective must be"):
+        probe.measure(x, "loss")
+    with pytest.raises(ValueError, match="tensor"):
+        probe.measure(x, lambda out: 1.0)
+    with pytest.raises(ValueError, match="thresholds"):
+        PlasticityProbe(net, thresholds=(-1.0,))
+
+
+def test_non_finite_activations_name_the_layer():
+    net = relu_mlp()
+    with torch.no_grad():
+        net[2].weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="layer '2'"):
+        PlasticityProbe(net).measure(torch.tensor(X), "output_sum")
