@@ -1,0 +1,531 @@
+"""Task-relevance transfer experiment (paper Section 3.2, Appendix A, Figures 3 and 5) and the similar-task control.
+
+The critic of a trained PPO agent initialises a regressor that is then trained on
+
+* ``eq1`` — the paper's Eq. 1, a task unrelated to the critic's (the paper's experiment), and
+* ``similar`` — discounted returns of a re-weighted HalfCheetah reward on states visited by the agent's own policy,
+  a task close to the critic's (a control the paper does not run; OCP predicts a gap in favour of the pretrained
+  critic here and none on Eq. 1),
+
+against a random initialisation of the same architecture (PPO's own orthogonal init). Every (task, checkpoint, init,
+lr, seed) run logs train/test MSE per epoch and probes the regressor (``ocp.probe``, MSE objective on the training
+set) at intervals; a summary compares pretrained and random init per (task, checkpoint, lr) with Welch's t-test, a
+bootstrap CI of the mean difference and Cohen's d.
+
+Choices where the paper is silent (all configurable, see :class:`TransferConfig`):
+
+* Adam (PyTorch defaults besides lr), 200 epochs of minibatches of 100 samples, reshuffled every epoch.
+* Seed ``s`` draws the data (Eq. 1 samples, or the similar task's episodes), the random init and the minibatch order;
+  both inits of one seed see the same data, so the two arms differ only by their initial weights.
+* Eq. 1 inputs go into the network as they are (the paper feeds X straight in); ``eq1_inputs="checkpoint"`` passes
+  them through the checkpoint's observation normaliser first. Similar-task inputs are normalised with the checkpoint's
+  normaliser by default (that is how the critic saw states) and targets divided by its return scale √(var(G) + ε), the
+  reward scaling the critic was trained under; both arms get the same transformed data.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import inspect
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+from ocp import metrics
+from ocp.agent import ACTIVATIONS, Agent
+from ocp.checkpoint import CorruptCheckpointError, atomic_write_bytes, load_checkpoint, load_latest_checkpoint
+from ocp.envs import check_env
+from ocp.probe import DEFAULT_THRESHOLDS, PlasticityProbe
+from ocp.regression_tasks import (
+    EQ1_INPUT_DIM,
+    RegressionData,
+    ReturnTaskSpec,
+    XDistribution,
+    collect_return_data,
+    make_eq1_data,
+)
+
+Task = Literal["eq1", "similar"]
+InputMode = Literal["raw", "checkpoint"]
+TargetScale = Literal["none", "checkpoint"]
+INITS = ("pretrained", "random")
+
+CURVE_COLUMNS = ["task", "group", "init", "activation", "lr", "seed", "epoch", "train_mse", "test_mse"]
+PROBE_COLUMNS = ["task", "group", "init", "activation", "lr", "seed", "epoch", "layer", "kind", "width", "tau",
+                 "dormant_ratio", "zero_gradient_ratio", "still_dormant", "still_zero_gradient"]  # fmt: skip
+SUMMARY_COLUMNS = [
+    "task", "group", "activation", "lr", "metric", "epochs",
+    "n_pretrained", "pretrained_mean", "pretrained_ci_low", "pretrained_ci_high",
+    "n_random", "random_mean", "random_ci_low", "random_ci_high",
+    "diff_mean", "diff_ci_low", "diff_ci_high", "relative_diff", "cohens_d",
+    "welch_t", "welch_df", "welch_p", "significant",
+]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading pretrained critics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PretrainedAgent:
+    """A PPO agent restored from a checkpoint; its ``critic`` is what the experiment transfers."""
+
+    label: str
+    source: Path
+    agent: Agent
+    activation: str
+    hidden_sizes: tuple[int, ...]
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.agent.critic[0].in_features)
+
+
+def agent_from_payload(payload: Any, source: str | Path) -> tuple[Agent, str]:
+    """Rebuild the :class:`Agent` of a checkpoint payload as ``ocp.ppo`` saves it (``{"config": PPOConfig dict,
+    "agent": state_dict, ...}``); returns it in eval mode with its activation. The only place that knows that format.
+
+    Widths come from the weights themselves; activation and normaliser settings from the config.
+    """
+    if not isinstance(payload, dict) or "agent" not in payload or "config" not in payload:
+        keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{source}: not a PPO checkpoint (need 'agent' and 'config' entries, found {keys})")
+    state, config = payload["agent"], payload["config"]
+    activation = config.get("activation")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{source}: the checkpoint's config has activation {activation!r}, expected one of {sorted(ACTIVATIONS)}")
+    try:
+        critic_weights = [state[k] for k in sorted((k for k in state if k.startswith("critic.") and k.endswith(".weight")),
+                                                   key=lambda k: int(k.split(".")[1]))]  # fmt: skip
+        obs_dim, act_dim = int(critic_weights[0].shape[1]), int(state["actor_logstd"].shape[-1])
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"{source}: the agent state lacks critic or actor weights ({err!r})") from err
+    hidden = tuple(int(w.shape[0]) for w in critic_weights[:-1])
+    allowed = set(inspect.signature(Agent.__init__).parameters) - {"self", "obs_dim", "act_dim", "hidden_sizes", "activation"}
+    extra = {k: v for k, v in config.items() if k in allowed}
+    agent = Agent(obs_dim, act_dim, hidden, activation, **extra)
+    try:
+        agent.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{source}: the agent state does not fit a {activation} agent with hidden sizes {hidden}: {err}") from err
+    return agent.eval(), activation
+
+
+def _default_label(path: Path, activation: str) -> str:
+    # A run directory names the run; a checkpoint file inside <run>/checkpoints/ is named after run and file.
+    if path.is_dir():
+        return f"{activation}:{path.name}"
+    if path.parent.name == "checkpoints":
+        return f"{activation}:{path.parent.parent.name}/{path.stem}"
+    return f"{activation}:{path.stem}"
+
+
+def load_pretrained(
+    path: str | Path, expected_activation: Optional[str] = None, input_dim: Optional[int] = None, label: Optional[str] = None
+) -> PretrainedAgent:
+    """Load a checkpoint file, or the newest valid checkpoint of a run directory, as a :class:`PretrainedAgent`.
+
+    ``ValueError`` (naming the file and the problem) for a missing path, a run directory without checkpoints, a
+    corrupt file, a payload that is not a PPO agent, an activation other than ``expected_activation`` or a critic whose
+    input size is not ``input_dim``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        if path.is_dir():
+            found = load_latest_checkpoint(path)
+            if found is None:
+                raise ValueError(f"{path} is a directory without checkpoints")
+            source, payload = found
+        else:
+            source, payload = path, load_checkpoint(path)
+    except CorruptCheckpointError as err:
+        raise ValueError(f"corrupt checkpoint: {err}") from err
+    agent, activation = agent_from_payload(payload, source)
+    if expected_activation is not None and activation != expected_activation:
+        raise ValueError(f"{source}: activation mismatch, the checkpoint's critic uses {activation!r}, expected {expected_activation!r}")
+    pretrained = PretrainedAgent(label or _default_label(path, activation), Path(source), agent, activation,
+                                 tuple(int(m.out_features) for m in agent.critic if isinstance(m, nn.Linear))[:-1])  # fmt: skip
+    if input_dim is not None and pretrained.obs_dim != input_dim:
+        raise ValueError(f"{source}: the critic takes {pretrained.obs_dim} inputs, the task has {input_dim}")
+    return pretrained
+
+
+def pretrained_critic(p: PretrainedAgent) -> nn.Sequential:
+    """A trainable copy of the checkpoint's critic (same modules, so the same activation)."""
+    return copy.deepcopy(p.agent.critic).train()
+
+
+def random_critic(p: PretrainedAgent, seed: int) -> nn.Sequential:
+    """A freshly initialised critic of the same architecture, built by PPO's own code (orthogonal init).
+
+    The torch seed is derived from ``seed`` (not ``seed`` itself) so that it does not reproduce the initial weights of
+    a PPO run started with the same seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
+        return Agent(p.obs_dim, int(p.agent.actor_logstd.shape[-1]), p.hidden_sizes, p.activation).critic
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training one regressor
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(F.mse_loss(model(x).squeeze(-1), y))
+
+
+def train_regressor(
+    model: nn.Module,
+    data: RegressionData,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    probe_every: int = 0,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Adam on the MSE, ``epochs`` passes of shuffled minibatches (``batch_size >= n_train``: full batch).
+
+    Returns curve rows ``{epoch, train_mse, test_mse}`` for epochs 0 (before training) … ``epochs``, and probe rows
+    for epochs 0, ``probe_every``, 2·``probe_every``, …, and the last (none if ``probe_every`` is 0). Probe rows hold
+    per layer and threshold the dormant and zero-gradient ratios, and the share of the units flagged at epoch 0 that
+    are still flagged (``still_*``: 1 means none woke up; NaN when none was flagged at epoch 0).
+    """
+    if lr <= 0 or epochs < 0 or batch_size < 1:
+        raise ValueError(f"need lr > 0, epochs >= 0 and batch_size >= 1, got {lr}, {epochs}, {batch_size}")
+    x, y, n = data.x_train, data.y_train, data.x_train.shape[0]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    probe = PlasticityProbe(model, thresholds=thresholds) if probe_every > 0 else None
+    start_masks: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def objective(out: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out.squeeze(-1), y)
+
+    curves, probes = [], []
+    for epoch in range(epochs + 1):
+        if epoch > 0:
+            model.train()
+            for idx in torch.randperm(n, generator=order).split(batch_size):
+                loss = F.mse_loss(model(x[idx]).squeeze(-1), y[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            model.eval()
+        curves.append({"epoch": epoch, "train_mse": _mse(model, x, y), "test_mse": _mse(model, data.x_test, data.y_test)})
+        if probe is not None and (epoch % probe_every == 0 or epoch == epochs):
+            probes += _probe_rows(probe.measure(x, objective), epoch, start_masks)
+    return curves, probes
+
+
+def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, Any]]:
+    rows = []
+    for r in result.layers:
+        for tau in result.thresholds:
+            dormant, zero_grad = r.dormant_mask(tau), r.zero_gradient_mask(tau)
+            first = start_masks.setdefault((r.name, tau), (dormant, zero_grad))
+            rows.append({"epoch": epoch, "layer": r.name, "kind": r.kind, "width": r.width, "tau": tau,
+                         "dormant_ratio": r.dormant_ratio(tau), "zero_gradient_ratio": r.zero_gradient_ratio(tau),
+                         "still_dormant": metrics.persistence(first[0], dormant),
+                         "still_zero_gradient": metrics.persistence(first[1], zero_grad)})  # fmt: skip
+    for tau in result.thresholds:
+        rows.append({"epoch": epoch, "layer": "network", "kind": "hidden_total", "width": sum(r.width for r in result.hidden),
+                     "tau": tau, "dormant_ratio": result.dormant_ratio(tau),
+                     "zero_gradient_ratio": result.zero_gradient_ratio(tau),
+                     "still_dormant": math.nan, "still_zero_gradient": math.nan})  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval ``mean ± t_{(1+c)/2, n−1} · s/√n`` (NaN bounds for n < 2)."""
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """Welch's unequal-variance t-test of mean(a) = mean(b): (t, Welch–Satterthwaite df, two-sided p)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else math.nan
+    res = stats.ttest_ind(a, b, equal_var=False)
+    return float(res.statistic), float(df), float(res.pvalue)
+
+
+def bootstrap_diff_ci(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of mean(a) − mean(b), resampling each group independently with replacement."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    diffs = rng.choice(a, (resamples, len(a))).mean(1) - rng.choice(b, (resamples, len(b))).mean(1)
+    alpha = 1 - confidence
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
+    """(mean(a) − mean(b)) / pooled standard deviation (ddof 1); NaN when both groups are constant."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    return float((a.mean() - b.mean()) / math.sqrt(pooled)) if pooled > 0 else math.nan
+
+
+def compare(pretrained: Sequence[float], random: Sequence[float], confidence: float, resamples: int, seed: int) -> dict[str, Any]:
+    """Every summary statistic of one pretrained-vs-random comparison (``diff`` = pretrained − random)."""
+    pm, plo, phi = mean_ci(pretrained, confidence)
+    rm, rlo, rhi = mean_ci(random, confidence)
+    t, df, p = welch_test(pretrained, random)
+    dlo, dhi = bootstrap_diff_ci(pretrained, random, confidence, resamples, seed)
+    return {"n_pretrained": len(pretrained), "pretrained_mean": pm, "pretrained_ci_low": plo, "pretrained_ci_high": phi,
+            "n_random": len(random), "random_mean": rm, "random_ci_low": rlo, "random_ci_high": rhi,
+            "diff_mean": pm - rm, "diff_ci_low": dlo, "diff_ci_high": dhi,
+            "relative_diff": (pm - rm) / rm if rm != 0 else math.nan, "cohens_d": cohens_d(pretrained, random),
+            "welch_t": t, "welch_df": df, "welch_p": p, "significant": bool(p < 1 - confidence)}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The experiment
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Transfer PPO critics to Eq. 1 (paper Sec. 3.2) and to a similar return-regression task, against random init."""
+
+    checkpoints: tuple[Path, ...]
+    """PPO checkpoint files, or run directories (their newest valid checkpoint is used)."""
+    labels: tuple[str, ...] = ()
+    """One name per checkpoint for the ``group`` column; default ``<activation>:<run>``."""
+    expected_activations: tuple[str, ...] = ()
+    """If given, one per checkpoint: refuse a checkpoint whose critic uses another activation."""
+    out_dir: Path = Path("results/transfer")
+    """Where curves.csv, probe.csv, summary.csv and config.json are written."""
+    tasks: tuple[Task, ...] = ("eq1", "similar")
+    """``eq1``: the paper's Eq. 1; ``similar``: the similar-task control."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Seeds per arm; seed s draws the data, the random init and the minibatch order."""
+    lrs: tuple[float, ...] = (0.01, 0.005)
+    """Adam learning rates (the paper's two)."""
+    epochs: int = 200
+    batch_size: int = 100
+    """Minibatch size; >= n_train gives full-batch training."""
+    n_train: int = 1000
+    n_test: int = 1000
+    noise_std: float = 0.1
+    """σ of Eq. 1's noise."""
+    x_distribution: XDistribution = "normal"
+    """Distribution of each Eq. 1 input (not stated in the paper): N(0, x_scale²) or U[−x_scale, x_scale]."""
+    x_scale: float = 1.0
+    eq1_inputs: InputMode = "raw"
+    """``raw``: X straight into the network, as the paper; ``checkpoint``: through the checkpoint's obs normaliser."""
+    similar_env_id: str = "HalfCheetah-v4"
+    similar_reward_run_weight: float = 1.0
+    """Weight of HalfCheetah's forward-velocity reward term in the similar task (1 as in training)."""
+    similar_reward_ctrl_weight: float = 2.0
+    """Weight of the (negative) control-cost term; 1 is the training reward, so the default doubles the cost."""
+    similar_gamma: float = 0.99
+    similar_horizon: int = 500
+    """Rewards summed per target (γ^500 ≈ 0.007, so the truncation is small); episodes run long enough for it."""
+    similar_states_per_episode: int = 500
+    similar_state_stride: int = 2
+    """Keep every k-th state of an episode (consecutive states are nearly identical)."""
+    similar_deterministic: bool = False
+    """Roll out the policy's mean action instead of sampling (the critic learned the stochastic policy's value)."""
+    similar_policy: Optional[Path] = None
+    """Checkpoint (or run dir) whose policy collects the similar-task states; default each checkpoint's own policy."""
+    similar_inputs: InputMode = "checkpoint"
+    similar_target_scale: TargetScale = "checkpoint"
+    """``checkpoint``: divide returns by the checkpoint's √(var(G) + ε), the scale its critic was trained on."""
+    probe_every: int = 20
+    """Probe the regressor every k epochs (and at the first and last); 0 turns probing off."""
+    probe_thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    confidence: float = 0.95
+    bootstrap_resamples: int = 10_000
+    threads: int = 1
+    """torch CPU threads (the networks are tiny; more threads mostly add overhead)."""
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+
+        need(len(self.checkpoints) >= 1, "give at least one checkpoint")
+        need(not self.labels or len(self.labels) == len(self.checkpoints), f"{len(self.labels)} labels for {len(self.checkpoints)} checkpoints")
+        need(len(set(self.labels)) == len(self.labels), f"labels must be distinct, got {self.labels}")
+        need(not self.expected_activations or len(self.expected_activations) == len(self.checkpoints),
+             f"{len(self.expected_activations)} expected activations for {len(self.checkpoints)} checkpoints")  # fmt: skip
+        need(len(self.tasks) >= 1 and set(self.tasks) <= {"eq1", "similar"}, f"tasks must be eq1 and/or similar, got {self.tasks}")
+        need(len(self.seeds) >= 2 and len(set(self.seeds)) == len(self.seeds), f"need >= 2 distinct seeds, got {self.seeds}")
+        need(len(self.lrs) >= 1 and all(lr > 0 for lr in self.lrs), f"learning rates must be > 0, got {self.lrs}")
+        need(self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        need(self.n_train >= 1 and self.n_test >= 1, f"n_train and n_test must be >= 1, got {self.n_train}, {self.n_test}")
+        need(self.noise_std >= 0 and self.x_scale > 0, f"need noise_std >= 0 and x_scale > 0, got {self.noise_std}, {self.x_scale}")
+        need(self.probe_every >= 0, f"probe_every must be >= 0, got {self.probe_every}")
+        need(0 < self.confidence < 1, f"confidence must be in (0, 1), got {self.confidence}")
+        need(self.bootstrap_resamples >= 1 and self.threads >= 1, "bootstrap_resamples and threads must be >= 1")
+        self.return_spec().validate()
+
+    def return_spec(self) -> ReturnTaskSpec:
+        return ReturnTaskSpec(self.similar_env_id, self.similar_reward_run_weight, self.similar_reward_ctrl_weight,
+                              self.similar_gamma, self.similar_horizon, self.similar_states_per_episode,
+                              self.similar_state_stride, self.similar_deterministic)  # fmt: skip
+
+
+def _prepare(data: RegressionData, p: PretrainedAgent, inputs: InputMode, target_scale: TargetScale) -> RegressionData:
+    """Apply the checkpoint's observation normaliser and/or return scale, as chosen."""
+    x_train, x_test, y_train, y_test = data.x_train, data.x_test, data.y_train, data.y_test
+    if inputs == "checkpoint":
+        x_train, x_test = p.agent.normalize_obs(x_train, update=False), p.agent.normalize_obs(x_test, update=False)
+    if target_scale == "checkpoint" and p.agent.norm_reward:
+        scale = float(torch.sqrt(p.agent.ret_rms.var + p.agent.norm_epsilon))
+        y_train, y_test = y_train / scale, y_test / scale
+    return RegressionData(x_train, y_train, x_test, y_test)
+
+
+def _csv_bytes(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="raise", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Write a tidy CSV atomically (readers see the old file or the complete new one)."""
+    atomic_write_bytes(path, _csv_bytes(rows, columns))
+
+
+def summarise(curves: list[dict[str, Any]], confidence: float, resamples: int) -> list[dict[str, Any]]:
+    """Pretrained vs random per (task, group, lr) on two metrics: the final test MSE, and the test MSE averaged over
+    epochs 1…E (lower means faster convergence as well as a lower end point)."""
+    final_epoch = max(r["epoch"] for r in curves)
+    per_run: dict[tuple, list[float]] = {}
+    for r in curves:
+        per_run.setdefault((r["task"], r["group"], r["activation"], r["lr"], r["init"], r["seed"]), [0.0] * (final_epoch + 1))[r["epoch"]] = r["test_mse"]  # fmt: skip
+    metrics_of: dict[str, Callable[[list[float]], float]] = {
+        "final_test_mse": lambda c: c[-1],
+        "mean_test_mse_over_epochs": lambda c: float(np.mean(c[1:])),
+    }
+    keys = sorted({k[:4] for k in per_run}, key=lambda k: (k[0], k[1], -k[3]))
+    rows = []
+    for i, (task, group, activation, lr) in enumerate(keys):
+        for name, fn in metrics_of.items():
+            arms = {init: [fn(c) for (t, g, _, l, ini, _), c in sorted(per_run.items()) if (t, g, l, ini) == (task, group, lr, init)]
+                    for init in INITS}  # fmt: skip
+            if min(len(v) for v in arms.values()) < 2:
+                continue
+            rows.append({"task": task, "group": group, "activation": activation, "lr": lr, "metric": name,
+                         "epochs": final_epoch, **compare(arms["pretrained"], arms["random"], confidence, resamples, seed=i)})  # fmt: skip
+    return rows
+
+
+def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, list[dict[str, Any]]]:
+    """Run every (task, checkpoint, init, lr, seed), write the CSVs and config.json to ``cfg.out_dir``, return the rows."""
+    cfg.validate()
+    started = time.perf_counter()
+    task_dims = {"eq1": EQ1_INPUT_DIM}
+    if "similar" in cfg.tasks:
+        task_dims["similar"] = check_env(cfg.similar_env_id)[0]
+    groups = []
+    for i, path in enumerate(cfg.checkpoints):
+        p = load_pretrained(path, cfg.expected_activations[i] if cfg.expected_activations else None,
+                            label=cfg.labels[i] if cfg.labels else None)  # fmt: skip
+        for task in cfg.tasks:
+            if p.obs_dim != task_dims[task]:
+                raise ValueError(f"{p.source}: the critic takes {p.obs_dim} inputs, task {task!r} has {task_dims[task]}")
+        groups.append(p)
+    labels = [p.label for p in groups]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"checkpoints share a label ({labels}); pass distinct --labels")
+    shared_policy = load_pretrained(cfg.similar_policy, input_dim=task_dims.get("similar")) if cfg.similar_policy else None
+
+    curves: list[dict[str, Any]] = []
+    probes: list[dict[str, Any]] = []
+    for seed in cfg.seeds:
+        eq1 = make_eq1_data(cfg.n_train, cfg.n_test, seed, cfg.noise_std, cfg.x_distribution, cfg.x_scale) if "eq1" in cfg.tasks else None
+        shared_returns = None
+        for p in groups:
+            for task in cfg.tasks:
+                if task == "eq1":
+                    data = _prepare(eq1, p, cfg.eq1_inputs, "none")
+                else:
+                    if shared_policy is not None:
+                        shared_returns = shared_returns or collect_return_data(shared_policy.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, seed)
+                        raw = shared_returns
+                    else:
+                        raw = collect_return_data(p.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, seed)
+                    data = _prepare(raw, p, cfg.similar_inputs, cfg.similar_target_scale)
+                for init in INITS:
+                    for lr in cfg.lrs:
+                        model = pretrained_critic(p) if init == "pretrained" else random_critic(p, seed)
+                        c, pr = train_regressor(model, data, lr, cfg.epochs, cfg.batch_size, seed, cfg.probe_every, cfg.probe_thresholds)
+                        meta = {"task": task, "group": p.label, "init": init, "activation": p.activation, "lr": lr, "seed": seed}
+                        curves += [{**meta, **row} for row in c]
+                        probes += [{**meta, **row} for row in pr]
+                        log(f"seed {seed} {task:<7} {p.label} {init:<10} lr {lr:g}: test MSE {c[0]['test_mse']:.4g} -> {c[-1]['test_mse']:.4g}")
+    summary = summarise(curves, cfg.confidence, cfg.bootstrap_resamples)
+    out = Path(cfg.out_dir)
+    write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
+    write_csv(out / "probe.csv", probes, PROBE_COLUMNS)
+    write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    info = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+            "checkpoints": {p.label: str(p.source) for p in groups},
+            "wall_seconds": time.perf_counter() - started}  # fmt: skip
+    atomic_write_bytes(out / "config.json", (json.dumps(info, indent=2) + "\n").encode())
+    return {"curves": curves, "probe": probes, "summary": summary}
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """The summary as a fixed-width table, Eq. 1 and the similar task side by side per checkpoint and lr."""
+    head = f"{'task':<8}{'group':<28}{'lr':>7}  {'metric':<26}{'pretrained (95% CI)':>30}{'random (95% CI)':>30}{'diff [boot CI]':>30}{'d':>7}{'p':>8}"
+    lines = [head]
+    for r in rows:
+        cell = lambda m, lo, hi: f"{r[m]:.4g} [{r[lo]:.4g}, {r[hi]:.4g}]"  # noqa: E731
+        lines.append(f"{r['task']:<8}{r['group']:<28}{r['lr']:>7g}  {r['metric']:<26}"
+                     f"{cell('pretrained_mean', 'pretrained_ci_low', 'pretrained_ci_high'):>30}"
+                     f"{cell('random_mean', 'random_ci_low', 'random_ci_high'):>30}"
+                     f"{cell('diff_mean', 'diff_ci_low', 'diff_ci_high'):>30}{r['cohens_d']:>7.2f}{r['welch_p']:>8.3g}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    import tyro
+
+    cfg = tyro.cli(TransferConfig, args=argv)
+    torch.set_num_threads(cfg.threads)
+    try:
+        result = run_transfer(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from err
+    print(format_summary(result["summary"]))
+    print(f"wrote {cfg.out_dir}/curves.csv, probe.csv, summary.csv, config.json")
+
+
+if __name__ == "__main__":
+    main()
