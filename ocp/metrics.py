@@ -49,7 +49,9 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _check_float_tensor(x: Tensor, name: str, min_dim: int, max_dim: Optional[int] = None) -> None:
+def _check_float_tensor(
+    x: Tensor, name: str, min_dim: int, max_dim: Optional[int] = None, check_finite: bool = True
+) -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
@@ -59,7 +61,7 @@ def _check_float_tensor(x: Tensor, name: str, min_dim: int, max_dim: Optional[in
         raise ValueError(f"{name} must have {wanted} dimensions, got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): need at least one sample and one unit")
-    if not bool(torch.isfinite(x).all()):
+    if check_finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf")
 
 
@@ -83,17 +85,30 @@ def _check_mask(mask: Tensor, name: str) -> None:
 
 def _normalise_by_layer_mean(unit_sums: Tensor, dtype: torch.dtype) -> Tensor:
     """``H * unit_sums / unit_sums.sum()`` in ``dtype``; NaN everywhere if the sum is 0 (see module docstring)."""
-    total = unit_sums.sum()
-    scores = unit_sums * unit_sums.numel() / total  # 0/0 -> NaN for every unit when total == 0
-    out = scores.to(dtype)
+    scores = (unit_sums * (unit_sums.numel() / unit_sums.sum())).to(dtype)  # 0 * inf -> NaN when the sum is 0
     tiny = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # smallest positive subnormal
-    return torch.where((unit_sums > 0) & (out == 0), torch.full_like(out, tiny), out)
+    return torch.where(unit_sums > 0, scores.clamp_min(tiny), scores)
+
+
+def _abs_sums(x: Tensor, dims: list[int], name: str) -> Tensor:
+    """Sums of |x| over ``dims`` in float64, with one pass over ``x`` in its own dtype in the common case.
+
+    A sum of non-negative numbers is 0 only if every term is 0, so no underflow can fake a zero here. NaN or inf in
+    ``x`` shows up in the sums; a finite float32 input whose sum overflows is summed again in float64.
+    """
+    sums = x.abs().sum(dim=dims)
+    if not bool(torch.isfinite(sums).all()):
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+        sums = x.abs().sum(dim=dims, dtype=torch.float64)
+        if not bool(torch.isfinite(sums).all()):
+            raise ValueError(f"{name}: the sum of |values| overflows float64")
+    return sums.to(torch.float64)
 
 
 def _layer_normalised_abs_mean(x: Tensor, name: str) -> Tensor:
-    _check_float_tensor(x, name, min_dim=2)
-    reduce_dims = [0] + list(range(2, x.dim()))
-    unit_sums = x.abs().sum(dim=reduce_dims, dtype=torch.float64)
+    _check_float_tensor(x, name, min_dim=2, check_finite=False)
+    unit_sums = _abs_sums(x, [0] + list(range(2, x.dim())), name)
     if not bool(torch.isfinite(unit_sums.sum())):
         raise ValueError(f"{name}: the sum of |values| overflows float64")
     return _normalise_by_layer_mean(unit_sums, x.dtype)
@@ -157,8 +172,9 @@ def magi(weight_grad: Tensor) -> Tensor:
             ``nn.Linear`` or ``(H, C_in/groups, *kernel)`` for ``nn.Conv*``, where the mean runs over every incoming
             dimension. The bias gradient is not part of the definition.
     """
-    _check_float_tensor(weight_grad, "weight_grad", min_dim=2)
-    return weight_grad.abs().flatten(1).mean(dim=1)
+    _check_float_tensor(weight_grad, "weight_grad", min_dim=2, check_finite=False)
+    flat = weight_grad.flatten(1)
+    return (_abs_sums(flat, [1], "weight_grad") / flat.shape[1]).to(weight_grad.dtype)
 
 
 def gradient_scores(G: Tensor) -> Tensor:
@@ -349,29 +365,28 @@ def weight_statistics(
     ``bias_l2``, ``bias_abs_max``; with a reference (e.g. the initial parameters) ``weight_distance`` =
     ``||W - W_ref||_F`` and, if both biases are given, ``bias_distance``.
     """
-    _check_float_tensor(weight, "weight", min_dim=1)
+    _check_float_tensor(weight, "weight", min_dim=1, check_finite=False)
     w = weight.detach()
-    stats = {
-        "weight_abs_mean": float(w.abs().mean()),
-        "weight_l2": float(torch.linalg.vector_norm(w)),
-        "weight_abs_max": float(w.abs().max()),
-    }
+    names = ["weight_abs_mean", "weight_l2", "weight_abs_max"]
+    values = [w.abs().mean(), torch.linalg.vector_norm(w), w.abs().max()]
     if bias is not None:
-        _check_float_tensor(bias, "bias", min_dim=1, max_dim=1)
+        _check_float_tensor(bias, "bias", min_dim=1, max_dim=1, check_finite=False)
         b = bias.detach()
-        stats.update(
-            bias_abs_mean=float(b.abs().mean()),
-            bias_l2=float(torch.linalg.vector_norm(b)),
-            bias_abs_max=float(b.abs().max()),
-        )
+        names += ["bias_abs_mean", "bias_l2", "bias_abs_max"]
+        values += [b.abs().mean(), torch.linalg.vector_norm(b), b.abs().max()]
     if reference_weight is not None:
         if reference_weight.shape != weight.shape:
             raise ValueError(
                 f"reference_weight has shape {tuple(reference_weight.shape)}, weight has {tuple(weight.shape)}"
             )
-        stats["weight_distance"] = float(torch.linalg.vector_norm(w - reference_weight.detach().to(w)))
+        names.append("weight_distance")
+        values.append(torch.linalg.vector_norm(w - reference_weight.detach().to(w)))
     if reference_bias is not None and bias is not None:
         if reference_bias.shape != bias.shape:
             raise ValueError(f"reference_bias has shape {tuple(reference_bias.shape)}, bias has {tuple(bias.shape)}")
-        stats["bias_distance"] = float(torch.linalg.vector_norm(bias.detach() - reference_bias.detach().to(bias)))
+        names.append("bias_distance")
+        values.append(torch.linalg.vector_norm(bias.detach() - reference_bias.detach().to(bias)))
+    stats = dict(zip(names, torch.stack([v.to(torch.float64) for v in values]).tolist()))  # one device sync
+    if not all(math.isfinite(v) for v in stats.values()):
+        raise ValueError("weight, bias or a reference contains NaN or inf")
     return stats

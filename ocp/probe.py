@@ -384,10 +384,9 @@ class PlasticityProbe:
     def _backward_and_report(
         self, plan: list[dict[str, Any]], trace: _Trace, output: Any, objective: Objective, objective_name: str
     ) -> ProbeResult:
-        finite = torch.stack([torch.isfinite(p["h"]).all() for p in plan]).tolist()  # one device sync
-        for p, ok in zip(plan, finite):
-            if not ok:
-                raise ValueError(f"layer {p['name']!r}: its outputs contain NaN or inf")
+        # Dormancy first: a non-finite layer output is then reported by name, not as a non-finite objective.
+        for p in plan:
+            p["dormancy"] = _named(p["name"], metrics.dormancy_scores, p["h"].detach())
         weights = [p["module"].weight for p in plan]
         acts = [p["h"] if self.activation_gradient == "post" else p["y"] for p in plan]
         if objective == "layer_output_sum":
@@ -436,9 +435,7 @@ class PlasticityProbe:
             weight_grad = torch.zeros_like(module.weight)
         if act_grad is None:
             act_grad = torch.zeros_like(p["y"] if self.activation_gradient == "pre" else h)
-        if not bool(torch.isfinite(weight_grad).all()) or not bool(torch.isfinite(act_grad).all()):
-            raise ValueError(f"layer {name!r}: the gradient of the objective contains NaN or inf")
-        G = metrics.magi(weight_grad)
+        G = _named(name, metrics.magi, weight_grad)
         ref_w, ref_b = self.reference.get(name, (None, None))
         features = h if h.dim() == 2 else h.flatten(2).mean(dim=2)
         return LayerReport(
@@ -446,13 +443,21 @@ class PlasticityProbe:
             kind=p["kind"],
             width=_width(module),
             activation=p["activation"],
-            dormancy_scores=metrics.dormancy_scores(h),
+            dormancy_scores=p["dormancy"],
             magi=G,
             gradient_scores=metrics.gradient_scores(G),
-            activation_gradient_scores=metrics.activation_gradient_scores(act_grad.detach()),
+            activation_gradient_scores=_named(name, metrics.activation_gradient_scores, act_grad.detach()),
             features=features,
             weight_stats=metrics.weight_statistics(module.weight, module.bias, ref_w, ref_b),
         )
+
+
+def _named(layer: str, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Apply a metric, prefixing any bad-input error with the layer's name."""
+    try:
+        return fn(x)
+    except ValueError as err:
+        raise ValueError(f"layer {layer!r}: {err}") from err
 
 
 def _width(module: nn.Module) -> int:
