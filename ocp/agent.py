@@ -1,0 +1,167 @@
+"""PPO agent: separate actor and critic MLPs, a state-independent log-std, and the observation/reward normalisers.
+
+The normalisers are torch buffers of the agent, so they are saved with it (``state_dict``) and used when the agent is
+evaluated (:meth:`Agent.act`). Every activation is an ``nn.Module`` inside an ``nn.Sequential`` so that
+``ocp.probe.PlasticityProbe`` finds the post-activation outputs of each hidden layer; the paper's "No-Act" network
+uses ``nn.Identity`` modules in the same positions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+Activation = Literal["relu", "identity", "tanh"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "identity": nn.Identity, "tanh": nn.Tanh}
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance over a stream of batches (Chan et al.'s parallel update, as gymnasium's wrappers).
+
+    Statistics are float64 CPU buffers (the count reaches millions; float32 would lose the small updates). The
+    arithmetic runs in numpy on views of the buffers: one update per environment step on a handful of numbers is
+    several times cheaper in numpy than as a dozen tiny torch ops.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), initial_count: float = 1e-4):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        # A tiny prior count (gymnasium's 1e-4) keeps the first update well defined.
+        self.register_buffer("count", torch.tensor(initial_count, dtype=torch.float64))
+
+    def update(self, x: np.ndarray | torch.Tensor) -> None:
+        """Fold a batch ``x`` of shape (B, *shape) into the statistics (population variance of the batch)."""
+        x = _as_float64(x)
+        mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()  # views: edits go to the buffers
+        batch_mean, batch_var, batch_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta = batch_mean - mean
+        total = count + batch_count
+        m2 = var * count + batch_var * batch_count + np.square(delta) * count * batch_count / total
+        mean += delta * batch_count / total
+        var[...] = m2 / total
+        count[...] = total
+
+    def normalize(self, x: np.ndarray | torch.Tensor, epsilon: float, clip: float, center: bool = True) -> torch.Tensor:
+        """((x − mean) if center else x) / √(var + ε), clipped to ±clip, as float32."""
+        x = _as_float64(x)
+        z = ((x - self.mean.numpy()) if center else x) / np.sqrt(self.var.numpy() + epsilon)
+        return torch.from_numpy(np.clip(z, -clip, clip).astype(np.float32))
+
+
+def _as_float64(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: Activation, out_gain: float) -> nn.Sequential:
+    """Linear → activation blocks then a linear output layer; orthogonal init (gain √2 hidden, ``out_gain`` output),
+    zero biases — CleanRL's ``layer_init``."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden_sizes:
+        layers += [_linear(width, h, math.sqrt(2.0)), ACTIVATIONS[activation]()]
+        width = h
+    layers.append(_linear(width, out_dim, out_gain))
+    return nn.Sequential(*layers)
+
+
+def _linear(i: int, o: int, gain: float) -> nn.Linear:
+    layer = nn.Linear(i, o)
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log N(actions; mean, exp(log_std)²), summed over action dimensions → (B,)."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(-1)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """Entropy of a diagonal Gaussian, summed over action dimensions → (B,) or ()."""
+    return (0.5 + _LOG_SQRT_2PI + log_std).sum(-1)
+
+
+class Agent(nn.Module):
+    """Gaussian policy ``N(actor_mean(o), exp(actor_logstd))`` and value ``critic(o)`` on normalised observations."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        activation: Activation = "tanh",
+        init_log_std: float = 0.0,
+        norm_obs: bool = True,
+        norm_reward: bool = True,
+        obs_clip: float = 10.0,
+        reward_clip: float = 10.0,
+        norm_epsilon: float = 1e-8,
+    ):
+        super().__init__()
+        self.actor_mean = mlp(obs_dim, tuple(hidden_sizes), act_dim, activation, out_gain=0.01)
+        self.critic = mlp(obs_dim, tuple(hidden_sizes), 1, activation, out_gain=1.0)
+        self.actor_logstd = nn.Parameter(torch.full((1, act_dim), float(init_log_std)))
+        self.obs_rms = RunningMeanStd((obs_dim,))
+        self.ret_rms = RunningMeanStd(())
+        self.norm_obs, self.norm_reward = norm_obs, norm_reward
+        self.obs_clip, self.reward_clip, self.norm_epsilon = obs_clip, reward_clip, norm_epsilon
+
+    def normalize_obs(self, obs: np.ndarray | torch.Tensor, update: bool) -> torch.Tensor:
+        """(obs − mean)/√(var + ε) clipped to ±obs_clip, float32; ``update`` first folds ``obs`` into the statistics
+        (the gymnasium ``NormalizeObservation`` order)."""
+        if not self.norm_obs:
+            return torch.as_tensor(_as_float64(obs), dtype=torch.float32)
+        if update:
+            self.obs_rms.update(obs)
+        return self.obs_rms.normalize(obs, self.norm_epsilon, self.obs_clip)
+
+    def normalize_reward(self, reward: np.ndarray, discounted_return: np.ndarray, update: bool) -> torch.Tensor:
+        """reward/√(var(G) + ε) clipped to ±reward_clip, float32, where G is the running discounted return per env
+        (held by the caller); ``update`` first folds ``discounted_return`` into the statistics. No mean is
+        subtracted (gymnasium's ``NormalizeReward``)."""
+        if not self.norm_reward:
+            return torch.as_tensor(_as_float64(reward), dtype=torch.float32)
+        if update:
+            self.ret_rms.update(discounted_return)
+        return self.ret_rms.normalize(reward, self.norm_epsilon, self.reward_clip, center=False)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(log π(a|o), entropy, V(o)) for a batch of normalised observations and actions."""
+        mean = self.actor_mean(obs)
+        log_std = self.actor_logstd.expand_as(mean)
+        return gaussian_log_prob(mean, log_std, actions), gaussian_entropy(log_std), self.value(obs)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """(action, log π(action|o), V(o)) for normalised observations, drawing the noise from ``generator``."""
+        mean = self.actor_mean(obs)
+        log_std = self.actor_logstd.expand_as(mean)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        action = mean + torch.exp(log_std) * noise
+        # gaussian_log_prob(mean, log_std, action) with (action − mean)/std = noise: fewer ops per env step.
+        logprob = (-0.5 * noise.square() - log_std).sum(-1) - _LOG_SQRT_2PI * mean.shape[-1]
+        return action, logprob, self.value(obs)
+
+    @torch.no_grad()
+    def act(self, raw_obs: np.ndarray | torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Action for raw environment observations, normalised with the stored (frozen) statistics — for evaluation."""
+        obs = self.normalize_obs(raw_obs, update=False)
+        if deterministic:
+            return self.actor_mean(obs)
+        if generator is None:
+            raise ValueError("a stochastic action needs a torch.Generator for its noise")
+        return self.sample(obs, generator)[0]

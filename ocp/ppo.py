@@ -1,0 +1,845 @@
+"""PPO for continuous control (clipped surrogate, GAE) with plasticity measured during training.
+
+One configuration dataclass (:class:`PPOConfig`), two presets (:func:`presets`), one training loop (:func:`train`).
+The loop follows CleanRL's ``ppo_continuous_action.py`` step for step; the differences are listed in ``docs/ppo.md``
+(gymnasium 1.x autoreset, bootstrapping at time-limit truncation, normalisers owned by the agent, exact resume).
+
+Run directory (``PPOConfig.run_dir``)::
+
+    config.json            the config (a resume must match it)
+    metrics.csv            one row per update (METRIC_COLUMNS)
+    plasticity.csv         tidy: one row per (update, network, layer, metric, threshold) (PLASTICITY_COLUMNS)
+    episodes.csv           one row per finished episode (raw return and length)
+    masks/update_*.npz     per-neuron dormant / zero-gradient masks of each measurement, bit-packed (ocp.runlog)
+    tb/                    TensorBoard event files
+    checkpoints/*.ckpt     the newest ``keep_checkpoints`` checkpoints (ocp.checkpoint)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ocp.agent import Agent, gaussian_entropy, gaussian_log_prob
+from ocp.checkpoint import (
+    CHECKPOINT_DIR,
+    atomic_write_json,
+    config_diff,
+    load_latest_checkpoint,
+    save_rotating,
+)
+from ocp.envs import check_env, final_observations, get_env_states, make_vector_env, set_env_states
+from ocp.probe import PlasticityProbe, ProbeResult
+from ocp.runlog import MASK_DIR, CsvLog, delete_masks_after, mask_key, save_masks
+from ocp import metrics
+
+
+@dataclass
+class PPOConfig:
+    """PPO on a gymnasium MuJoCo task with in-training plasticity measurement.
+
+    The defaults are CleanRL's ``ppo_continuous_action`` defaults (the ``cleanrl`` preset); the ``paper`` preset is
+    the paper's Appendix B (see :func:`presets`).
+    """
+
+    # ----- run -----
+    exp_name: str = "cleanrl"
+    """Name of the experiment; part of the default run directory."""
+    seed: int = 1
+    """Seed of torch, numpy, the action sampler and the environments (sub-env i gets seed + i)."""
+    run_dir: Optional[str] = None
+    """Run directory; default ``runs/<exp_name>__<env_id>__seed<seed>``."""
+    resume: bool = False
+    """Continue the run in ``run_dir`` from its newest valid checkpoint (the config must match the saved one)."""
+    overwrite: bool = False
+    """Delete an existing run in ``run_dir`` and start again."""
+    torch_threads: int = 1
+    """torch intra-op threads. One is fastest for 64-wide MLPs on small batches and leaves cores to the envs."""
+    progress_bar: bool = True
+    """Show a tqdm progress bar (SPS and recent return)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files to ``run_dir/tb``."""
+    checkpoint_interval: int = 10
+    """Save a checkpoint every this many updates (and always after the last one)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep (an older one is the fallback if the newest fails verification)."""
+    return_window: int = 10
+    """Number of most recent episodes averaged into ``return_recent`` (progress bar, metrics)."""
+
+    # ----- environment -----
+    env_id: str = "HalfCheetah-v4"
+    """gymnasium MuJoCo task with Box observation and action spaces (HalfCheetah-v4 is the paper's; v5 works)."""
+    num_envs: int = 1
+    """Number of parallel environments."""
+    vector_mode: Literal["sync", "async"] = "sync"
+    """``sync``: envs stepped in this process; ``async``: one subprocess per env (worth it for several envs)."""
+    max_episode_steps: Optional[int] = None
+    """Override the task's time limit (None: the registered one, 1000 for HalfCheetah)."""
+    bootstrap_truncation: bool = True
+    """At a time-limit truncation bootstrap with V(final observation). False reproduces older code (CleanRL), which
+    treats truncation like termination."""
+
+    # ----- algorithm -----
+    total_timesteps: int = 1_000_000
+    """Environment steps in total (rounded down to whole updates of ``num_envs * num_steps``)."""
+    num_steps: int = 2048
+    """Steps per env per rollout."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (start value when annealed)."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the updates (CleanRL's schedule: update k uses lr·(1−(k−1)/K))."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+    num_minibatches: int = 32
+    """Minibatches per epoch; must divide ``num_envs * num_steps``."""
+    update_epochs: int = 10
+    """Epochs over the rollout per update."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch (and over the whole batch for the probe objective)."""
+    clip_coef: float = 0.2
+    """Surrogate clipping coefficient ε."""
+    clip_vloss: bool = True
+    """Clip the value update around the rollout's values, as CleanRL."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value-loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip over all parameters."""
+    target_kl: Optional[float] = None
+    """Stop an update's epochs early when the last minibatch's approx KL exceeds this (None: never)."""
+    weight_decay: float = 0.0
+    """Weight decay on every parameter (weights, biases, log-std)."""
+    weight_decay_mode: Literal["l2", "decoupled"] = "l2"
+    """``l2``: ``torch.optim.Adam(weight_decay=...)``, an L2 term added to the gradient inside ``step()`` (what a
+    CleanRL-derived script gets by passing weight_decay to Adam; the paper does not say). ``decoupled``: AdamW."""
+    adam_eps: float = 1e-5
+    """Adam ε (CleanRL's)."""
+
+    # ----- agent -----
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor and of the critic (separate networks)."""
+    activation: Literal["relu", "identity", "tanh"] = "tanh"
+    """Hidden activation; ``identity`` is the paper's No-Act network."""
+    init_log_std: float = 0.0
+    """Initial value of the state-independent log standard deviation."""
+    norm_obs: bool = True
+    """Normalise observations with running mean/std (statistics held by the agent)."""
+    norm_reward: bool = True
+    """Scale rewards by the running std of the discounted return (statistics held by the agent)."""
+    obs_clip: float = 10.0
+    """Clip normalised observations to ±this."""
+    reward_clip: float = 10.0
+    """Clip normalised rewards to ±this."""
+    norm_epsilon: float = 1e-8
+    """ε under the square root of the normalisers."""
+
+    # ----- plasticity -----
+    probe_interval: int = 10
+    """Measure plasticity every this many updates (also at update 1); 0 disables it. The probe batch is the current
+    rollout (normalised observations, actions, log-probs, advantages, returns), measured after GAE and before the
+    first optimiser step of the update, where the PPO ratio is 1 (no sample is clipped)."""
+    probe_thresholds: tuple[float, ...] = (0.0, 0.025, 0.1)
+    """Thresholds τ for dormant (score ≤ τ) and zero-gradient (normalised MAGI ≤ τ) neurons."""
+
+    # ----- derived -----
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / f"{self.exp_name}__{self.env_id}__seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` listing every invalid hyper-parameter."""
+        errors = []
+
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                errors.append(msg)
+
+        need(self.num_envs >= 1, f"num_envs must be >= 1, got {self.num_envs}")
+        need(self.num_steps >= 1, f"num_steps must be >= 1, got {self.num_steps}")
+        need(self.num_minibatches >= 1, f"num_minibatches must be >= 1, got {self.num_minibatches}")
+        if self.num_envs >= 1 and self.num_steps >= 1 and self.num_minibatches >= 1:
+            need(
+                self.batch_size % self.num_minibatches == 0,
+                f"num_minibatches={self.num_minibatches} does not divide the batch "
+                f"num_envs*num_steps={self.batch_size}",
+            )
+            need(
+                self.total_timesteps >= self.batch_size,
+                f"total_timesteps={self.total_timesteps} is less than one batch ({self.batch_size})",
+            )
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma}")
+        need(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        need(self.update_epochs >= 1, f"update_epochs must be >= 1, got {self.update_epochs}")
+        need(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
+        need(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
+        need(self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef}")
+        need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        need(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.weight_decay_mode in ("l2", "decoupled"), f"weight_decay_mode must be 'l2' or 'decoupled', got {self.weight_decay_mode!r}")
+        need(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
+        need(
+            len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
+            f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}",
+        )
+        need(self.activation in ("relu", "identity", "tanh"), f"activation must be relu, identity or tanh, got {self.activation!r}")
+        need(self.vector_mode in ("sync", "async"), f"vector_mode must be 'sync' or 'async', got {self.vector_mode!r}")
+        need(self.max_episode_steps is None or self.max_episode_steps >= 1, f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        need(self.obs_clip > 0 and self.reward_clip > 0, f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
+        need(self.norm_epsilon > 0, f"norm_epsilon must be > 0, got {self.norm_epsilon}")
+        need(self.probe_interval >= 0, f"probe_interval must be >= 0, got {self.probe_interval}")
+        need(
+            len(self.probe_thresholds) >= 1 and all(t >= 0 and math.isfinite(t) for t in self.probe_thresholds),
+            f"probe_thresholds must be one or more finite values >= 0, got {self.probe_thresholds}",
+        )
+        need(self.checkpoint_interval >= 1, f"checkpoint_interval must be >= 1, got {self.checkpoint_interval}")
+        need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        need(self.return_window >= 1, f"return_window must be >= 1, got {self.return_window}")
+        need(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
+        need(not (self.resume and self.overwrite), "resume and overwrite are mutually exclusive")
+        if errors:
+            raise ValueError("invalid PPO config:\n  " + "\n  ".join(errors))
+
+
+#: Fields that may differ between a run and its resume: they do not change what is computed.
+RUNTIME_FIELDS = frozenset(
+    {"resume", "overwrite", "run_dir", "progress_bar", "torch_threads", "checkpoint_interval", "keep_checkpoints"}
+)
+
+
+def presets() -> dict[str, tuple[str, PPOConfig]]:
+    """``cleanrl``: CleanRL ppo_continuous_action defaults. ``paper``: Appendix B of the paper; what it leaves open
+    (num_envs, num_steps, Adam+L2 vs AdamW, activation of the main runs) is taken from CleanRL, the code base its
+    hyper-parameters match: 1 env × 2048 steps, Adam with L2 weight decay, ReLU (the paper compares ReLU and No-Act;
+    use ``--activation identity`` for No-Act)."""
+    cleanrl = PPOConfig()
+    paper = dataclasses.replace(
+        cleanrl,
+        exp_name="paper",
+        total_timesteps=20_000_000,
+        learning_rate=1e-4,
+        weight_decay=1e-4,
+        weight_decay_mode="l2",
+        activation="relu",
+    )
+    return {
+        "cleanrl": ("CleanRL ppo_continuous_action defaults: lr 3e-4 annealed, 1 env x 2048 steps, tanh, 1M steps", cleanrl),
+        "paper": ("Paper Appendix B: lr 1e-4 annealed, weight decay 1e-4 (Adam L2), ReLU, 20M steps", paper),
+    }
+
+
+# ======================================================================================================================
+# Losses and advantages (one definition each; the update and the probe objectives both use them)
+# ======================================================================================================================
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a (T, N) rollout → (advantages, returns).
+
+    ``next_values[t]`` is V of the state that step t led to: V(s_{t+1}) inside an episode, V(final observation) at a
+    truncation. ``terminated[t]`` zeroes that bootstrap (a true terminal state has value 0); ``dones[t]`` (terminated or
+    truncated) stops the λ-recursion at the episode boundary.
+    """
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    not_terminated = 1.0 - terminated.to(rewards.dtype)
+    not_done = 1.0 - dones.to(rewards.dtype)
+    for t in reversed(range(T)):
+        delta = rewards[t] + gamma * next_values[t] * not_terminated[t] - values[t]
+        last = delta + gamma * gae_lambda * not_done[t] * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
+    return (adv - adv.mean()) / (adv.std() + 1e-8)
+
+
+def policy_loss(logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Clipped surrogate: mean(max(−A·r, −A·clip(r, 1−ε, 1+ε))), r = exp(logπ − logπ_old)."""
+    ratio = torch.exp(logprob - old_logprob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    return torch.max(unclipped, clipped).mean()
+
+
+def value_loss(
+    new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_coef: float, clip_vloss: bool
+) -> torch.Tensor:
+    """0.5·mean((V − R)²), or with ``clip_vloss`` 0.5·mean(max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²))."""
+    unclipped = (new_values - returns).square()
+    if not clip_vloss:
+        return 0.5 * unclipped.mean()
+    clipped = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped - returns).square()).mean()
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    var = float(target.var())
+    return math.nan if var == 0 else 1.0 - float((target - pred).var()) / var
+
+
+def make_optimizer(agent: Agent, cfg: PPOConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.Adam if cfg.weight_decay_mode == "l2" else torch.optim.AdamW
+    # fused: one kernel for all parameters; on CPU ~7x faster than the default per-tensor loop for these small nets.
+    return cls(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
+
+
+# ======================================================================================================================
+# Rollout storage and loop state
+# ======================================================================================================================
+
+
+@dataclass
+class Rollout:
+    """One rollout, (T, N, ...) float32 tensors; ``obs`` are the normalised observations the policy saw."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor  # normalised
+    next_values: torch.Tensor
+    terminated: torch.Tensor  # terminations (or every episode end when bootstrap_truncation is off)
+    dones: torch.Tensor
+
+    @classmethod
+    def empty(cls, T: int, N: int, obs_dim: int, act_dim: int) -> "Rollout":
+        z = lambda *s: torch.zeros(s, dtype=torch.float32)  # noqa: E731
+        return cls(z(T, N, obs_dim), z(T, N, act_dim), z(T, N), z(T, N), z(T, N), z(T, N), z(T, N), z(T, N))
+
+
+@dataclass
+class LoopState:
+    """Everything besides agent, optimiser, RNGs and env internals that the next step depends on (checkpointed)."""
+
+    next_obs: torch.Tensor  # normalised observation the next step acts on
+    discounted_return: np.ndarray  # per env, for reward normalisation
+    episode_return: np.ndarray  # per env, raw reward sum of the running episode
+    episode_length: np.ndarray
+    recent_returns: deque = field(default_factory=deque)
+    update: int = 0
+    global_step: int = 0
+
+
+# ======================================================================================================================
+# Plasticity measurement
+# ======================================================================================================================
+
+PLASTICITY_COLUMNS = ["update", "global_step", "network", "layer", "kind", "width", "activation", "metric", "threshold", "value"]
+
+
+class PlasticityRecorder:
+    """Runs :class:`ocp.probe.PlasticityProbe` on actor (``agent.actor_mean``) and critic with the PPO losses.
+
+    Objectives are the parts of the PPO loss that reach each network: actor ``policy_loss − ent_coef·entropy`` (the
+    entropy of a state-independent Gaussian does not depend on the actor MLP, so it adds no gradient there), critic
+    ``vf_coef·value_loss``. Advantages are normalised over the whole probe batch when ``norm_adv``. Weight distances
+    are from the parameters at initialisation.
+    """
+
+    def __init__(self, agent: Agent, cfg: PPOConfig, initial_state: dict[str, torch.Tensor]):
+        self.agent, self.cfg = agent, cfg
+        self.thresholds = tuple(cfg.probe_thresholds)
+        self.probes = {}
+        for net in ("actor_mean", "critic"):
+            model: nn.Sequential = getattr(agent, net)
+            reference = {
+                name: (initial_state[f"{net}.{name}.weight"], initial_state[f"{net}.{name}.bias"])
+                for name, m in model.named_modules()
+                if isinstance(m, nn.Linear)
+            }
+            self.probes[net] = PlasticityProbe(model, thresholds=self.thresholds, reference=reference)
+        self.previous_masks: dict[str, torch.Tensor] = {}
+
+    def measure(self, batch: dict[str, torch.Tensor]) -> dict[str, ProbeResult]:
+        cfg, agent = self.cfg, self.agent
+        adv = normalize_advantages(batch["advantages"]) if cfg.norm_adv else batch["advantages"]
+        log_std = agent.actor_logstd.detach()
+
+        def actor_objective(mean: torch.Tensor) -> torch.Tensor:
+            ls = log_std.expand_as(mean)
+            logp = gaussian_log_prob(mean, ls, batch["actions"])
+            return policy_loss(logp, batch["logprobs"], adv, cfg.clip_coef) - cfg.ent_coef * gaussian_entropy(ls).mean()
+
+        def critic_objective(v: torch.Tensor) -> torch.Tensor:
+            new_v = v.squeeze(-1)
+            return cfg.vf_coef * value_loss(new_v, batch["values"], batch["returns"], cfg.clip_coef, cfg.clip_vloss)
+
+        return {
+            "actor": self.probes["actor_mean"].measure(batch["obs"], actor_objective),
+            "critic": self.probes["critic"].measure(batch["obs"], critic_objective),
+        }
+
+    def rows_and_masks(self, results: dict[str, ProbeResult], update: int, step: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
+        """Tidy rows (PLASTICITY_COLUMNS) and this measurement's masks; overlaps are against the previous
+        measurement's masks, which this call then replaces."""
+        rows: list[dict[str, Any]] = []
+        masks: dict[str, torch.Tensor] = {}
+
+        def add(net: str, layer: str, kind: str, width: int, activation: str, metric: str, value: float, tau: Any = "") -> None:
+            rows.append(dict(update=update, global_step=step, network=net, layer=layer, kind=kind, width=width,
+                             activation=activation, metric=metric, threshold=tau, value=float(value)))  # fmt: skip
+
+        for net, res in results.items():
+            hidden_width = sum(r.width for r in res.hidden)
+            for tau in self.thresholds:
+                add(net, "network", "hidden", hidden_width, "", "dormant_ratio", res.dormant_ratio(tau), tau)
+                add(net, "network", "hidden", hidden_width, "", "zero_gradient_ratio", res.zero_gradient_ratio(tau), tau)
+            for r in res.layers:
+                meta = (net, r.name, r.kind, r.width, r.activation)
+                for tau in self.thresholds:
+                    for kind, mask in (("dormant", r.dormant_mask(tau)), ("zero_gradient", r.zero_gradient_mask(tau))):
+                        key = mask_key(net, r.name, kind, tau)
+                        masks[key] = mask.detach().cpu()
+                        prev = self.previous_masks.get(key)
+                        overlap = math.nan if prev is None else metrics.overlap_coefficient(prev, masks[key])
+                        add(*meta, f"{kind}_ratio", float(mask.sum()) / r.width, tau)
+                        add(*meta, f"{kind}_overlap", overlap, tau)
+                add(*meta, "magi_mean", r.magi.mean())
+                add(*meta, "magi_min", r.magi.min())
+                add(*meta, "magi_max", r.magi.max())
+                add(*meta, "degenerate", r.degenerate)
+                add(*meta, "gradient_degenerate", r.gradient_degenerate)
+                for name, value in r.weight_stats.items():
+                    add(*meta, name, value)
+                for name, value in r.ranks().items():
+                    add(*meta, name, value)
+        self.previous_masks = masks
+        return rows, masks
+
+
+# ======================================================================================================================
+# The training loop
+# ======================================================================================================================
+
+METRIC_COLUMNS = [
+    "update", "global_step", "learning_rate", "episodic_return", "episodic_length", "episodes", "return_recent",
+    "policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "explained_variance",
+    "log_std_mean", "epochs_run", "probed", "sps", "time_s", "probe_time_s",
+]  # fmt: skip
+#: Columns that depend on wall-clock time (excluded when comparing a resumed run with an uninterrupted one).
+WALL_CLOCK_COLUMNS = ("sps", "time_s", "probe_time_s")
+EPISODE_COLUMNS = ["global_step", "update", "env", "episodic_return", "episodic_length"]
+
+
+def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[Path]:
+    """Train (or resume) the run described by ``cfg``; return its run directory, or ``None`` if there was nothing to
+    do (the run had already finished).
+
+    ``stop_after_updates`` stops this invocation after that many updates (counted from where it starts), leaving a
+    checkpoint behind as an interrupted run would; used to test resume.
+    """
+    cfg.validate()
+    obs_dim, act_dim = check_env(cfg.env_id, cfg.max_episode_steps)
+    run_dir = cfg.resolved_run_dir()
+    prepared = _prepare_run_dir(cfg, run_dir)
+    if prepared == "finished":
+        return None
+    checkpoint = prepared
+
+    torch.set_num_threads(cfg.torch_threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    sampler = torch.Generator().manual_seed(cfg.seed)  # action noise and minibatch order
+
+    agent = Agent(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.init_log_std, cfg.norm_obs,
+                  cfg.norm_reward, cfg.obs_clip, cfg.reward_clip, cfg.norm_epsilon)  # fmt: skip
+    initial_state = {k: v.clone() for k, v in agent.state_dict().items()}
+    optimizer = make_optimizer(agent, cfg)
+    envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps)
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    raw_obs, _ = envs.reset(seed=cfg.seed)
+    N = cfg.num_envs
+    state = LoopState(
+        next_obs=agent.normalize_obs(raw_obs, update=True),
+        discounted_return=np.zeros(N),
+        episode_return=np.zeros(N),
+        episode_length=np.zeros(N, dtype=np.int64),
+        recent_returns=deque(maxlen=cfg.return_window),
+    )
+    recorder = PlasticityRecorder(agent, cfg, initial_state) if cfg.probe_interval > 0 else None
+
+    offsets: dict[str, Optional[int]] = {"metrics": 0, "plasticity": 0, "episodes": 0}
+    if checkpoint is not None:
+        initial_state = checkpoint["initial_agent"]
+        if recorder is not None:
+            recorder = PlasticityRecorder(agent, cfg, initial_state)
+        _restore(checkpoint, agent, optimizer, sampler, envs, state, recorder)
+        offsets = checkpoint["log_offsets"]
+    delete_masks_after(run_dir, state.update)
+
+    metrics_log = CsvLog(run_dir / "metrics.csv", METRIC_COLUMNS, truncate_to=offsets["metrics"])
+    plasticity_log = CsvLog(run_dir / "plasticity.csv", PLASTICITY_COLUMNS, truncate_to=offsets["plasticity"])
+    episodes_log = CsvLog(run_dir / "episodes.csv", EPISODE_COLUMNS, truncate_to=offsets["episodes"])
+    writer = None
+    if cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a killed run logged after its last checkpoint.
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.global_step + 1 if state.update else None)
+
+    buf = Rollout.empty(cfg.num_steps, N, obs_dim, act_dim)
+    bar = tqdm(total=cfg.num_updates * cfg.batch_size, initial=state.global_step, unit="step",
+               disable=not cfg.progress_bar, dynamic_ncols=True)  # fmt: skip
+    start_time, start_step, updates_here = time.perf_counter(), state.global_step, 0
+    try:
+        while state.update < cfg.num_updates:
+            if stop_after_updates is not None and updates_here >= stop_after_updates:
+                break
+            state.update += 1
+            updates_here += 1
+            lr = cfg.learning_rate * (1.0 - (state.update - 1.0) / cfg.num_updates) if cfg.anneal_lr else cfg.learning_rate
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            episodes = _collect_rollout(agent, envs, state, buf, cfg, sampler, low, high)
+            advantages, returns = compute_gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones,
+                                              cfg.gamma, cfg.gae_lambda)  # fmt: skip
+            batch = {
+                "obs": buf.obs.reshape(-1, obs_dim), "actions": buf.actions.reshape(-1, act_dim),
+                "logprobs": buf.logprobs.reshape(-1), "values": buf.values.reshape(-1),
+                "advantages": advantages.reshape(-1), "returns": returns.reshape(-1),
+            }  # fmt: skip
+
+            probed, probe_time = False, 0.0
+            if recorder is not None and (state.update == 1 or state.update % cfg.probe_interval == 0):
+                t0 = time.perf_counter()
+                rows, masks = recorder.rows_and_masks(recorder.measure(batch), state.update, state.global_step)
+                plasticity_log.write(rows)
+                save_masks(run_dir, state.update, masks)
+                if writer is not None:
+                    for row in rows:
+                        if row["layer"] == "network" or row["metric"].endswith("_ratio"):
+                            tag = f"plasticity/{row['network']}/{row['layer']}/{row['metric']}@{row['threshold']}"
+                            writer.add_scalar(tag, row["value"], state.global_step)
+                probed, probe_time = True, time.perf_counter() - t0
+
+            stats = _update(agent, optimizer, batch, cfg, sampler)
+
+            for ep in episodes:
+                state.recent_returns.append(ep["episodic_return"])
+            elapsed = time.perf_counter() - start_time
+            row = {
+                "update": state.update, "global_step": state.global_step, "learning_rate": lr,
+                "episodic_return": float(np.mean([e["episodic_return"] for e in episodes])) if episodes else math.nan,
+                "episodic_length": float(np.mean([e["episodic_length"] for e in episodes])) if episodes else math.nan,
+                "episodes": len(episodes),
+                "return_recent": float(np.mean(state.recent_returns)) if state.recent_returns else math.nan,
+                **stats,
+                "explained_variance": explained_variance(batch["values"], batch["returns"]),
+                "log_std_mean": agent.actor_logstd.detach().mean().item(),
+                "probed": int(probed),
+                "sps": (state.global_step - start_step) / elapsed, "time_s": elapsed, "probe_time_s": probe_time,
+            }  # fmt: skip
+            metrics_log.write([row])
+            episodes_log.write([{**e, "update": state.update} for e in episodes])
+            if writer is not None:
+                for key in METRIC_COLUMNS[2:]:
+                    if key not in ("probed",) and not (isinstance(row[key], float) and math.isnan(row[key])):
+                        writer.add_scalar(f"ppo/{key}", row[key], state.global_step)
+            bar.update(cfg.batch_size)
+            bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['return_recent']:.0f}")
+
+            if state.update % cfg.checkpoint_interval == 0 or state.update == cfg.num_updates:
+                if writer is not None:
+                    writer.flush()
+                offsets = {"metrics": metrics_log.sync(), "plasticity": plasticity_log.sync(), "episodes": episodes_log.sync()}
+                payload = _checkpoint_payload(cfg, agent, initial_state, optimizer, sampler, envs, state, recorder, offsets)
+                save_rotating(run_dir, state.update, payload, cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        for log in (metrics_log, plasticity_log, episodes_log):
+            log.close()
+        if writer is not None:
+            writer.close()
+        envs.close()
+    return run_dir
+
+
+def _collect_rollout(
+    agent: Agent, envs: Any, state: LoopState, buf: Rollout, cfg: PPOConfig, sampler: torch.Generator,
+    low: np.ndarray, high: np.ndarray,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Fill ``buf`` with ``num_steps`` vector steps; return the episodes that finished (raw returns)."""
+    episodes = []
+    final_values = torch.zeros(cfg.num_steps, cfg.num_envs)
+    # Per-step writes go through numpy views of the tensors (same memory): much cheaper than tensor indexing.
+    obs_np, actions_np, logprobs_np, values_np = buf.obs.numpy(), buf.actions.numpy(), buf.logprobs.numpy(), buf.values.numpy()
+    rewards_np, dones_np, terminated_np = buf.rewards.numpy(), buf.dones.numpy(), buf.terminated.numpy()
+    for t in range(cfg.num_steps):
+        obs = state.next_obs
+        action, logprob, value = agent.sample(obs, sampler)
+        action = action.numpy()
+        obs_np[t], actions_np[t], logprobs_np[t], values_np[t] = obs.numpy(), action, logprob.numpy(), value.numpy()
+
+        raw_obs, reward, terminated, truncated, infos = envs.step(np.clip(action, low, high))
+        state.global_step += cfg.num_envs
+        done = terminated | truncated
+        state.episode_return += reward
+        state.episode_length += 1
+        state.discounted_return = state.discounted_return * cfg.gamma + reward
+        rewards_np[t] = agent.normalize_reward(reward, state.discounted_return, update=True).numpy()
+        # With SAME_STEP autoreset raw_obs holds the reset observation of envs whose episode ended.
+        state.next_obs = agent.normalize_obs(raw_obs, update=True)
+        dones_np[t] = done
+        terminated_np[t] = terminated if cfg.bootstrap_truncation else done
+
+        if done.any():
+            if cfg.bootstrap_truncation and (truncated & ~terminated).any():
+                cut = truncated & ~terminated
+                finals = final_observations(infos, cut, raw_obs)[cut]
+                with torch.no_grad():
+                    final_obs = agent.normalize_obs(finals, update=False)
+                    final_values[t, torch.from_numpy(cut)] = agent.value(final_obs)
+            for i in np.flatnonzero(done):
+                episodes.append({"global_step": state.global_step, "env": int(i),
+                                 "episodic_return": float(state.episode_return[i]),
+                                 "episodic_length": int(state.episode_length[i])})  # fmt: skip
+            state.episode_return[done] = 0.0
+            state.episode_length[done] = 0
+            state.discounted_return[done] = 0.0
+
+    with torch.no_grad():
+        last_value = agent.value(state.next_obs)
+    buf.next_values[:-1] = buf.values[1:]
+    buf.next_values[-1] = last_value
+    # At an episode end the successor is the final observation, not the reset one that follows in the buffer.
+    buf.next_values.copy_(torch.where(buf.dones.bool(), final_values, buf.next_values))
+    return episodes
+
+
+def _update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], cfg: PPOConfig,
+            sampler: torch.Generator) -> dict[str, float]:  # fmt: skip
+    """``update_epochs`` passes of ``num_minibatches`` minibatches. Losses, entropy and clip fraction are means over
+    every minibatch; the KL estimates are the last minibatch's (as CleanRL, whose ``target_kl`` test uses them)."""
+    sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clipfrac": 0.0}
+    n_mb, epochs_run = 0, 0
+    old_approx_kl = approx_kl = torch.tensor(0.0)
+    for _ in range(cfg.update_epochs):
+        epochs_run += 1
+        order = torch.randperm(cfg.batch_size, generator=sampler)
+        for start in range(0, cfg.batch_size, cfg.minibatch_size):
+            idx = order[start : start + cfg.minibatch_size]
+            logprob, entropy, new_values = agent.evaluate_actions(batch["obs"][idx], batch["actions"][idx])
+            logratio = logprob - batch["logprobs"][idx]
+            with torch.no_grad():
+                ratio = logratio.exp()
+                old_approx_kl = (-logratio).mean()
+                approx_kl = ((ratio - 1) - logratio).mean()
+                sums["clipfrac"] += float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
+            adv = batch["advantages"][idx]
+            if cfg.norm_adv:
+                adv = normalize_advantages(adv)
+            pg = policy_loss(logprob, batch["logprobs"][idx], adv, cfg.clip_coef)
+            v = value_loss(new_values, batch["values"][idx], batch["returns"][idx], cfg.clip_coef, cfg.clip_vloss)
+            ent = entropy.mean()
+            loss = pg - cfg.ent_coef * ent + cfg.vf_coef * v
+
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            sums["policy_loss"] += pg.detach().item()
+            sums["value_loss"] += v.detach().item()
+            sums["entropy"] += ent.detach().item()
+            n_mb += 1
+        if cfg.target_kl is not None and float(approx_kl) > cfg.target_kl:
+            break
+    out = {k: v / n_mb for k, v in sums.items()}
+    out.update(old_approx_kl=float(old_approx_kl), approx_kl=float(approx_kl), epochs_run=epochs_run)
+    return out
+
+
+# ======================================================================================================================
+# Run directory, checkpoints, resume
+# ======================================================================================================================
+
+
+def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
+    """Decide what to do with ``run_dir`` before anything is built: returns the checkpoint to resume from, ``None``
+    to start from scratch, or ``"finished"``. Raises ``ValueError`` for every refusal."""
+    config_path = run_dir / "config.json"
+    saved = json.loads(config_path.read_text()) if config_path.is_file() else None
+    if cfg.resume:
+        if not run_dir.is_dir():
+            raise ValueError(f"cannot resume: run directory {run_dir} does not exist")
+        if saved is None:
+            raise ValueError(f"cannot resume: {run_dir} holds no run (no config.json)")
+        _refuse_config_change(saved, cfg, run_dir)
+        found = load_latest_checkpoint(run_dir)
+        if found is None:  # killed before its first checkpoint: start again in place
+            _clear_outputs(run_dir)
+            atomic_write_json(config_path, cfg.to_dict())
+            return None
+        _, checkpoint = found
+        if checkpoint["finished"]:
+            print(f"{run_dir}: run already finished at step {checkpoint['global_step']}; nothing to do")
+            return "finished"
+        return checkpoint
+    if saved is not None:
+        if cfg.overwrite:
+            shutil.rmtree(run_dir)
+        else:
+            _refuse_config_change(saved, cfg, run_dir)
+            found = load_latest_checkpoint(run_dir)
+            if found is not None and found[1]["finished"]:
+                print(f"{run_dir}: run already finished; nothing to do (pass --overwrite to train again)")
+                return "finished"
+            raise ValueError(f"{run_dir} holds an unfinished run: pass --resume to continue it or --overwrite to restart")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"{run_dir} exists, is not empty and holds no run config; choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(config_path, cfg.to_dict())
+    return None
+
+
+def _refuse_config_change(saved: dict[str, Any], cfg: PPOConfig, run_dir: Path) -> None:
+    diff = config_diff(saved, cfg.to_dict(), ignore=RUNTIME_FIELDS)
+    if diff:
+        raise ValueError(
+            f"{run_dir} holds a run with a different config; refusing to mix them. Differing fields:\n  "
+            + "\n  ".join(diff)
+            + "\n(use another --run-dir, or --overwrite to discard the old run)"
+        )
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    for name in ("metrics.csv", "plasticity.csv", "episodes.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", MASK_DIR, CHECKPOINT_DIR):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def _checkpoint_payload(
+    cfg: PPOConfig, agent: Agent, initial_state: dict, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+    envs: Any, state: LoopState, recorder: Optional[PlasticityRecorder], offsets: dict[str, int],
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "format": 1,
+        "config": cfg.to_dict(),
+        "update": state.update,
+        "global_step": state.global_step,
+        "finished": state.update >= cfg.num_updates,
+        "agent": agent.state_dict(),
+        "initial_agent": initial_state,
+        "optimizer": optimizer.state_dict(),
+        "rng": {
+            "sampler": sampler.get_state(),
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        },
+        "envs": get_env_states(envs),
+        "loop": {
+            "next_obs": state.next_obs,
+            "discounted_return": state.discounted_return.copy(),
+            "episode_return": state.episode_return.copy(),
+            "episode_length": state.episode_length.copy(),
+            "recent_returns": list(state.recent_returns),
+        },
+        "previous_masks": None if recorder is None else recorder.previous_masks,
+        "log_offsets": offsets,
+    }
+
+
+def _restore(
+    checkpoint: dict[str, Any], agent: Agent, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+    envs: Any, state: LoopState, recorder: Optional[PlasticityRecorder],
+) -> None:  # fmt: skip
+    agent.load_state_dict(checkpoint["agent"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    rng = checkpoint["rng"]
+    sampler.set_state(rng["sampler"])
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    set_env_states(envs, checkpoint["envs"])
+    loop = checkpoint["loop"]
+    state.next_obs = loop["next_obs"]
+    state.discounted_return = np.array(loop["discounted_return"])
+    state.episode_return = np.array(loop["episode_return"])
+    state.episode_length = np.array(loop["episode_length"])
+    state.recent_returns.clear()
+    state.recent_returns.extend(loop["recent_returns"])
+    state.update, state.global_step = checkpoint["update"], checkpoint["global_step"]
+    if recorder is not None and checkpoint["previous_masks"] is not None:
+        recorder.previous_masks = checkpoint["previous_masks"]
+
+
+def load_agent(run_dir: str | Path) -> tuple[Agent, PPOConfig]:
+    """The agent (normalisers included) of a run's newest valid checkpoint, in eval mode, and the run's config."""
+    found = load_latest_checkpoint(run_dir)
+    if found is None:
+        raise ValueError(f"{run_dir} has no checkpoint")
+    checkpoint = found[1]
+    cfg = PPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()})
+    obs_dim, act_dim = check_env(cfg.env_id, cfg.max_episode_steps)
+    agent = Agent(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.init_log_std, cfg.norm_obs,
+                  cfg.norm_reward, cfg.obs_clip, cfg.reward_clip, cfg.norm_epsilon)  # fmt: skip
+    agent.load_state_dict(checkpoint["agent"])
+    return agent.eval(), cfg
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, max_episode_steps: Optional[int] = None) -> list[float]:
+    """Returns of ``episodes`` episodes of the deterministic policy (mean action), observations normalised with the
+    agent's frozen statistics."""
+    from ocp.envs import make_env
+
+    env = make_env(env_id, max_episode_steps)
+    low, high = env.action_space.low, env.action_space.high
+    returns = []
+    try:
+        for k in range(episodes):
+            obs, _ = env.reset(seed=seed + k)
+            total, done = 0.0, False
+            while not done:
+                action = agent.act(torch.from_numpy(obs)[None], deterministic=True)[0].numpy()
+                obs, reward, terminated, truncated, _ = env.step(np.clip(action, low, high))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return returns
