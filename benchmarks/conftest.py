@@ -1,0 +1,60 @@
+"""Shared fixtures of the benchmark suite, and the printed ratio table.
+
+Each benchmark declares a ``group`` (one model on one batch) and a ``variant`` (``plain``, ``probe``, ``naive``, ...).
+After a ``--benchmark-only`` run, the terminal summary prints every variant's median time divided by the group's
+``plain`` (or ``env``) baseline. In the ordinary ``pytest`` run benchmarks execute once (``--benchmark-disable``) as a
+smoke check and no ratio is printed.
+"""
+
+from collections import defaultdict
+
+import pytest
+import torch
+
+_MEANS: dict[str, dict[str, float]] = defaultdict(dict)
+_BASELINES = ("plain", "env")
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def timed(benchmark):
+    """``timed(group, variant, fn)``: benchmark ``fn`` and remember its mean for the ratio table."""
+    calls = []
+
+    def run(group: str, variant: str, fn, rounds: int | None = None):
+        benchmark.group = group
+        benchmark.extra_info["variant"] = variant
+        calls.append((group, variant))
+        if rounds is None:
+            return benchmark(fn)
+        return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1)
+
+    yield run
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and calls:
+        group, variant = calls[-1]
+        _MEANS[group][variant] = stats.stats.median
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MEANS:
+        return
+    tr = terminalreporter
+    tr.section("ratios to the baseline of each group (median time / baseline median time)")
+    for group in sorted(_MEANS):
+        means = _MEANS[group]
+        base_name = next((b for b in _BASELINES if b in means), None)
+        if base_name is None:
+            continue
+        base = means[base_name]
+        cells = ", ".join(f"{v} {means[v] / base:.2f}x" for v in sorted(means) if v != base_name)
+        tr.write_line(f"{group}: {base_name} {base * 1e3:.2f} ms; {cells}")
