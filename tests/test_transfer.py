@@ -1,0 +1,347 @@
+"""Tests of the transfer experiment: Eq. 1 term by term, the similar-task targets, checkpoint loading and its errors,
+training and probing of one regressor, the statistics against hand formulas, and a tiny end-to-end run with a
+checkpoint written by the real PPO loop."""
+
+import csv
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from ocp.agent import Agent
+from ocp.checkpoint import load_checkpoint, save_checkpoint
+from ocp.ppo import PPOConfig, train
+from ocp.regression_tasks import (
+    RegressionData,
+    ReturnTaskSpec,
+    eq1_noise_free,
+    make_eq1_data,
+    rollout_returns,
+    truncated_discounted_returns,
+)
+from ocp.transfer import (
+    SUMMARY_COLUMNS,
+    TransferConfig,
+    bootstrap_diff_ci,
+    cohens_d,
+    compare,
+    load_pretrained,
+    main,
+    mean_ci,
+    pretrained_critic,
+    random_critic,
+    run_transfer,
+    train_regressor,
+    welch_test,
+)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Eq. 1
+# ---------------------------------------------------------------------------------------------------------------
+
+# y(e_i) for the unit vector e_i, by hand: the constant part at X = 0 is 1.5·cos 0 + e^0 = 2.5, and each unit
+# vector switches on one term (products X4X5 and X13X14 stay 0; cos and exp terms change from their value at 0).
+UNIT_VECTOR_Y = [
+    2.5 + 2.5,  # 2.5 X0
+    2.5 - 1.2,  # −1.2 X1²
+    2.5 + 0.8 * math.sin(1.0),
+    1.0 + 1.5 * math.cos(1.0),  # 1.5 cos X3 replaces 1.5 cos 0
+    2.5,  # 0.7 X4 X5 with X5 = 0
+    2.5,
+    2.5 - 0.3,  # −0.3 X6³
+    1.5 + math.exp(-0.1),  # e^{−0.1 X7²} replaces e^0
+    2.5 + 1.1,
+    2.5 - 0.5,
+    2.5 + 0.9 * math.tanh(1.0),
+    2.5 + 0.2,
+    2.5 - 0.6,  # −0.6 √|X12|
+    2.5,  # 0.5 X13 X14 with X14 = 0
+    2.5,
+    2.5 - 0.4,
+    2.5 + 0.3,
+]
+
+
+def test_eq1_at_zero_and_unit_vectors():
+    assert eq1_noise_free(np.zeros((1, 17)))[0] == pytest.approx(2.5, abs=1e-15)
+    np.testing.assert_allclose(eq1_noise_free(np.eye(17)), UNIT_VECTOR_Y, rtol=0, atol=1e-14)
+
+
+def test_eq1_hand_picked_rows():
+    x = np.zeros((3, 17))
+    # −1.2·4 + 0.7·2·3 − 0.3·8 − 0.6·√4 + 0.5·(−1)·4 = −4.8 + 4.2 − 2.4 − 1.2 − 2.0, plus 2.5.
+    x[0, [1, 4, 5, 6, 12, 13, 14]] = [-2, 2, 3, 2, -4, -1, 4]
+    # 2.5 + 1.1 − 0.4 + 0.3 − 0.5·4 + 0.2·9, plus 2.5.
+    x[1, [0, 8, 15, 16, 9, 11]] = [1, 1, 1, 1, 2, -3]
+    # Odd terms: sin(−π/2) = −1, cos π = −1, e^{−0.1·100}, tanh(−∞-ish) ≈ −1, √|−9| = 3, −0.3·(−1)³ = +0.3.
+    x[2, [2, 3, 7, 10, 12, 6]] = [-math.pi / 2, math.pi, 10, -50, -9, -1]
+    expected = [-3.7, 5.8, -0.8 - 1.5 + math.exp(-10.0) + 0.9 * math.tanh(-50.0) - 1.8 + 0.3]
+    np.testing.assert_allclose(eq1_noise_free(x), expected, rtol=0, atol=1e-12)
+
+
+def test_eq1_rejects_wrong_width():
+    with pytest.raises(ValueError, match="17"):
+        eq1_noise_free(np.zeros((4, 16)))
+
+
+def test_eq1_data_noise_and_seeding():
+    clean = make_eq1_data(1000, 1000, seed=3, noise_std=0.0)
+    np.testing.assert_allclose(clean.y_train.numpy(), eq1_noise_free(clean.x_train.double().numpy()), rtol=1e-6, atol=1e-5)
+    noisy = make_eq1_data(1000, 1000, seed=3, noise_std=0.1)
+    assert torch.equal(noisy.x_train, clean.x_train)  # the noise is drawn after X
+    resid = np.concatenate([
+        noisy.y_train.double().numpy() - eq1_noise_free(noisy.x_train.double().numpy()),
+        noisy.y_test.double().numpy() - eq1_noise_free(noisy.x_test.double().numpy()),
+    ])
+    assert resid.std() == pytest.approx(0.1, abs=0.006) and abs(resid.mean()) < 0.01
+    again = make_eq1_data(1000, 1000, seed=3, noise_std=0.1)
+    assert torch.equal(again.y_test, noisy.y_test)
+    assert not torch.equal(make_eq1_data(1000, 1000, seed=4).x_train, noisy.x_train)
+    # Standard normal inputs by default; uniform inputs stay inside [−scale, scale].
+    assert float(noisy.x_train.std()) == pytest.approx(1.0, abs=0.02)
+    uni = make_eq1_data(200, 10, seed=0, distribution="uniform", scale=2.0)
+    assert float(uni.x_train.abs().max()) <= 2.0 and float(uni.x_train.abs().max()) > 1.9
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Similar-task targets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_truncated_returns_by_hand_and_brute_force():
+    np.testing.assert_allclose(truncated_discounted_returns(np.ones(4), 0.5, 2), [1.5, 1.5, 1.5, 1.0])
+    r = np.random.default_rng(0).normal(size=9)
+    brute = [sum(0.9**k * r[t + k] for k in range(3) if t + k < len(r)) for t in range(len(r))]
+    np.testing.assert_allclose(truncated_discounted_returns(r, 0.9, 3), brute, atol=1e-12)
+    np.testing.assert_allclose(truncated_discounted_returns(r, 0.9, 100), [sum(0.9**k * r[t + k] for k in range(len(r) - t)) for t in range(len(r))], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory):
+    """A real (tiny) ReLU PPO run: two updates of 64 steps, a checkpoint after each."""
+    run_dir = tmp_path_factory.mktemp("ppo") / "relu_run"
+    cfg = PPOConfig(run_dir=str(run_dir), total_timesteps=128, num_steps=64, num_minibatches=2, update_epochs=1,
+                    checkpoint_interval=1, progress_bar=False, tensorboard=False, hidden_sizes=(8, 8),
+                    activation="relu", probe_interval=1)  # fmt: skip
+    train(cfg)
+    return run_dir
+
+
+def _save_agent(path, obs_dim, act_dim, activation, config_activation=None, hidden=(8, 8)):
+    agent = Agent(obs_dim, act_dim, hidden, activation)
+    cfg = PPOConfig(hidden_sizes=hidden, activation=activation).to_dict()
+    if config_activation is not None:
+        cfg["activation"] = config_activation
+    save_checkpoint(path, {"config": cfg, "agent": agent.state_dict()})
+    return agent
+
+
+def test_load_run_dir_and_file_give_the_newest_critic(ppo_run):
+    p = load_pretrained(ppo_run, expected_activation="relu", input_dim=17)
+    assert p.source.name == "update_0000002.ckpt" and p.activation == "relu" and p.hidden_sizes == (8, 8)
+    assert p.label == "relu:relu_run"
+    assert [type(m) for m in p.agent.critic] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    state = load_checkpoint(p.source)
+    for k, v in p.agent.critic.state_dict().items():
+        assert torch.equal(v, state["agent"][f"critic.{k}"])
+    older = load_pretrained(ppo_run / "checkpoints" / "update_0000001.ckpt")
+    assert older.label == "relu:relu_run/update_0000001"
+    assert not torch.equal(older.agent.critic[0].weight, p.agent.critic[0].weight)
+
+
+def test_pretrained_copy_is_independent_and_random_init_is_seeded(ppo_run):
+    p = load_pretrained(ppo_run)
+    copy = pretrained_critic(p)
+    with torch.no_grad():
+        copy[0].weight.add_(1.0)
+    assert not torch.equal(copy[0].weight, p.agent.critic[0].weight)
+    r0, r0b, r1 = random_critic(p, 0), random_critic(p, 0), random_critic(p, 1)
+    assert [type(m) for m in r0] == [type(m) for m in p.agent.critic]
+    assert all(a.shape == b.shape for a, b in zip(r0.parameters(), p.agent.critic.parameters()))
+    assert torch.equal(r0[0].weight, r0b[0].weight) and not torch.equal(r0[0].weight, r1[0].weight)
+    assert float(r0[0].bias.detach().abs().sum()) == 0.0  # PPO's init: zero biases
+
+
+def test_loader_errors(tmp_path, ppo_run):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_pretrained(tmp_path / "nope.ckpt")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(ValueError, match="without checkpoints"):
+        load_pretrained(tmp_path / "empty_run")
+    bad = tmp_path / "truncated.ckpt"
+    raw = (ppo_run / "checkpoints" / "update_0000002.ckpt").read_bytes()
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="corrupt checkpoint.*truncated"):
+        load_pretrained(bad)
+    other = tmp_path / "other.ckpt"
+    save_checkpoint(other, {"weights": torch.zeros(3)})
+    with pytest.raises(ValueError, match="not a PPO checkpoint"):
+        load_pretrained(other)
+    with pytest.raises(ValueError, match="activation mismatch.*'relu'.*'identity'"):
+        load_pretrained(ppo_run, expected_activation="identity")
+    gelu = tmp_path / "gelu.ckpt"
+    _save_agent(gelu, 17, 6, "relu", config_activation="gelu")
+    with pytest.raises(ValueError, match="activation 'gelu'"):
+        load_pretrained(gelu)
+    hopper = tmp_path / "hopper.ckpt"
+    _save_agent(hopper, 11, 3, "identity")
+    with pytest.raises(ValueError, match="takes 11 inputs, the task has 17"):
+        load_pretrained(hopper, input_dim=17)
+    with pytest.raises(ValueError, match="takes 11 inputs, task 'eq1' has 17"):
+        run_transfer(TransferConfig(checkpoints=(hopper,), tasks=("eq1",), out_dir=tmp_path / "out", seeds=(0, 1)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_identity_checkpoint_keeps_no_act(tmp_path):
+    path = tmp_path / "noact.ckpt"
+    saved = _save_agent(path, 17, 6, "identity")
+    p = load_pretrained(path, expected_activation="identity", input_dim=17)
+    assert [type(m) for m in p.agent.critic] == [nn.Linear, nn.Identity, nn.Linear, nn.Identity, nn.Linear]
+    assert [type(m) for m in random_critic(p, 0)] == [type(m) for m in p.agent.critic]
+    x = torch.randn(5, 17)
+    assert torch.equal(pretrained_critic(p)(x), saved.critic(x))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training one regressor
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_train_regressor_learns_and_dead_units_stay_dead():
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    data = RegressionData(x, y, x[:16], y[:16])
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    with torch.no_grad():
+        model[0].bias[0] = -100.0  # unit 0 never fires on this data: dormant with an exactly-zero gradient
+    curves, probes = train_regressor(model, data, lr=0.01, epochs=5, batch_size=1000, seed=0, probe_every=2, thresholds=(0.0,))
+    assert [r["epoch"] for r in curves] == list(range(6))
+    assert curves[-1]["train_mse"] < curves[0]["train_mse"]
+    first = [r for r in probes if r["layer"] == "0"]
+    assert [r["epoch"] for r in first] == [0, 2, 4, 5]
+    assert all(r["still_dormant"] == 1.0 and r["still_zero_gradient"] == 1.0 and r["dormant_ratio"] >= 1 / 8 for r in first)
+    assert float(model[0].bias[0]) == -100.0  # Adam never moved it
+    net = [r for r in probes if r["layer"] == "network"]
+    assert len(net) == 4 and all(r["width"] == 8 for r in net)
+
+
+def test_train_regressor_is_seeded():
+    data = make_eq1_data(50, 20, seed=0)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        model = nn.Sequential(nn.Linear(17, 4), nn.Tanh(), nn.Linear(4, 1))
+        runs.append(train_regressor(model, data, 0.01, 3, 16, seed=1)[0])
+    assert runs[0] == runs[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics, against hand formulas on fixed numbers
+# ---------------------------------------------------------------------------------------------------------------
+
+A, B = [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 4.0, 6.0, 8.0, 10.0]
+T_975_4 = 2.7764451051977987  # Student t, 97.5% quantile, 4 degrees of freedom
+
+
+def test_mean_ci():
+    mean, lo, hi = mean_ci(A)
+    half = T_975_4 * math.sqrt(2.5) / math.sqrt(5)  # s² = 2.5
+    assert (mean, lo, hi) == pytest.approx((3.0, 3.0 - half, 3.0 + half), abs=1e-12)
+    assert math.isnan(mean_ci([2.0])[1])
+
+
+def test_welch_and_cohens_d():
+    t, df, p = welch_test(A, B)
+    # s²/n: 2.5/5 = 0.5 and 10/5 = 2; t = −3/√2.5; df = 2.5² / (0.5²/4 + 2²/4).
+    assert t == pytest.approx(-3 / math.sqrt(2.5), abs=1e-12)
+    assert df == pytest.approx(6.25 / (0.0625 + 1.0), abs=1e-12)
+    assert p == pytest.approx(2 * stats.t.sf(3 / math.sqrt(2.5), 6.25 / 1.0625), abs=1e-12)
+    assert cohens_d(A, B) == pytest.approx(-3 / 2.5, abs=1e-12)  # pooled variance (4·2.5 + 4·10)/8 = 6.25
+
+
+def test_bootstrap_diff_ci():
+    assert bootstrap_diff_ci([1.0] * 4, [3.0] * 5) == (-2.0, -2.0)
+    lo, hi = bootstrap_diff_ci(A, B, resamples=4000, seed=1)
+    assert (lo, hi) == bootstrap_diff_ci(A, B, resamples=4000, seed=1)
+    assert 1 - 10 <= lo < -3 < hi <= 5 - 2
+    # Large samples: close to the normal-theory interval ±1.96·SE.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 400), rng.normal(0.5, 2, 400)
+    se = math.sqrt(a.var(ddof=1) / 400 + b.var(ddof=1) / 400)
+    lo, hi = bootstrap_diff_ci(a, b, resamples=20000, seed=0)
+    assert hi - lo == pytest.approx(2 * 1.959964 * se, rel=0.05)
+    assert (lo + hi) / 2 == pytest.approx(a.mean() - b.mean(), abs=0.1 * se)
+
+
+def test_compare_row():
+    row = compare(A, B, confidence=0.95, resamples=1000, seed=0)
+    assert row["diff_mean"] == -3.0 and row["relative_diff"] == pytest.approx(-0.5)
+    assert row["n_pretrained"] == row["n_random"] == 5
+    assert row["significant"] is False and row["welch_p"] > 0.05
+    assert set(row) | {"task", "group", "activation", "lr", "metric", "epochs"} == set(SUMMARY_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rollouts and end to end
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_return_targets_are_linear_in_the_reward_weights(ppo_run):
+    agent = load_pretrained(ppo_run).agent
+    base = dict(horizon=3, states_per_episode=5, state_stride=2, gamma=0.9)
+    run_only = rollout_returns(agent, ReturnTaskSpec(reward_run_weight=1.0, reward_ctrl_weight=0.0, **base), 1, seed=4)
+    ctrl_only = rollout_returns(agent, ReturnTaskSpec(reward_run_weight=0.0, reward_ctrl_weight=1.0, **base), 1, seed=4)
+    both = rollout_returns(agent, ReturnTaskSpec(reward_run_weight=1.0, reward_ctrl_weight=1.0, **base), 1, seed=4)
+    assert both[0].shape == (5, 17) and both[1].shape == (5,)
+    np.testing.assert_array_equal(both[0], run_only[0])  # same seed, same states
+    np.testing.assert_allclose(both[1], run_only[1] + ctrl_only[1], atol=1e-9)
+    assert (ctrl_only[1] < 0).all()  # the control cost only ever subtracts
+
+
+def _read(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_end_to_end_tiny(tmp_path, ppo_run):
+    cfg = TransferConfig(checkpoints=(ppo_run,), out_dir=tmp_path / "out", seeds=(0, 1), lrs=(0.01,), epochs=3,
+                         batch_size=16, n_train=40, n_test=30, similar_horizon=5, similar_states_per_episode=20,
+                         similar_state_stride=1, probe_every=2, bootstrap_resamples=200)  # fmt: skip
+    result = run_transfer(cfg)
+    curves, probes, summary = (_read(tmp_path / "out" / f"{n}.csv") for n in ("curves", "probe", "summary"))
+    assert (tmp_path / "out" / "config.json").exists()
+    assert len(curves) == 2 * 2 * 1 * 2 * 4  # tasks × inits × lrs × seeds × epochs 0..3
+    assert {(r["task"], r["init"]) for r in curves} == {(t, i) for t in ("eq1", "similar") for i in ("pretrained", "random")}
+    assert len(summary) == 2 * 2 and {r["metric"] for r in summary} == {"final_test_mse", "mean_test_mse_over_epochs"}
+    assert {r["epoch"] for r in probes} == {"0", "2", "3"}
+    # Epoch 0 of the pretrained arm on Eq. 1 is the checkpoint's critic on raw X (the paper's setting).
+    p = load_pretrained(ppo_run)
+    data = make_eq1_data(40, 30, seed=1)
+    with torch.no_grad():
+        expected = float(((p.agent.critic(data.x_test).squeeze(-1) - data.y_test) ** 2).mean())
+    row = next(r for r in result["curves"] if (r["task"], r["init"], r["seed"], r["epoch"]) == ("eq1", "pretrained", 1, 0))
+    assert row["test_mse"] == pytest.approx(expected, rel=1e-6)
+    # Rerunning writes the same curves (everything is seeded).
+    shutil.copy(tmp_path / "out" / "curves.csv", tmp_path / "first.csv")
+    run_transfer(cfg)
+    assert (tmp_path / "first.csv").read_bytes() == (tmp_path / "out" / "curves.csv").read_bytes()
+
+
+def test_cli_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in TransferConfig.__dataclass_fields__:
+        assert "--" + name.replace("_", "-") in text
+    assert "default: 200" in text and "default: 0.01 0.005" in text
