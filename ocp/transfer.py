@@ -333,26 +333,33 @@ class TransferConfig:
     lrs: tuple[float, ...] = (0.01, 0.005)
     """Adam learning rates (the paper's two)."""
     epochs: int = 200
+    """Passes over the training set (the paper does not say how long it trains)."""
     batch_size: int = 100
     """Minibatch size; >= n_train gives full-batch training."""
     n_train: int = 1000
+    """Training samples (the paper's 1,000)."""
     n_test: int = 1000
+    """Test samples (the paper's 1,000), drawn independently of the training set."""
     noise_std: float = 0.1
     """σ of Eq. 1's noise."""
     x_distribution: XDistribution = "normal"
     """Distribution of each Eq. 1 input (not stated in the paper): N(0, x_scale²) or U[−x_scale, x_scale]."""
     x_scale: float = 1.0
+    """Standard deviation (normal) or half-width (uniform) of each Eq. 1 input."""
     eq1_inputs: InputMode = "raw"
     """``raw``: X straight into the network, as the paper; ``checkpoint``: through the checkpoint's obs normaliser."""
     similar_env_id: str = "HalfCheetah-v4"
+    """Environment of the similar task (HalfCheetah's reward terms are needed)."""
     similar_reward_run_weight: float = 1.0
     """Weight of HalfCheetah's forward-velocity reward term in the similar task (1 as in training)."""
     similar_reward_ctrl_weight: float = 2.0
     """Weight of the (negative) control-cost term; 1 is the training reward, so the default doubles the cost."""
     similar_gamma: float = 0.99
+    """Discount of the similar task's returns (PPO's)."""
     similar_horizon: int = 500
     """Rewards summed per target (γ^500 ≈ 0.007, so the truncation is small); episodes run long enough for it."""
     similar_states_per_episode: int = 500
+    """States kept per episode; train and test use ⌈n / this⌉ separate episodes each."""
     similar_state_stride: int = 2
     """Keep every k-th state of an episode (consecutive states are nearly identical)."""
     similar_deterministic: bool = False
@@ -360,13 +367,17 @@ class TransferConfig:
     similar_policy: Optional[Path] = None
     """Checkpoint (or run dir) whose policy collects the similar-task states; default each checkpoint's own policy."""
     similar_inputs: InputMode = "checkpoint"
+    """``checkpoint``: observations through the checkpoint's normaliser (as its critic saw them); ``raw``: as they are."""
     similar_target_scale: TargetScale = "checkpoint"
     """``checkpoint``: divide returns by the checkpoint's √(var(G) + ε), the scale its critic was trained on."""
     probe_every: int = 20
     """Probe the regressor every k epochs (and at the first and last); 0 turns probing off."""
     probe_thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    """τ values for the dormant and zero-gradient ratios."""
     confidence: float = 0.95
+    """Level of every interval; a Welch p below 1 − confidence counts as significant."""
     bootstrap_resamples: int = 10_000
+    """Resamples of the bootstrap CI of the mean difference."""
     threads: int = 1
     """torch CPU threads (the networks are tiny; more threads mostly add overhead)."""
 
