@@ -105,6 +105,8 @@ def agent_from_payload(payload: Any, source: str | Path) -> tuple[Agent, str]:
         keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{source}: not a PPO checkpoint (need 'agent' and 'config' entries, found {keys})")
     state, config = payload["agent"], payload["config"]
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise ValueError(f"{source}: the checkpoint's 'config' and 'agent' entries must be dicts")
     activation = config.get("activation")
     if activation not in ACTIVATIONS:
         raise ValueError(f"{source}: the checkpoint's config has activation {activation!r}, expected one of {sorted(ACTIVATIONS)}")

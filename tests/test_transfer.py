@@ -186,6 +186,10 @@ def test_loader_errors(tmp_path, ppo_run):
     save_checkpoint(other, {"weights": torch.zeros(3)})
     with pytest.raises(ValueError, match="not a PPO checkpoint"):
         load_pretrained(other)
+    no_critic = tmp_path / "no_critic.ckpt"
+    save_checkpoint(no_critic, {"config": {"activation": "relu"}, "agent": {"actor_logstd": torch.zeros(1, 6)}})
+    with pytest.raises(ValueError, match="lacks critic or actor weights"):
+        load_pretrained(no_critic)
     with pytest.raises(ValueError, match="activation mismatch.*'relu'.*'identity'"):
         load_pretrained(ppo_run, expected_activation="identity")
     gelu = tmp_path / "gelu.ckpt"
