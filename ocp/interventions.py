@@ -1,0 +1,314 @@
+"""Plasticity interventions behind one interface, each patching the optimiser state in place.
+
+Every intervention acts on ``nn.Sequential`` MLPs (the PPO actor and critic) and on the ``torch.optim.Adam``/``AdamW``
+optimiser that trains them. Parameters are always edited *in place*, so the optimiser keeps pointing at the live
+tensors (a peer framework rebuilt modules and left Adam updating the old ones), and the Adam moments of every edited
+entry are handled explicitly.
+
+The hooks an intervention may implement, called by a training loop:
+
+* :meth:`Intervention.regulariser` — a loss term added to the training loss (L2-init);
+* :meth:`Intervention.after_step` — after every optimiser step (weight clipping);
+* :meth:`Intervention.on_schedule` — every ``every`` updates, with a fresh probe result of each network (ReDo,
+  gradient-ReDo, shrink & perturb).
+
+Sources: ReDo — Sokar et al. 2023 (recycle dormant neurons: re-initialise incoming weights, zero outgoing weights,
+reset their Adam moments); shrink & perturb — Ash & Adams 2020 (θ ← λθ + p·θ_fresh with a freshly initialised θ_fresh);
+L2-init — Kumar et al. 2023 (λ‖θ − θ₀‖²); weight clipping — Elsayed et al. 2024 (clip to ±κ·s_l).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ocp.probe import ProbeResult
+
+__all__ = [
+    "Intervention",
+    "ReDo",
+    "GradientReDo",
+    "ShrinkPerturb",
+    "L2Init",
+    "WeightClipping",
+    "make_intervention",
+    "INTERVENTIONS",
+]
+
+Initialiser = Callable[[Tensor], None]
+
+
+def _default_init(weight: Tensor) -> None:
+    """Orthogonal with gain √2: the PPO agent's hidden-layer initialisation (CleanRL's ``layer_init``)."""
+    nn.init.orthogonal_(weight, math.sqrt(2.0))
+
+
+def _linears(net: nn.Sequential) -> list[tuple[str, nn.Linear]]:
+    return [(name, m) for name, m in net.named_children() if isinstance(m, nn.Linear)]
+
+
+def _fresh_weight(layer: nn.Linear, initialiser: Initialiser, generator: torch.Generator) -> Tensor:
+    """A freshly initialised weight of the layer's shape, seeded from ``generator`` so that runs are reproducible
+    and the global RNG is not consumed."""
+    fresh = torch.empty_like(layer.weight)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+        initialiser(fresh)
+    return fresh
+
+
+def _reset_adam_entries(optimizer: torch.optim.Optimizer, param: Tensor, index: tuple) -> None:
+    """Zero the first and second Adam moments of ``param[index]``; the per-tensor step count is left alone (it is
+    shared with every other entry of the tensor, and Adam's bias correction for a zero moment is harmless)."""
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        if key in state:
+            state[key][index] = 0.0
+
+
+def _check_optimizer_holds(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> None:
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if any(id(p) not in held for p in params):
+        raise ValueError(
+            "the optimiser does not hold the network's current parameters (was it built before the modules were "
+            "replaced?); refusing to intervene"
+        )
+
+
+@dataclass
+class Intervention:
+    """Base class: does nothing. ``every`` is the schedule of :meth:`on_schedule` in updates (0 = never)."""
+
+    every: int = 0
+    name: str = field(default="none", init=False)
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"{type(self).__name__}.every must be >= 0, got {self.every}")
+
+    def due(self, update: int) -> bool:
+        return self.every > 0 and update > 0 and update % self.every == 0
+
+    def bind(self, networks: Mapping[str, nn.Sequential]) -> None:
+        """Called once before training with the networks it will act on (stores what it needs, e.g. θ₀)."""
+
+    def regulariser(self, networks: Mapping[str, nn.Sequential]) -> Optional[Tensor]:
+        return None
+
+    def after_step(self, networks: Mapping[str, nn.Sequential]) -> None:
+        """Called after every optimiser step."""
+
+    def on_schedule(
+        self,
+        networks: Mapping[str, nn.Sequential],
+        optimizer: torch.optim.Optimizer,
+        probes: Mapping[str, ProbeResult],
+        generator: torch.Generator,
+    ) -> dict[str, float]:
+        """Act on the networks; returns counts to log (e.g. ``{"actor/units_reset": 3}``)."""
+        return {}
+
+
+@dataclass
+class ReDo(Intervention):
+    """Recycle τ-dormant units of every hidden layer (Sokar et al. 2023).
+
+    For each selected unit i of hidden layer l: row i of W_l and b_l[i] are drawn afresh from the layer's initialiser,
+    column i of W_{l+1} is zeroed (so the network's function is unchanged at the moment of the reset), and the Adam
+    moments of exactly those entries are zeroed.
+    """
+
+    tau: float = 0.0
+    initialiser: Initialiser = _default_init
+    name: str = field(default="redo", init=False)
+
+    def select(self, result: ProbeResult, layer: str) -> Tensor:
+        return result.layer(layer).dormant_mask(self.tau)
+
+    def on_schedule(self, networks, optimizer, probes, generator):
+        log = {}
+        for net_name, net in networks.items():
+            _check_optimizer_holds(optimizer, list(net.parameters()))
+            linears = _linears(net)
+            pairs = [
+                (layer, nxt, self.select(probes[net_name], name))
+                for (name, layer), (_, nxt) in zip(linears, linears[1:])
+            ]
+            for layer, _, mask in pairs:
+                self._renew_incoming(layer, mask, optimizer, generator)
+            # Outgoing weights last, so every recycled unit ends with all-zero outgoing weights even when the next
+            # layer's recycled rows were redrawn above.
+            for _, nxt, mask in pairs:
+                self._handle_outgoing(nxt, mask, optimizer)
+            log[f"{net_name}/units_reset"] = float(sum(int(mask.sum()) for _, _, mask in pairs))
+        return log
+
+    def _fresh_rows(self, layer: nn.Linear, rows: Tensor, generator: torch.Generator) -> Tensor:
+        return _fresh_weight(layer, self.initialiser, generator)[rows]
+
+    def _renew_incoming(self, layer: nn.Linear, mask: Tensor, optimizer, generator) -> None:
+        rows = mask.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        with torch.no_grad():
+            layer.weight[rows] = self._fresh_rows(layer, rows, generator)
+            if layer.bias is not None:
+                layer.bias[rows] = 0.0
+        _reset_adam_entries(optimizer, layer.weight, (rows,))
+        if layer.bias is not None:
+            _reset_adam_entries(optimizer, layer.bias, (rows,))
+
+    def _handle_outgoing(self, nxt: nn.Linear, mask: Tensor, optimizer) -> None:
+        rows = mask.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        with torch.no_grad():
+            nxt.weight[:, rows] = 0.0
+        _reset_adam_entries(optimizer, nxt.weight, (slice(None), rows))
+
+
+@dataclass
+class GradientReDo(ReDo):
+    """ReDo on zero-gradient units (zero-gradient index ≤ τ) instead of dormant ones, or — with
+    ``mode="perturb"`` — a perturbation of their incoming weights by ``noise_scale`` times fresh initial weights
+    (the paper's claim that perturbing trapped neurons does not hurt). Perturbation keeps the outgoing weights."""
+
+    mode: str = "reset"
+    noise_scale: float = 0.1
+    name: str = field(default="gradient_redo", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in ("reset", "perturb"):
+            raise ValueError(f"GradientReDo.mode must be 'reset' or 'perturb', got {self.mode!r}")
+        if not (self.noise_scale > 0 and math.isfinite(self.noise_scale)):
+            raise ValueError(f"GradientReDo.noise_scale must be > 0, got {self.noise_scale}")
+
+    def select(self, result: ProbeResult, layer: str) -> Tensor:
+        return result.layer(layer).zero_gradient_mask(self.tau)
+
+    def _renew_incoming(self, layer, mask, optimizer, generator) -> None:
+        if self.mode == "reset":
+            return super()._renew_incoming(layer, mask, optimizer, generator)
+        rows = mask.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        with torch.no_grad():
+            layer.weight[rows] += self.noise_scale * self._fresh_rows(layer, rows, generator)
+
+    def _handle_outgoing(self, nxt, mask, optimizer) -> None:
+        if self.mode == "reset":
+            super()._handle_outgoing(nxt, mask, optimizer)
+
+
+@dataclass
+class ShrinkPerturb(Intervention):
+    """θ ← λ·θ + p·θ_fresh for every weight and bias, θ_fresh a freshly drawn initialisation each time (Ash & Adams
+    2020); biases of θ_fresh are zero, as in the agent's initialisation. Adam moments are kept."""
+
+    shrink: float = 0.8
+    perturb: float = 0.1
+    initialiser: Initialiser = _default_init
+    name: str = field(default="shrink_perturb", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.shrink <= 1 or self.perturb < 0:
+            raise ValueError(f"ShrinkPerturb needs 0 < shrink <= 1 and perturb >= 0, got {self.shrink}, {self.perturb}")
+
+    def on_schedule(self, networks, optimizer, probes, generator):
+        for net in networks.values():
+            _check_optimizer_holds(optimizer, list(net.parameters()))
+            for _, layer in _linears(net):
+                fresh = _fresh_weight(layer, self.initialiser, generator)
+                with torch.no_grad():
+                    layer.weight.mul_(self.shrink).add_(self.perturb * fresh)
+                    if layer.bias is not None:
+                        layer.bias.mul_(self.shrink)
+        return {f"{n}/shrink_perturb": 1.0 for n in networks}
+
+
+@dataclass
+class L2Init(Intervention):
+    """Regenerative regularisation: ``coef · Σ ‖θ − θ₀‖²`` over every weight and bias (Kumar et al. 2023)."""
+
+    coef: float = 1e-3
+    name: str = field(default="l2_init", init=False)
+    _initial: dict[str, list[Tensor]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.coef > 0 and math.isfinite(self.coef)):
+            raise ValueError(f"L2Init.coef must be > 0, got {self.coef}")
+
+    def bind(self, networks):
+        self._initial = {n: [p.detach().clone() for p in net.parameters()] for n, net in networks.items()}
+
+    def regulariser(self, networks):
+        if not self._initial:
+            raise ValueError("L2Init.bind(networks) must be called before training to store θ₀")
+        terms = [
+            (p - p0).square().sum()
+            for n, net in networks.items()
+            for p, p0 in zip(net.parameters(), self._initial[n])
+        ]
+        return self.coef * torch.stack(terms).sum()
+
+
+@dataclass
+class WeightClipping(Intervention):
+    """After every optimiser step clip each weight of layer l to ``[-κ·s_l, κ·s_l]`` (Elsayed et al. 2024).
+
+    Elsayed et al. take s_l as the bound of the layer's uniform initial distribution. Our layers are initialised
+    orthogonally, so s_l is the bound of the uniform distribution with the same standard deviation as the layer's
+    initial weights, s_l = √3 · std(W_l at bind time). Biases are not clipped.
+    """
+
+    kappa: float = 2.0
+    name: str = field(default="weight_clipping", init=False)
+    _bounds: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.kappa > 0 and math.isfinite(self.kappa)):
+            raise ValueError(f"WeightClipping.kappa must be > 0, got {self.kappa}")
+
+    def bind(self, networks):
+        self._bounds = {
+            n: [self.kappa * math.sqrt(3.0) * float(layer.weight.detach().std()) for _, layer in _linears(net)]
+            for n, net in networks.items()
+        }
+
+    def after_step(self, networks):
+        if not self._bounds:
+            raise ValueError("WeightClipping.bind(networks) must be called before training")
+        with torch.no_grad():
+            for n, net in networks.items():
+                for (_, layer), bound in zip(_linears(net), self._bounds[n]):
+                    layer.weight.clamp_(-bound, bound)
+
+
+INTERVENTIONS: dict[str, type[Intervention]] = {
+    "none": Intervention,
+    "redo": ReDo,
+    "gradient_redo": GradientReDo,
+    "shrink_perturb": ShrinkPerturb,
+    "l2_init": L2Init,
+    "weight_clipping": WeightClipping,
+}
+
+
+def make_intervention(name: str, **params) -> Intervention:
+    """Build an intervention by name with its parameters, e.g. ``make_intervention("redo", every=10, tau=0.0)``."""
+    if name not in INTERVENTIONS:
+        raise ValueError(f"unknown intervention {name!r}; choose from {sorted(INTERVENTIONS)}")
+    try:
+        return INTERVENTIONS[name](**params)
+    except TypeError as err:
+        raise ValueError(f"bad parameters for intervention {name!r}: {err}") from err

@@ -1,0 +1,175 @@
+"""Each intervention changes exactly the chosen entries in the specified way and patches Adam's state to match."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ocp.interventions import GradientReDo, L2Init, ReDo, ShrinkPerturb, WeightClipping, make_intervention
+from ocp.probe import PlasticityProbe
+
+
+def setup():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    x = torch.randn(32, 3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(2):  # populate Adam's moments
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+    with torch.no_grad():
+        net[0].weight[1].zero_()
+        net[0].bias[1] = -1.0  # unit (0, 1) dead: dormant and zero-gradient
+        net[4].weight[0, 2] = 0.0  # unit (2, 2) gets no gradient through its outgoing weight
+    return net, x, opt
+
+
+def snapshot(net, opt):
+    params = {n: p.detach().clone() for n, p in net.named_parameters()}
+    state = {n: {k: v.clone() for k, v in opt.state[p].items()} for n, p in net.named_parameters()}
+    return params, state
+
+
+def probe(net, x):
+    return PlasticityProbe(net).measure(x, lambda out: out.square().mean())
+
+
+def assert_only_changed(before, after, allowed):
+    """Every entry outside ``allowed`` (name -> bool mask) is bit-identical."""
+    for name, old in before.items():
+        keep = ~allowed.get(name, torch.zeros_like(old, dtype=torch.bool))
+        assert torch.equal(old[keep], after[name][keep]), name
+
+
+def test_redo_recycles_exactly_the_dormant_unit():
+    net, x, opt = setup()
+    result = probe(net, x)
+    assert result.layer("0").dormant_mask(0.0).tolist() == [False, True, False, False]
+    layer2_dormant = result.layer("2").dormant_mask(0.0)
+    params, state = snapshot(net, opt)
+    out_before = net(x).detach()
+    log = ReDo(every=1).on_schedule({"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(0))
+    assert log == {"critic/units_reset": 1.0 + float(layer2_dormant.sum())}
+
+    d0, d2 = result.layer("0").dormant_mask(0.0), layer2_dormant
+    changed = {
+        "0.weight": d0[:, None].expand(4, 3),
+        "0.bias": d0,
+        "2.weight": d0[None, :].expand(3, 4) | d2[:, None].expand(3, 4),
+        "2.bias": d2,
+        "4.weight": d2[None, :],
+    }
+    new = dict(net.named_parameters())
+    assert_only_changed(params, new, changed)
+    assert not torch.equal(new["0.weight"][1], params["0.weight"][1])  # fresh incoming weights
+    assert new["0.bias"][1] == 0.0 and (new["2.weight"][:, 1] == 0).all()
+    # Zero outgoing weights: the network's function is unchanged at the moment of the reset.
+    torch.testing.assert_close(net(x), out_before, rtol=0, atol=0)
+    for name, p in net.named_parameters():
+        st = opt.state[p]
+        for key in ("exp_avg", "exp_avg_sq"):
+            m = changed.get(name)
+            if m is not None:
+                assert (st[key][m] == 0).all(), (name, key)
+                assert torch.equal(st[key][~m], state[name][key][~m]), (name, key)
+            else:
+                assert torch.equal(st[key], state[name][key]), (name, key)
+        assert torch.equal(st["step"], state[name]["step"])
+    # The optimiser still holds the live parameters.
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in net.parameters()]
+
+
+def test_gradient_redo_selects_zero_gradient_units_and_perturb_keeps_outgoing_weights():
+    net, x, opt = setup()
+    result = probe(net, x)
+    zg = result.layer("2").zero_gradient_mask(0.0)
+    assert zg[2] and not result.layer("2").dormant_mask(0.0)[2]  # live but gradient-free
+    params, state = snapshot(net, opt)
+    GradientReDo(every=1, mode="perturb", noise_scale=0.5).on_schedule(
+        {"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(1)
+    )
+    rows0 = result.layer("0").zero_gradient_mask(0.0)
+    changed = {"0.weight": rows0[:, None].expand(4, 3), "2.weight": zg[:, None].expand(3, 4)}
+    new = dict(net.named_parameters())
+    assert_only_changed(params, new, changed)
+    assert not torch.equal(new["2.weight"][2], params["2.weight"][2])
+    for name, p in net.named_parameters():  # perturbation leaves Adam alone
+        assert all(torch.equal(opt.state[p][k], state[name][k]) for k in ("exp_avg", "exp_avg_sq"))
+
+
+def test_gradient_redo_reset_mode_zeroes_outgoing_weights():
+    net, x, opt = setup()
+    result = probe(net, x)
+    GradientReDo(every=1).on_schedule({"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(1))
+    assert net[4].weight[0, 2] == 0 and opt.state[net[4].weight]["exp_avg"][0, 2] == 0
+
+
+def test_shrink_perturb_exact_and_fresh_noise():
+    net, _, opt = setup()
+    params, _ = snapshot(net, opt)
+    ShrinkPerturb(every=1, shrink=0.5, perturb=0.0).on_schedule({"n": net}, opt, {}, torch.Generator().manual_seed(0))
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.detach(), 0.5 * params[name], rtol=0, atol=0)
+    g = torch.Generator().manual_seed(0)
+    sp = ShrinkPerturb(every=1, shrink=1.0, perturb=0.1)
+    first = net[0].weight.detach().clone()
+    sp.on_schedule({"n": net}, opt, {}, g)
+    delta1 = net[0].weight.detach() - first
+    second = net[0].weight.detach().clone()
+    sp.on_schedule({"n": net}, opt, {}, g)
+    delta2 = net[0].weight.detach() - second
+    assert not torch.allclose(delta1, delta2)  # fresh noise each time, not a fixed perturbation
+    # Each delta is 0.1 x a (4 x 3) orthogonal matrix of gain sqrt 2: orthogonal columns of norm 0.1 sqrt 2.
+    torch.testing.assert_close(delta1.T @ delta1, 0.02 * torch.eye(3), atol=1e-6, rtol=0)
+
+
+def test_l2_init_regulariser_value():
+    net, _, _ = setup()
+    reg = L2Init(coef=0.5)
+    reg.bind({"n": net})
+    assert reg.regulariser({"n": net}).item() == 0.0
+    with torch.no_grad():
+        net[0].weight[0, :2] += 1.0
+        net[2].bias[0] -= 2.0
+    assert reg.regulariser({"n": net}).item() == pytest.approx(0.5 * (2 * 1.0 + 4.0))
+
+
+def test_weight_clipping_bounds():
+    net, _, _ = setup()
+    clip = WeightClipping(kappa=1.0)
+    clip.bind({"n": net})
+    bound0 = math.sqrt(3.0) * float(net[0].weight.detach().std())
+    with torch.no_grad():
+        net[0].weight[0, 0] = 10.0
+        net[0].weight[0, 1] = -10.0
+    before = net[0].weight.detach().clone()
+    clip.after_step({"n": net})
+    w = net[0].weight.detach()
+    assert w[0, 0].item() == pytest.approx(bound0) and w[0, 1].item() == pytest.approx(-bound0)
+    inside = before.abs() <= bound0
+    assert torch.equal(w[inside], before[inside])
+
+
+def test_refuses_an_optimiser_over_replaced_parameters():
+    # The peer-framework bug: modules replaced after the optimiser was built.
+    net, x, opt = setup()
+    result = probe(net, x)
+    net[2] = nn.Linear(4, 3)
+    with pytest.raises(ValueError, match="does not hold the network's current parameters"):
+        ReDo(every=1).on_schedule({"n": net}, opt, {"n": result}, torch.Generator())
+
+
+def test_schedule_and_factory():
+    assert [ReDo(every=3).due(u) for u in range(7)] == [False, False, False, True, False, False, True]
+    assert not make_intervention("none").due(5)
+    assert isinstance(make_intervention("redo", every=2, tau=0.1), ReDo)
+    with pytest.raises(ValueError, match="unknown intervention"):
+        make_intervention("reset_everything")
+    with pytest.raises(ValueError, match="bad parameters"):
+        make_intervention("redo", kappa=2)
+    with pytest.raises(ValueError, match="every"):
+        ReDo(every=-1)
+    with pytest.raises(ValueError, match="mode"):
+        GradientReDo(mode="shake")
