@@ -1,0 +1,203 @@
+"""The activation catalogue: each σ once as a sympy expression (for proofs) and once as a torch module (for the
+metric code), with the facts the lemmas depend on computed from the expression, never typed in.
+
+Facts (all subsets of ℝ, computed by :func:`analyse`):
+
+* ``zeros``  Z0 = {z : σ(z) = 0}
+* ``kinks``  K  = points where σ' has different one-sided limits (σ' does not exist there)
+* ``flat``   C0 = {z ∉ K : σ'(z) = 0}
+
+For a real-analytic σ (identity, tanh, sigmoid, softplus, SiLU, GELU) whose critical set sympy cannot solve, C0 is
+known to be discrete (σ' is analytic and not identically zero), and non-emptiness is shown by a sign change of σ'
+between two rationals (intermediate value theorem).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Optional
+
+import sympy as sp
+import torch
+from torch import Tensor, nn
+
+Z = sp.Symbol("z", real=True)
+
+#: Precision (decimal digits) for sign decisions on transcendental numbers at rational points.
+SIGN_DIGITS = 60
+
+
+class SmoothstepClamp(nn.Module):
+    """σ(z) = 3t² − 2t³ with t = clamp(z, 0, 1): C¹, zero on (−∞, 0], one on [1, ∞), flat on both."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        t = z.clamp(0.0, 1.0)
+        return t * t * (3.0 - 2.0 * t)
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    expr: sp.Expr
+    module: Callable[[], nn.Module]
+    analytic: bool
+
+    def torch(self, z: Tensor) -> Tensor:
+        return self.module()(z)
+
+    def __repr__(self) -> str:
+        return f"Activation({self.name})"
+
+
+ACTIVATIONS: tuple[Activation, ...] = (
+    Activation("identity", Z, nn.Identity, analytic=True),
+    Activation("relu", sp.Piecewise((0, Z <= 0), (Z, True)), nn.ReLU, analytic=False),
+    Activation("leaky_relu", sp.Piecewise((Z / 100, Z < 0), (Z, True)), lambda: nn.LeakyReLU(0.01), analytic=False),
+    Activation("relu6", sp.Piecewise((0, Z <= 0), (Z, Z <= 6), (6, True)), nn.ReLU6, analytic=False),
+    Activation("tanh", sp.tanh(Z), nn.Tanh, analytic=True),
+    Activation("sigmoid", 1 / (1 + sp.exp(-Z)), nn.Sigmoid, analytic=True),
+    Activation("softplus", sp.log(1 + sp.exp(Z)), nn.Softplus, analytic=True),
+    Activation("silu", Z / (1 + sp.exp(-Z)), nn.SiLU, analytic=True),
+    Activation("gelu", Z / 2 * (1 + sp.erf(Z / sp.sqrt(2))), nn.GELU, analytic=True),
+    Activation("elu", sp.Piecewise((sp.exp(Z) - 1, Z < 0), (Z, True)), nn.ELU, analytic=False),
+    Activation("smoothstep", sp.Piecewise((0, Z <= 0), (3 * Z**2 - 2 * Z**3, Z < 1), (1, True)), SmoothstepClamp,
+               analytic=False),
+)  # fmt: skip
+
+ACTIVATION_NAMES: tuple[str, ...] = tuple(a.name for a in ACTIVATIONS)
+
+
+def by_name(name: str) -> Activation:
+    for act in ACTIVATIONS:
+        if act.name == name:
+            return act
+    raise KeyError(f"unknown activation {name!r}; known: {ACTIVATION_NAMES}")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Sets of ℝ describing σ; ``flat_points`` are rational brackets (a, b) each holding a point of C0 by sign change
+    when C0 is not solvable in closed form."""
+
+    zeros: sp.Set
+    kinks: sp.Set
+    flat: sp.Set
+    flat_solved: bool
+    flat_brackets: tuple[tuple[sp.Rational, sp.Rational], ...]
+    continuous: bool
+
+    @property
+    def c1(self) -> bool:
+        return self.continuous and self.kinks is sp.S.EmptySet
+
+
+def derivative(act: Activation) -> sp.Expr:
+    return sp.diff(act.expr, Z)
+
+
+def _boundaries(expr: sp.Expr) -> list[sp.Expr]:
+    """Real numbers at which a Piecewise switches branch."""
+    points: set[sp.Expr] = set()
+    for pw in expr.atoms(sp.Piecewise):
+        for _, cond in pw.args:
+            for rel in ([cond] if isinstance(cond, sp.core.relational.Relational) else cond.atoms(sp.core.relational.Relational)):
+                points.update(side for side in (rel.lhs, rel.rhs) if side.is_number)
+    return sorted(points, key=float)
+
+
+def one_sided_limit(expr: sp.Expr, c: sp.Expr, direction: str) -> sp.Expr:
+    """One-sided limit at a branch point, taken on the branch active on that side (sympy's own ``limit`` of a
+    Piecewise evaluates the branch condition at c itself and gets kinks wrong)."""
+    probe = c - sp.Rational(1, 10**6) if direction == "-" else c + sp.Rational(1, 10**6)
+    branch = expr
+    while isinstance(branch, sp.Piecewise):
+        branch = next(e for e, cond in branch.args if bool(cond.subs(Z, probe)))
+    return sp.limit(branch, Z, c, direction)
+
+
+def value(expr: sp.Expr, c: sp.Expr) -> sp.Expr:
+    return sp.simplify(expr.subs(Z, c))
+
+
+def is_zero_at(expr: sp.Expr, c: sp.Expr) -> bool:
+    return is_zero_number(value(expr, c))
+
+
+def is_zero_number(v: sp.Expr) -> bool:
+    """Exact when sympy decides; otherwise |v| < 10^-(SIGN_DIGITS-10) at SIGN_DIGITS digits."""
+    v = sp.simplify(v)
+    decided = v.is_zero
+    if decided is not None:
+        return bool(decided)
+    return abs(sp.N(v, SIGN_DIGITS)) < sp.Float(10) ** (10 - SIGN_DIGITS)
+
+
+def sign_at(expr: sp.Expr, c: sp.Expr) -> int:
+    v = sp.N(value(expr, c), SIGN_DIGITS)
+    return int(sp.sign(v))
+
+
+def _sign_change_brackets(expr: sp.Expr, grid: tuple[int, ...] = tuple(range(-16, 17))) -> tuple[tuple[sp.Rational, sp.Rational], ...]:
+    """Brackets (a, b) of consecutive grid points z = k/8 where expr changes sign: each holds a root (IVT)."""
+    points = [sp.Rational(k, 8) for k in grid]
+    signs = [sign_at(expr, p) for p in points]
+    return tuple((a, b) for a, b, sa, sb in zip(points, points[1:], signs, signs[1:]) if sa * sb < 0)
+
+
+@lru_cache(maxsize=None)
+def analyse(act: Activation) -> Facts:
+    d = derivative(act)
+    kinks, continuous = [], True
+    for c in _boundaries(act.expr):
+        if one_sided_limit(act.expr, c, "-") != one_sided_limit(act.expr, c, "+"):
+            continuous = False
+        if one_sided_limit(d, c, "-") != one_sided_limit(d, c, "+"):
+            kinks.append(c)
+    kink_set = sp.FiniteSet(*kinks) if kinks else sp.S.EmptySet
+    zeros = sp.solveset(act.expr, Z, sp.S.Reals)
+    flat = sp.solveset(d, Z, sp.S.Reals)
+    solved = not flat.atoms(sp.ConditionSet) and not isinstance(flat, sp.ConditionSet)
+    brackets: tuple[tuple[sp.Rational, sp.Rational], ...] = ()
+    if solved:
+        flat = sp.Complement(flat, kink_set) if kinks else flat
+        flat = sp.simplify(flat) if not isinstance(flat, sp.Set) else flat
+    else:
+        brackets = _sign_change_brackets(d)
+    return Facts(zeros=zeros, kinks=kink_set, flat=flat, flat_solved=solved, flat_brackets=brackets,
+                 continuous=continuous)  # fmt: skip
+
+
+def in_flat(act: Activation, c: sp.Expr) -> bool:
+    """c ∈ C0: σ is differentiable at c and σ'(c) = 0."""
+    facts = analyse(act)
+    if facts.kinks.contains(c) is sp.true:
+        return False
+    return is_zero_at(derivative(act), c)
+
+
+def in_zeros(act: Activation, c: sp.Expr) -> bool:
+    return is_zero_at(act.expr, c)
+
+
+def interval_in(act: Activation, lo: sp.Expr, hi: sp.Expr, which: str) -> bool:
+    """Whether the open interval (lo, hi) lies in Z0 (``which="zeros"``) or C0 (``"flat"``).
+
+    An analytic σ (resp. σ') that is not identically zero vanishes on no open interval: a nonzero value at the
+    midpoint settles it.
+    """
+    facts = analyse(act)
+    target = facts.zeros if which == "zeros" else facts.flat
+    if which == "flat" and not facts.flat_solved:
+        mid = (lo + hi) / 2
+        if in_flat(act, mid):
+            raise ArithmeticError(f"{act.name}: σ' vanishes at the midpoint {mid}; cannot decide the interval")
+        return False
+    return bool(sp.Interval.open(lo, hi).is_subset(target))
+
+
+def flat_nonempty(act: Activation) -> Optional[bool]:
+    facts = analyse(act)
+    if facts.flat_solved:
+        return facts.flat is not sp.S.EmptySet
+    return True if facts.flat_brackets else None

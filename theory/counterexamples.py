@@ -1,0 +1,326 @@
+"""The counterexample catalogue: each entry is data (activation, w, b, D, the assumption or condition it drops, the
+statements it breaks, why) plus a check that re-derives the break from scratch.
+
+Neuron entries are built per activation by the mechanism builders below, for exactly the cells where
+:mod:`theory.verdicts` answers "fails"; their check is the exact evaluator of :mod:`theory.cases`, which knows
+nothing of the verdict rules. Layer-level entries (Assumptions 2 and 3, floating point, the literal Eq. 17) carry
+their own check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
+from typing import Callable, Optional
+
+import sympy as sp
+import torch
+
+from theory.symbolic import literal_magi_gradient
+from theory.activations import ACTIVATIONS, Activation, Z, analyse, by_name, derivative, in_flat, in_zeros, sign_at
+from theory.cases import (
+    DIRECTIONS,
+    KINDS,
+    NOTIONS,
+    Domain,
+    NeuronCase,
+    Piece,
+    grad_x_zero,
+    has_zero,
+    implication,
+    lemma1,
+    vec,
+)
+from theory.verdicts import FAILS, lemma1_verdict, theorem_verdict
+
+#: A statement a counterexample breaks: ("theorem", notion, direction) or ("lemma1", "", "").
+Claim = tuple[str, str, str]
+LEMMA1: Claim = ("lemma1", "", "")
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    id: str
+    activation: str
+    violates: str
+    breaks: tuple[Claim, ...]
+    why: str
+    kind: str = ""
+    case: Optional[NeuronCase] = None
+    data: dict = field(default_factory=dict)
+    check: Optional[Callable[[], bool]] = None
+
+    def verify(self) -> bool:
+        """True when every claimed break really happens."""
+        if self.check is not None:
+            return self.check()
+        assert self.case is not None
+        for claim in self.breaks:
+            broken = (lemma1(self.case) is False) if claim == LEMMA1 else implication(self.case, claim[1], claim[2]) is False
+            if not broken:
+                return False
+        return True
+
+
+# --------------------------------------------------------------------------------------------------------- builders
+def _sloped_zero(act: Activation) -> sp.Expr:
+    """A zero of σ that is not a flat point: σ' ≠ 0 there, or a kink."""
+    zeros = analyse(act).zeros
+    candidates = list(zeros) if isinstance(zeros, sp.FiniteSet) else [zeros.sup]
+    return next(c for c in candidates if not in_flat(act, c))
+
+
+def _flat_zero(act: Activation) -> sp.Expr:
+    return analyse(act).zeros.sup - 1
+
+
+def _flat_nonzero(act: Activation) -> sp.Expr:
+    f = analyse(act)
+    return sp.Complement(f.flat.interior, f.zeros).inf + 1
+
+
+def _kink_or_slope(act: Activation, c: sp.Expr) -> str:
+    return "a kink (Assumption 1)" if analyse(act).kinks.contains(c) is sp.true else "a zero with σ' ≠ 0"
+
+
+def _box(centre: tuple, radius: object = 1) -> Piece:
+    n = len(centre)
+    return Piece(vec(*centre), tuple(vec(*[int(i == j) for j in range(n)]) for i in range(n)), sp.Rational(radius))
+
+
+def _points(*pts: tuple) -> tuple[Piece, ...]:
+    return tuple(Piece(vec(*p)) for p in pts)
+
+
+def sloped_zero_hyperplane(act: Activation, kind: str) -> NeuronCase:
+    """w ⟂ D and z ≡ c on D with σ(c) = 0 but σ'(c) ≠ 0 (or a kink): h ≡ 0 on D, ∇ₓh = σ'(c)·w ≠ 0."""
+    c = _sloped_zero(act)
+    support = _points((0, -1), (0, 1)) if kind == "finite" else (Piece(vec(0, 0), (vec(0, 1),)),)
+    return NeuronCase(act, vec(1, 0), c, Domain(kind, support))
+
+
+def zero_weights_at_zero(act: Activation, kind: str) -> NeuronCase:
+    """w = 0, b = c with σ(c) = 0 ≠ σ'(c): h ≡ 0 and ∇ₓh = 0, yet ∂h/∂w = σ'(c)·x and ∂L/∂w ≠ 0 (target t = x₀)."""
+    c = _sloped_zero(act)
+    domains = {
+        "open": Domain("open", (_box((2, 0)),)),
+        "finite": Domain("finite", _points((1, 1), (2, -1), (3, 0))),
+        "affine": Domain("affine", (Piece(vec(2, 0), (vec(0, 1),)),)),
+        "disconnected": Domain("disconnected", (_box((2, 0)), _box((5, 0)))),
+        "batch": Domain("batch", _points((sp.Rational(3, 2), sp.Rational(1, 2)), (sp.Rational(5, 2), -sp.Rational(1, 2))), (_box((2, 0)),)),
+    }  # fmt: skip
+    return NeuronCase(act, vec(0, 0), c, domains[kind], v=sp.Integer(1), target=vec(1, 0))
+
+
+def batch_misses(act: Activation, kind: str) -> NeuronCase:
+    """h = 0 on every batch point but not on the box the batch came from."""
+    zeros = analyse(act).zeros
+    if zeros.interior is not sp.S.EmptySet:
+        b, x0 = zeros.sup, -sp.Rational(1, 2)
+    else:
+        b, x0 = _sloped_zero(act), sp.Integer(0)
+    batch = _points((x0, sp.Rational(1, 2)), (x0, -sp.Rational(1, 2)))
+    return NeuronCase(act, vec(1, 0), b, Domain("batch", batch, (_box((0, 0)),)))
+
+
+def two_flat_levels(act: Activation, kind: str) -> NeuronCase:
+    """z(D) meets two flat stretches of σ, at level 0 and at another level: ∇h = 0 on D, h(x₀) = 0, s > 0."""
+    c1, c2 = _flat_zero(act), _flat_nonzero(act)
+    if kind == "finite":
+        support = _points((c1,), (c2,))
+    else:
+        support = (_box((c1,), sp.Rational(1, 4)), _box((c2,), sp.Rational(1, 4)))
+    return NeuronCase(act, vec(1), sp.Integer(0), Domain(kind, support))
+
+
+def origin_plus_flat(act: Activation, kind: str) -> NeuronCase:
+    """D = {0, x₁}: ∂h/∂w = σ'(b)·0 = 0 at the origin whatever h(0) is, and x₁ sits on a flat point of σ."""
+    f = analyse(act)
+    if sp.Intersection(f.flat, f.zeros) is not sp.S.EmptySet if f.flat_solved else False:
+        b = sp.Rational(1, 2)  # h(0) = σ(1/2) ≠ 0; x₁ = −3/2 lands on z = −1, flat and zero
+        x1 = _flat_zero(act) - b
+    else:
+        a, hi = f.flat_brackets[0]
+        root = sp.nsolve(derivative(act), Z, (a + hi) / 2, prec=80)
+        b, x1 = sp.Integer(0), sp.Rational(str(root))  # h(0) = 0; σ'(x₁) = 0 up to 1e-70, σ(x₁) ≠ 0
+    return NeuronCase(act, vec(1), b, Domain("finite", _points((0,), (x1,))))
+
+
+def dead_outgoing(act: Activation, kind: str) -> NeuronCase:
+    """Read-out weight v = 0: ∂L/∂w = 0 exactly, while the unit is live and has a zero inside D."""
+    c = _sloped_zero(act) if not isinstance(analyse(act).zeros, sp.Interval) else analyse(act).zeros.sup
+    domains = {
+        "open": Domain("open", (_box((0,)),)),
+        "finite": Domain("finite", _points((0,), (1,))),
+        "affine": Domain("affine", (Piece(vec(0, 0), (vec(1, 0),)),)),
+        "disconnected": Domain("disconnected", (_box((0,), sp.Rational(1, 2)), _box((3,), sp.Rational(1, 2)))),
+        "batch": Domain("batch", _points((0,), (sp.Rational(1, 2),)), (_box((0,)),)),
+    }
+    d = domains[kind]
+    w = vec(1, 0) if d.n == 2 else vec(1)
+    return NeuronCase(act, w, c, d, v=sp.Integer(0), target=vec(*([1] + [0] * (d.n - 1))))
+
+
+def _ivt_origin_plus_flat(act: Activation) -> bool:
+    """For analytic σ the flat point x₁ is irrational and no rational sample hits it; the break is shown instead:
+    σ' changes sign on a rational bracket [a, b] (so some x₁ in it has σ'(x₁) = 0, IVT), σ has no zero on [a, b]
+    (so h(x₁) ≠ 0), and σ(0) = 0 (so h(0) = 0 and ∂h/∂w(0) = σ'(0)·0 = 0). With w = 1, b = 0, D = {0, x₁}: B holds,
+    A fails."""
+    f = analyse(act)
+    a, b = f.flat_brackets[0]
+    d = derivative(act)
+    sign_change = sign_at(d, a) * sign_at(d, b) < 0
+    no_zero = sp.Intersection(f.zeros, sp.Interval(a, b)) is sp.S.EmptySet
+    return sign_change and no_zero and in_zeros(act, sp.Integer(0))
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    name: str
+    build: Callable[[Activation, str], NeuronCase]
+    violates: str
+    why: str
+
+
+MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
+    Mechanism("sloped-zero-hyperplane", sloped_zero_hyperplane, "D not open (finite or lower-dimensional)",
+              "Lemma 2's mean-value step moves x off D; on a hyperplane orthogonal to w the unit is 0 but not flat"),
+    Mechanism("zero-weights-at-zero", zero_weights_at_zero, "gradient notion: ∂h/∂w and ∂L/∂w, not ∇ₓh",
+              "h ≡ 0 on an open D forces w = 0 and σ(b) = 0 only; ∂h/∂w = σ'(b)·x stays non-zero"),
+    Mechanism("batch-misses", batch_misses, "finite samples (s from a batch, ∀x over the box)",
+              "a batch has measure zero in the box: h can vanish on it and nowhere else"),
+    Mechanism("two-flat-levels", two_flat_levels, "D disconnected (or finite)",
+              "∇h = 0 makes h constant on each connected piece only; the pieces sit at levels 0 and ≠ 0"),
+    Mechanism("origin-plus-flat", origin_plus_flat, "finite samples (a sample at x = 0)",
+              "∂h/∂w = σ'(z)·x vanishes at x = 0 whatever h(0) is (an all-dead upstream layer feeds x = 0)"),
+    Mechanism("dead-outgoing", dead_outgoing, "gradient notion: ∂L/∂w through later layers",
+              "∂L/∂w = E[∂L/∂h · σ'(z) x] is 0 when the unit's outgoing weights are 0, however live the unit is"),
+)}  # fmt: skip
+
+
+def _label(act: Activation, mech: Mechanism, case: NeuronCase) -> str:
+    """Mechanisms at a kink of σ are Assumption-1 counterexamples: say so in the id."""
+    if mech.name in ("sloped-zero-hyperplane", "zero-weights-at-zero") and analyse(act).kinks.contains(case.b) is sp.true:
+        return "kink"
+    return mech.name
+
+
+@lru_cache(maxsize=None)
+def neuron_catalogue() -> tuple[Counterexample, ...]:
+    """One entry per (mechanism, activation, domain kind) that some failing cell of the verdict table names."""
+    wanted: dict[tuple[str, str, str], list[Claim]] = {}
+    for act in ACTIVATIONS:
+        for kind in KINDS:
+            for notion in NOTIONS:
+                for direction in DIRECTIONS:
+                    v = theorem_verdict(act, kind, notion, direction)
+                    if v.status == FAILS:
+                        wanted.setdefault((v.mechanism, act.name, kind), []).append(("theorem", notion, direction))
+            v1 = lemma1_verdict(act, kind)
+            if v1.status == FAILS:
+                wanted.setdefault((v1.mechanism, act.name, kind), []).append(LEMMA1)
+    entries = []
+    for (mech_name, act_name, kind), claims in sorted(wanted.items()):
+        mech, act = MECHANISMS[mech_name], by_name(act_name)
+        case = mech.build(act, kind)
+        label = _label(act, mech, case)
+        violates = "Assumption 1 (σ not C¹ at the zero)" if label == "kink" else mech.violates
+        why = mech.why + (f"; here the zero z = {case.b} is {_kink_or_slope(act, case.b)}" if label == "kink" else "")
+        check = partial(_ivt_origin_plus_flat, act) if mech_name == "origin-plus-flat" and not analyse(act).flat_solved else None
+        entries.append(Counterexample(f"{label}/{kind}/{act_name}", act_name, violates, tuple(claims), why, kind, case,
+                                      check=check))  # fmt: skip
+    return tuple(entries)
+
+
+# ---------------------------------------------------------------------------------------------- layer-level entries
+def _heavy_tail() -> bool:
+    """x ~ Cauchy; identity layer; unit 0: h = x (E|h| = ∞), unit 1: h ≡ 1. s₁ = 1 / ((∞ + 1)/2) = 0, h₁ ≠ 0."""
+    x = sp.Symbol("x", positive=True)
+    density = 1 / (sp.pi * (1 + x**2))
+    e0 = 2 * sp.integrate(x * density, (x, 0, sp.oo))  # E|x| by symmetry
+    e1 = 2 * sp.integrate(density, (x, 0, sp.oo))
+    s1 = sp.limit(e1 / ((sp.Symbol("M", positive=True) + e1) / 2), sp.Symbol("M", positive=True), sp.oo)
+    return e0 is sp.oo and e1 == 1 and s1 == 0
+
+
+def _all_zero_layer() -> bool:
+    """ReLU layer, both units w = 0, b = −1: h ≡ 0, ∇h ≡ 0 (B holds) but s = 0/0 is undefined, so not 0 (A fails)."""
+    case = NeuronCase(by_name("relu"), vec(0, 0), sp.Integer(-1), Domain("open", (_box((0, 0)),)))
+    layer_mean = sp.Integer(0)  # both units identical: (1/H) Σ_k E|h_k| = 0
+    s = sp.Integer(0) / layer_mean
+    return grad_x_zero(case) and has_zero(case) and s is sp.nan
+
+
+def _underflow(dtype: torch.dtype, z: int) -> bool:
+    """sigmoid(z) rounds to 0 (computed s = 0, computed gradient 0) though σ(z) = 1/(1 + e^{-z}) > 0 exactly."""
+    exact = 1 / (1 + sp.exp(-z))
+    zt = torch.tensor([float(z)], dtype=dtype, requires_grad=True)
+    h = torch.sigmoid(zt)
+    (g,) = torch.autograd.grad(h.sum(), zt)
+    return bool(exact > 0) and h.item() == 0.0 and g.item() == 0.0
+
+
+def _naive_score_underflow() -> bool:
+    """A float32 score computed as mean|h_i| / layer mean underflows to 0 for h_i = 1e-30 next to h_k = 1e20."""
+    acts = torch.tensor([[1e-30, 1e20]], dtype=torch.float32)
+    means = acts.abs().mean(0)
+    naive = means / means.mean()
+    exact = sp.Rational(10) ** -30 / ((sp.Rational(10) ** -30 + sp.Rational(10) ** 20) / 2)
+    return naive[0].item() == 0.0 and exact > 0
+
+
+def _tanh_saturation() -> bool:
+    """tanh at z = 20: h ≈ 1 (not dormant), exact σ'(20) = sech²(20) > 0, but 1 − tanh² rounds to 0 in float32 and
+    float64, so autograd reports an exactly zero gradient for a unit that is neither dormant nor exactly flat."""
+    exact = sp.sech(20) ** 2
+    zero_in_both = True
+    for dtype in (torch.float32, torch.float64):
+        zt = torch.tensor([20.0], dtype=dtype, requires_grad=True)
+        (g,) = torch.autograd.grad(torch.tanh(zt).sum(), zt)
+        zero_in_both &= g.item() == 0.0 and torch.tanh(zt).item() > 0.99
+    return bool(exact > 0) and zero_in_both
+
+
+def _literal_magi() -> bool:
+    """Eq. 16–18 taken literally: S = Σ_k Σ_m (XWᵀ + b)_km, so ∂S/∂W_ij = Σ_k X_kj for every unit i. A ReLU layer with
+    unit 0 dead (b₀ = −10) and unit 1 live gets G₀ = G₁ > 0; centring X makes G = 0 for every unit."""
+    X = sp.Matrix([[1, 2], [3, -1]])
+    grad = literal_magi_gradient(X, n_out=2)
+    G = [sum(abs(grad[i, j]) for j in range(2)) / 2 for i in range(2)]
+    centred = literal_magi_gradient(X - sp.ones(2, 1) * (sp.ones(1, 2) * X) / 2, n_out=2)
+    return G[0] == G[1] and G[0] > 0 and all(g == 0 for g in centred)
+
+
+LAYER_CATALOGUE: tuple[Counterexample, ...] = (
+    Counterexample("a2-heavy-tail", "identity", "Assumption 2 (E|h_k| unbounded for a neighbour k)", (LEMMA1, ("theorem", "grad_x", "A=>B")),
+                   "a neighbour with E|h_k| = ∞ makes every finite unit's s = 0; Theorem 1 bounds only unit i, so its "
+                   "own assumptions allow this (h_i ≡ 1 has s_i = 0 but no zero anywhere)", "open", check=_heavy_tail,
+                   data={"x": "Cauchy(0, 1) on ℝ", "W": [[1], [0]], "b": [0, 1]}),
+    Counterexample("a3-all-zero-layer", "relu", "Assumption 3 (layer mean 0)", (("theorem", "grad_x", "B=>A"),),
+                   "every unit dead: s = 0/0 is undefined, so B holds and A ('s = 0') is not even defined",
+                   "open", check=_all_zero_layer, data={"W": [[0, 0], [0, 0]], "b": [-1, -1], "D": "(−1, 1)²"}),
+    Counterexample("fp32-sigmoid-underflow", "sigmoid", "floating point (float32) vs exact s = 0", (LEMMA1,),
+                   "sigmoid(−200) = 1/(1+e^200) ≈ 1.4e−87 is 0 in float32: computed s = 0 and gradient 0, exact s > 0",
+                   "finite", check=lambda: _underflow(torch.float32, -200), data={"z": -200}),
+    Counterexample("fp64-sigmoid-underflow", "sigmoid", "floating point (float64) vs exact s = 0", (LEMMA1,),
+                   "sigmoid(−800) ≈ e^−800 is below float64's smallest subnormal: computed 0, exact > 0",
+                   "finite", check=lambda: _underflow(torch.float64, -800), data={"z": -800}),
+    Counterexample("fp32-naive-score-underflow", "identity", "floating point (float32 score division)", (LEMMA1,),
+                   "mean|h_i| / layer mean = 1e−30 / 5e19 underflows to 0 in float32; exact s_i = 2e−50 > 0",
+                   "finite", check=_naive_score_underflow, data={"acts": [[1e-30, 1e20]]}),
+    Counterexample("fp-tanh-saturation", "tanh", "floating point (float32 and float64) vs exact ∇h = 0",
+                   (("metric", "zero-gradient", "=>dormant"),),
+                   "tanh(20) rounds to 1, so autograd's 1 − tanh² is exactly 0: a zero-gradient unit with s ≈ 1",
+                   "finite", check=_tanh_saturation, data={"z": 20}),
+    Counterexample("literal-eq17-magi", "relu", "gradient notion: the literal S of Eq. 17", (("metric", "literal MAGI", "<=>dormant"),),
+                   "∂S/∂W_ij = Σ_k X_kj is the same for every unit: a dead unit has MAGI > 0, centred inputs give 0 to all",
+                   "finite", check=_literal_magi, data={"X": [[1, 2], [3, -1]], "b": [-10, 0]}),
+)  # fmt: skip
+
+
+def catalogue() -> tuple[Counterexample, ...]:
+    return neuron_catalogue() + LAYER_CATALOGUE
+
+
+def entries_for(activation: str, kind: str, claim: Claim) -> list[Counterexample]:
+    return [c for c in neuron_catalogue() if c.activation == activation and c.kind == kind and claim in c.breaks]
