@@ -1,0 +1,250 @@
+"""PPO pieces: GAE, normalisers, agent, rollout (no reset-observation leak, truncation bootstrap), validation, CLI."""
+
+import math
+from collections import deque
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ocp.agent import Agent, RunningMeanStd, gaussian_log_prob
+from ocp.envs import get_env_states, make_env, make_vector_env, set_env_states
+from ocp.ppo import LoopState, PPOConfig, Rollout, _collect_rollout, compute_gae, policy_loss, presets, train, value_loss
+from ocp.probe import PlasticityProbe
+from ocp.train import main, parse
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+# ---------------------------------------------------------------------------------------------------------- GAE
+def test_gae_by_hand_with_termination_and_truncation():
+    # One env, 4 steps, gamma = lambda = 0.5. Step 1 terminates, step 3 is truncated with V(final obs) = 3.
+    rewards = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5], [2.0]])
+    next_values = torch.tensor([[1.0], [7.0], [2.0], [3.0]])  # 7.0 is ignored: a terminal state has value 0
+    terminated = torch.tensor([[0.0], [1.0], [0.0], [0.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    adv, ret = compute_gae(rewards, values, next_values, terminated, dones, 0.5, 0.5)
+    # t=3: 4 + .5*3 - 2 = 3.5; t=2: (3 + .5*2 - 1.5) + .25*3.5 = 3.375; t=1: 2 - 1 = 1 (cut); t=0: (1 + .5 - .5) + .25*1
+    assert adv.flatten().tolist() == [1.25, 1.0, 3.375, 3.5]
+    assert ret.flatten().tolist() == [1.75, 2.0, 4.875, 5.5]
+
+
+def test_gae_without_truncation_bootstrap_treats_truncation_as_termination():
+    rewards = torch.tensor([[1.0], [4.0]])
+    values = torch.tensor([[0.5], [2.0]])
+    next_values = torch.tensor([[2.0], [3.0]])
+    dones = torch.tensor([[0.0], [1.0]])
+    adv, _ = compute_gae(rewards, values, next_values, dones, dones, 0.5, 0.5)
+    assert adv.flatten().tolist() == [1.5 + 0.25 * 2.0, 2.0]
+
+
+def test_losses_by_hand():
+    logp = torch.log(torch.tensor([1.5, 0.5, 1.0]))  # ratios 1.5, 0.5, 1.0 against old log-prob 0
+    adv = torch.tensor([1.0, 1.0, -2.0])
+    # max(-A r, -A clip(r)): [max(-1.5,-1.2), max(-0.5,-0.8), max(2, 2)] = [-1.2, -0.5, 2]; mean 0.3/3
+    assert policy_loss(logp, torch.zeros(3), adv, 0.2).item() == pytest.approx(0.1, abs=1e-7)
+    new, old, ret = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 1.0])
+    assert value_loss(new, old, ret, 0.2, clip_vloss=False).item() == pytest.approx(0.5 * (1 + 1) / 2)
+    # clipped prediction of sample 0 is 0.2: max(1, 1.8²) = 3.24; sample 1: max(1, 1) = 1
+    assert value_loss(new, old, ret, 0.2, clip_vloss=True).item() == pytest.approx(0.5 * (3.24 + 1) / 2)
+
+
+# ---------------------------------------------------------------------------------------------------- normalisers
+def test_running_mean_std_matches_numpy_with_prior_count():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 4)) for n in (3, 5, 1, 7)]
+    rms = RunningMeanStd((4,))
+    for b in batches:
+        rms.update(torch.from_numpy(b))
+    x = np.concatenate(batches)
+    c = 1e-4  # prior: count c at mean 0, variance 1
+    total = len(x) + c
+    mean = x.sum(0) / total
+    var = (c * 1.0 + c * mean**2 + ((x - mean) ** 2).sum(0)) / total
+    np.testing.assert_allclose(rms.mean.numpy(), mean, rtol=1e-12)
+    np.testing.assert_allclose(rms.var.numpy(), var, rtol=1e-12)
+    assert rms.count.item() == pytest.approx(total, rel=1e-15)
+
+
+def test_agent_normalisers_clip_and_are_saved_buffers():
+    agent = Agent(3, 1, obs_clip=10.0, reward_clip=10.0, norm_epsilon=1e-8)
+    obs = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    z = agent.normalize_obs(obs, update=True)
+    m, v = agent.obs_rms.mean.numpy(), agent.obs_rms.var.numpy()
+    assert z.dtype == torch.float32
+    np.testing.assert_allclose(z.numpy(), ((obs - m) / np.sqrt(v + 1e-8)).astype(np.float32))
+    far = agent.normalize_obs(np.array([[1e6, 2.0, -1e6]]), update=False)
+    assert far[0, 0].item() == 10.0 and far[0, 2].item() == -10.0
+    r = agent.normalize_reward(np.array([2.0, -1.0]), np.array([2.0, -1.0]), update=True)
+    np.testing.assert_allclose(r.numpy(), np.array([2.0, -1.0]) / np.sqrt(agent.ret_rms.var.item() + 1e-8), rtol=1e-6)
+    keys = set(agent.state_dict())
+    assert {"obs_rms.mean", "obs_rms.var", "obs_rms.count", "ret_rms.mean", "ret_rms.var", "ret_rms.count"} <= keys
+
+
+# ----------------------------------------------------------------------------------------------------------- agent
+@pytest.mark.parametrize("activation,module", [("relu", nn.ReLU), ("identity", nn.Identity), ("tanh", nn.Tanh)])
+def test_agent_activations_are_modules_the_probe_finds(activation, module):
+    agent = Agent(5, 2, hidden_sizes=(8, 6), activation=activation)
+    for net in (agent.actor_mean, agent.critic):
+        assert isinstance(net, nn.Sequential)
+        assert [type(m) for m in net] == [nn.Linear, module, nn.Linear, module, nn.Linear]
+        res = PlasticityProbe(net).measure(torch.randn(16, 5), "output_sum")
+        assert [r.width for r in res.hidden] == [8, 6] and [r.name for r in res.output] == ["4"]
+    assert agent.actor_logstd.shape == (1, 2) and torch.all(agent.actor_logstd == 0)
+
+
+def test_agent_initialisation_and_sampling():
+    torch.manual_seed(0)
+    agent = Agent(4, 3, hidden_sizes=(16,))
+    w = agent.actor_mean[0].weight
+    torch.testing.assert_close(w.T @ w, 2.0 * torch.eye(4), atol=1e-5, rtol=0)  # (16, 4): orthogonal columns, gain √2
+    assert torch.all(agent.critic[0].bias == 0)
+    obs = torch.randn(5, 4)
+    action, logp, value = agent.sample(obs, torch.Generator().manual_seed(1))
+    mean = agent.actor_mean(obs)
+    torch.testing.assert_close(logp, gaussian_log_prob(mean, agent.actor_logstd.expand_as(mean), action))
+    torch.testing.assert_close(value, agent.critic(obs).squeeze(-1))
+    a2, _, _ = agent.sample(obs, torch.Generator().manual_seed(1))
+    assert torch.equal(action, a2)  # the noise comes from the given generator only
+
+
+# ------------------------------------------------------------------------------------------------------- rollouts
+def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3):
+    cfg = PPOConfig(env_id=env_id, num_envs=num_envs, num_steps=num_steps, max_episode_steps=max_steps,
+                    bootstrap_truncation=bootstrap, norm_obs=False, norm_reward=False)  # fmt: skip
+    torch.manual_seed(0)
+    envs = make_vector_env(env_id, num_envs, "sync", max_steps)
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    agent = Agent(obs_dim, act_dim, hidden_sizes=(16,), norm_obs=False, norm_reward=False)
+    raw, _ = envs.reset(seed=seed)
+    state = LoopState(agent.normalize_obs(raw, True), np.zeros(num_envs), np.zeros(num_envs),
+                      np.zeros(num_envs, dtype=np.int64), deque(maxlen=10))  # fmt: skip
+    buf = Rollout.empty(num_steps, num_envs, obs_dim, act_dim)
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    episodes = _collect_rollout(agent, envs, state, buf, cfg, torch.Generator().manual_seed(0), low, high)
+    envs.close()
+    return agent, buf, episodes, (low, high)
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_rollout_is_exactly_the_real_transitions_no_reset_obs_leak(bootstrap):
+    """Replay each sub-env on its own: the buffer must hold exactly the env's transitions — no step from a final
+    observation to a reset observation (gymnasium 1.x NEXT_STEP autoreset would insert one with reward 0)."""
+    T, N, max_steps, seed = 13, 2, 5, 3
+    agent, buf, episodes, (low, high) = _rollout("HalfCheetah-v4", N, T, max_steps, bootstrap, seed)
+    for i in range(N):
+        env = make_env("HalfCheetah-v4", max_steps)
+        obs, _ = env.reset(seed=seed + i)
+        for t in range(T):
+            assert np.array_equal(buf.obs[t, i].numpy(), obs.astype(np.float32)), (t, i)
+            obs, reward, terminated, truncated, _ = env.step(np.clip(buf.actions[t, i].numpy(), low, high))
+            assert buf.rewards[t, i].item() == np.float32(reward)
+            done = terminated or truncated
+            assert buf.dones[t, i].item() == float(done) == float((t + 1) % max_steps == 0)
+            assert buf.terminated[t, i].item() == float(terminated if bootstrap else done)
+            if done:
+                if bootstrap:  # bootstrap from the true final observation, not the reset one stored next
+                    expected = agent.value(torch.from_numpy(obs.astype(np.float32))[None]).item()
+                    assert buf.next_values[t, i].item() == pytest.approx(expected, abs=1e-6)
+                    if t + 1 < T:
+                        assert buf.next_values[t, i].item() != pytest.approx(buf.values[t + 1, i].item(), abs=1e-6)
+                obs, _ = env.reset()
+            elif t + 1 < T:
+                assert buf.next_values[t, i].item() == buf.values[t + 1, i].item()
+        env.close()
+    assert sorted((e["env"], e["episodic_length"]) for e in episodes) == [(0, 5), (0, 5), (1, 5), (1, 5)]
+
+
+def test_gymnasium_default_autoreset_would_leak_a_reset_transition():
+    """The hazard the SAME_STEP vector env avoids: in the default NEXT_STEP mode the step after an episode end
+    ignores the action and returns the reset observation with reward 0 and done = False."""
+    envs = gym.vector.SyncVectorEnv([lambda: make_env("HalfCheetah-v4", 2)])
+    envs.reset(seed=0)
+    action = np.full((1, 6), 0.5, dtype=np.float32)
+    for _ in range(2):
+        _, _, _, truncated, _ = envs.step(action)
+    assert truncated[0]
+    obs, reward, terminated, truncated, _ = envs.step(action)
+    assert reward[0] == 0.0 and not terminated[0] and not truncated[0]
+    envs.close()
+
+
+def test_termination_is_not_bootstrapped():
+    agent, buf, episodes, _ = _rollout("InvertedPendulum-v4", 1, 60, None, True, seed=0)
+    term = buf.terminated[:, 0].bool()
+    assert term.any() and torch.equal(term, buf.dones[:, 0].bool())  # only terminations end these episodes
+    assert torch.all(buf.next_values[:, 0][term] == 0)
+    assert len(episodes) == int(term.sum())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_env_state_roundtrip_is_bit_exact(mode):
+    envs = make_vector_env("HalfCheetah-v4", 2, mode, max_episode_steps=7)
+    envs.reset(seed=11)
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-1, 1, size=(2, 6)).astype(np.float32) for _ in range(12)]
+    for a in actions[:4]:
+        envs.step(a)
+    states = get_env_states(envs)
+    first = [tuple(np.copy(x) for x in envs.step(a)[:4]) for a in actions[4:]]  # crosses an autoreset (step 7)
+    set_env_states(envs, states)
+    second = [tuple(np.copy(x) for x in envs.step(a)[:4]) for a in actions[4:]]
+    envs.close()
+    for s1, s2 in zip(first, second):
+        for x1, x2 in zip(s1, s2):
+            assert np.array_equal(x1, x2)
+
+
+# -------------------------------------------------------------------------------------------------------- bad input
+def test_invalid_hyperparameters_are_all_listed():
+    cfg = PPOConfig(num_minibatches=3, learning_rate=0.0, gamma=1.5, hidden_sizes=(), probe_thresholds=())
+    with pytest.raises(ValueError) as err:
+        cfg.validate()
+    msg = str(err.value)
+    assert "num_minibatches=3 does not divide the batch num_envs*num_steps=2048" in msg
+    assert "learning_rate must be > 0, got 0.0" in msg
+    assert "gamma must be in [0, 1], got 1.5" in msg
+    assert "hidden_sizes" in msg and "probe_thresholds" in msg
+
+
+@pytest.mark.parametrize(
+    "env_id,message",
+    [("NoSuchEnv-v0", "unknown environment id 'NoSuchEnv-v0'"), ("CartPole-v1", "continuous Box action space"),
+     ("Pendulum-v1", "not a MuJoCo env")],
+)  # fmt: skip
+def test_bad_env_fails_before_anything_is_written(tmp_path, env_id, message):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        train(PPOConfig(env_id=env_id, run_dir=str(run_dir), progress_bar=False))
+    assert not run_dir.exists()
+
+
+# -------------------------------------------------------------------------------------------------------------- CLI
+def test_cli_help_lists_every_option_with_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as code:
+        parse(["cleanrl", "--help"])
+    assert code.value.code == 0
+    out = capsys.readouterr().out
+    for f in PPOConfig.__dataclass_fields__:
+        assert f"--{f.replace('_', '-')}" in out, f
+    assert out.count("(default:") >= len(PPOConfig.__dataclass_fields__)
+
+
+def test_cli_presets_and_overrides():
+    cfg = parse(["paper", "--seed", "3", "--activation", "identity"])
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.weight_decay_mode) == (1e-4, 1e-4, "l2")
+    assert (cfg.seed, cfg.activation, cfg.total_timesteps, cfg.num_minibatches, cfg.update_epochs) == (3, "identity", 20_000_000, 32, 10)
+    assert (cfg.gamma, cfg.gae_lambda, cfg.max_grad_norm, cfg.clip_coef, cfg.vf_coef, cfg.anneal_lr) == (0.99, 0.95, 0.5, 0.2, 0.5, True)
+    c = parse(["cleanrl"])
+    assert c == presets()["cleanrl"][1] == PPOConfig()
+    assert (c.learning_rate, c.num_envs, c.num_steps, c.activation, c.total_timesteps) == (3e-4, 1, 2048, "tanh", 1_000_000)
+
+
+def test_cli_reports_bad_input_as_an_error(tmp_path, capsys):
+    assert main(["cleanrl", "--num-minibatches", "3", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "does not divide the batch" in capsys.readouterr().err
+    assert not math.isnan(1.0)
