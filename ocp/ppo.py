@@ -279,16 +279,18 @@ def compute_gae(
     truncation. ``terminated[t]`` zeroes that bootstrap (a true terminal state has value 0); ``dones[t]`` (terminated or
     truncated) stops the λ-recursion at the episode boundary.
     """
-    T = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    last = torch.zeros_like(rewards[0])
-    not_terminated = 1.0 - terminated.to(rewards.dtype)
-    not_done = 1.0 - dones.to(rewards.dtype)
-    for t in reversed(range(T)):
-        delta = rewards[t] + gamma * next_values[t] * not_terminated[t] - values[t]
-        last = delta + gamma * gae_lambda * not_done[t] * last
+    # The backward recursion runs in numpy: T small steps are ~4x cheaper there than as torch ops.
+    r, v, nv = (x.detach().cpu().numpy() for x in (rewards, values, next_values))
+    not_terminated = 1.0 - terminated.detach().cpu().numpy().astype(r.dtype)
+    not_done = 1.0 - dones.detach().cpu().numpy().astype(r.dtype)
+    deltas = r + gamma * nv * not_terminated - v
+    advantages = np.zeros_like(r)
+    last = np.zeros_like(r[0])
+    for t in reversed(range(r.shape[0])):
+        last = deltas[t] + gamma * gae_lambda * not_done[t] * last
         advantages[t] = last
-    return advantages, advantages + values
+    adv = torch.from_numpy(advantages).to(rewards.device)
+    return adv, adv + values
 
 
 def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
@@ -486,7 +488,8 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
 
     agent = Agent(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.init_log_std, cfg.norm_obs,
                   cfg.norm_reward, cfg.obs_clip, cfg.reward_clip, cfg.norm_epsilon)  # fmt: skip
-    initial_state = {k: v.clone() for k, v in agent.state_dict().items()}
+    # Weight distances are measured from the parameters at initialisation, which a resumed run takes from its checkpoint.
+    initial_state = checkpoint["initial_agent"] if checkpoint else {k: v.clone() for k, v in agent.state_dict().items()}
     optimizer = make_optimizer(agent, cfg)
     envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps)
     low, high = envs.single_action_space.low, envs.single_action_space.high
@@ -503,9 +506,6 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
 
     offsets: dict[str, Optional[int]] = {"metrics": 0, "plasticity": 0, "episodes": 0}
     if checkpoint is not None:
-        initial_state = checkpoint["initial_agent"]
-        if recorder is not None:
-            recorder = PlasticityRecorder(agent, cfg, initial_state)
         _restore(checkpoint, agent, optimizer, sampler, envs, state, recorder)
         offsets = checkpoint["log_offsets"]
     delete_masks_after(run_dir, state.update)

@@ -29,6 +29,10 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue from the last checkpoint with --resume (run dir {cfg.resolved_run_dir()})",
+              file=sys.stderr)  # fmt: skip
+        return 130
     if run_dir is not None:
         print(f"run finished: {run_dir}")
     return 0

@@ -4,6 +4,10 @@ import csv
 import dataclasses
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -143,3 +147,26 @@ def test_saved_agent_evaluates_with_its_normalisers(full_run):
     assert agent.obs_rms.count.item() == pytest.approx(1e-4 + 2 + 320)  # reset obs + one obs per env step
     returns = evaluate(agent, cfg.env_id, episodes=2, seed=0, max_episode_steps=cfg.max_episode_steps)
     assert len(returns) == 2 and all(math.isfinite(r) for r in returns)
+
+
+def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
+    """A real kill (SIGKILL, no cleanup) at an arbitrary moment after the first checkpoint, then --resume."""
+    kw = dict(total_timesteps=12 * 64, checkpoint_interval=1, tensorboard=False)
+    reference = tmp_path / "reference"
+    train(tiny(reference, **kw))
+    run_dir = tmp_path / "killed"
+    cfg = tiny(run_dir, **kw)
+    args = [sys.executable, "-m", "ocp.train", "cleanrl"]
+    for f in ("env_id", "num_envs", "num_steps", "total_timesteps", "max_episode_steps", "num_minibatches",
+              "update_epochs", "activation", "probe_interval", "checkpoint_interval", "seed", "run_dir"):  # fmt: skip
+        args += [f"--{f.replace('_', '-')}", str(getattr(cfg, f))]
+    proc = subprocess.Popen(args + ["--no-progress-bar", "--no-tensorboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list_checkpoints(run_dir) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert train(tiny(run_dir, resume=True, **kw)) == run_dir
+    for name, drop in (("metrics.csv", WALL_CLOCK_COLUMNS), ("plasticity.csv", ()), ("episodes.csv", ())):
+        assert read(run_dir / name, drop) == read(reference / name, drop), name
