@@ -117,7 +117,7 @@ def one_sided_limit(expr: sp.Expr, c: sp.Expr, direction: str) -> sp.Expr:
 
 
 def value(expr: sp.Expr, c: sp.Expr) -> sp.Expr:
-    return sp.simplify(expr.subs(Z, c))
+    return expr.subs(Z, c)
 
 
 def is_zero_at(expr: sp.Expr, c: sp.Expr) -> bool:
@@ -126,8 +126,9 @@ def is_zero_at(expr: sp.Expr, c: sp.Expr) -> bool:
 
 def is_zero_number(v: sp.Expr) -> bool:
     """Exact when sympy decides; otherwise |v| < 10^-(SIGN_DIGITS-10) at SIGN_DIGITS digits."""
-    v = sp.simplify(v)
     decided = v.is_zero
+    if decided is None:
+        decided = sp.simplify(v).is_zero
     if decided is not None:
         return bool(decided)
     return abs(sp.N(v, SIGN_DIGITS)) < sp.Float(10) ** (10 - SIGN_DIGITS)
@@ -168,6 +169,7 @@ def analyse(act: Activation) -> Facts:
                  continuous=continuous)  # fmt: skip
 
 
+@lru_cache(maxsize=65536)
 def in_flat(act: Activation, c: sp.Expr) -> bool:
     """c ∈ C0: σ is differentiable at c and σ'(c) = 0."""
     facts = analyse(act)
@@ -176,10 +178,12 @@ def in_flat(act: Activation, c: sp.Expr) -> bool:
     return is_zero_at(derivative(act), c)
 
 
+@lru_cache(maxsize=65536)
 def in_zeros(act: Activation, c: sp.Expr) -> bool:
     return is_zero_at(act.expr, c)
 
 
+@lru_cache(maxsize=65536)
 def interval_in(act: Activation, lo: sp.Expr, hi: sp.Expr, which: str) -> bool:
     """Whether the open interval (lo, hi) lies in Z0 (``which="zeros"``) or C0 (``"flat"``).
 
