@@ -1,0 +1,284 @@
+"""The experiment grid behind ``reproduce/all_figures.py``: which runs a preset needs, where their results live, and
+running them — in a local process pool by default, on a Ray cluster on request.
+
+Stages (each writes tidy tables that the figure code reads; nothing here draws):
+
+1. **PPO** — the paper's Appendix-B PPO on HalfCheetah-v4 with ReLU and with No-Act (identity) networks, several
+   seeds, plasticity probed during training (``ocp.ppo``). Figures 1, 4, 6, 7, 8.
+2. **Transfer** — the critics of one seed per arm initialise regressors for Eq. 1 and for the similar-task control
+   (``ocp.transfer``). Figures 3 and 5.
+
+Caching: a run's directory name carries a hash of everything that changes what it computes, so a finished run is
+reused, an interrupted one resumes (PPO checkpoints), and a changed config gets a new directory instead of mixing
+results. ``results/<preset>/index.json`` lists the runs for the figure code.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from tqdm import tqdm
+
+from ocp.checkpoint import atomic_write_json
+from ocp.ppo import RUNTIME_FIELDS, PPOConfig, presets, train
+from ocp.transfer import TransferConfig, run_transfer
+
+__all__ = ["GridPreset", "PRESETS", "PPORunSpec", "plan_ppo_runs", "run_grid", "run_all", "config_key"]
+
+#: The two arms of the paper's Figure 1: label -> activation.
+ARMS: dict[str, str] = {"relu": "relu", "no-act": "identity"}
+
+
+@dataclass(frozen=True)
+class GridPreset:
+    """One scale of the whole reproduction."""
+
+    name: str
+    scaled_down: str
+    """What differs from the paper's scale (printed before the run and written into the report)."""
+    seeds: tuple[int, ...]
+    """PPO seeds per arm."""
+    ppo: dict[str, Any] = field(default_factory=dict)
+    """Overrides applied to the ``paper`` PPO preset."""
+    transfer: dict[str, Any] = field(default_factory=dict)
+    """Overrides applied to :class:`ocp.transfer.TransferConfig`."""
+
+
+PRESETS: dict[str, GridPreset] = {
+    "smoke": GridPreset(
+        name="smoke",
+        scaled_down="CI smoke test: 2 seeds x 2,048 PPO steps (8 updates of 256 steps), transfer 2 seeds x 3 epochs",
+        seeds=(1, 2),
+        ppo=dict(total_timesteps=2048, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=1,
+                 checkpoint_interval=4),  # fmt: skip
+        transfer=dict(seeds=(0, 1), epochs=3, n_train=200, n_test=200, probe_every=1, bootstrap_resamples=1000,
+                      similar_horizon=100, similar_states_per_episode=100),  # fmt: skip
+    ),
+    "quick": GridPreset(
+        name="quick",
+        scaled_down="3 seeds x 250,000 PPO steps per arm (paper: 20M steps); transfer 5 seeds x 100 epochs",
+        seeds=(1, 2, 3),
+        ppo=dict(total_timesteps=250_000, probe_interval=5),
+        transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=100, probe_every=10),
+    ),
+    "paper": GridPreset(
+        name="paper",
+        scaled_down="none: 3 seeds x 20M PPO steps per arm, transfer 5 seeds x 200 epochs",
+        seeds=(1, 2, 3),
+        ppo=dict(total_timesteps=20_000_000, probe_interval=10),
+        transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=200),
+    ),
+}
+
+
+def config_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
+    """A short stable hash of a config: same config, same key, on any machine."""
+    kept = {k: v for k, v in sorted(config.items()) if k not in ignore}
+    blob = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class PPORunSpec:
+    arm: str
+    seed: int
+    config: PPOConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+
+def plan_ppo_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
+    """Every PPO run of the preset, each with its cache-keyed run directory under ``root/runs``."""
+    base = presets()["paper"][1]
+    specs = []
+    for arm, activation in ARMS.items():
+        for seed in preset.seeds:
+            cfg = dataclasses.replace(base, **preset.ppo, activation=activation, seed=seed,
+                                      exp_name=f"{preset.name}-{arm}", progress_bar=False, tensorboard=False)  # fmt: skip
+            key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
+            run_dir = root / "runs" / f"ppo-{arm}-seed{seed}-{key}"
+            specs.append(PPORunSpec(arm, seed, dataclasses.replace(cfg, run_dir=str(run_dir))))
+    return specs
+
+
+def execute_ppo(config: PPOConfig) -> dict[str, Any]:
+    """Train one PPO run to completion: fresh, resumed from its last checkpoint, or skipped when already finished.
+
+    A top-level function so that process pools and Ray can ship it to a worker.
+    """
+    started = time.perf_counter()
+    resume = (Path(config.run_dir) / "config.json").is_file()
+    train(dataclasses.replace(config, resume=resume))
+    return {"run_dir": config.run_dir, "resumed": resume, "wall_s": time.perf_counter() - started}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Executors: one interface over a local process pool and Ray
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class LocalExecutor:
+    """A process pool sized to the cores (``spawn``: MuJoCo and torch state are not shared across a fork)."""
+
+    def __init__(self, workers: Optional[int] = None):
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn: Callable, arg: Any) -> cf.Future:
+        return self._pool.submit(fn, arg)
+
+    def wait(self, pending: set, timeout: float) -> tuple[set, set]:
+        done, not_done = cf.wait(pending, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return set(done), set(not_done)
+
+    @staticmethod
+    def result(future: cf.Future) -> Any:
+        return future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """Ray tasks, one CPU each. ``address=None`` starts a local Ray instance with ``workers`` CPUs; a cluster address
+    connects to it (run directories must then be on storage every node sees)."""
+
+    def __init__(self, address: Optional[str] = None, workers: Optional[int] = None):
+        try:
+            import ray
+        except ImportError as err:
+            raise ValueError("the Ray executor needs Ray: pip install -e '.[ray]'") from err
+        self._ray = ray
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        self.workers = int(ray.cluster_resources().get("CPU", 1))
+
+    def submit(self, fn: Callable, arg: Any) -> Any:
+        return self._ray.remote(num_cpus=1)(fn).remote(arg)
+
+    def wait(self, pending: set, timeout: float) -> tuple[set, set]:
+        done, not_done = self._ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
+        return set(done), set(not_done)
+
+    def result(self, ref: Any) -> Any:
+        return self._ray.get(ref)
+
+    def close(self) -> None:
+        self._ray.shutdown()
+
+
+def make_executor(kind: str = "local", ray_address: Optional[str] = None, workers: Optional[int] = None):
+    if ray_address or kind == "ray":
+        return RayExecutor(ray_address, workers)
+    if kind != "local":
+        raise ValueError(f"executor must be 'local' or 'ray', got {kind!r}")
+    return LocalExecutor(workers)
+
+
+def _last_global_step(run_dir: Path) -> int:
+    """The newest ``global_step`` in a run's metrics.csv (0 if none yet): the progress display's live step count."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        lines = f.read().decode(errors="replace").strip().splitlines()
+    for line in reversed(lines):
+        fields = line.split(",")
+        if len(fields) > 1 and fields[1].isdigit():
+            return int(fields[1])
+    return 0
+
+
+def run_grid(specs: Sequence[PPORunSpec], executor: Any, poll_s: float = 2.0) -> list[dict[str, Any]]:
+    """Run every spec on ``executor`` with one progress display: runs done / total and the grid's current SPS."""
+    futures = {executor.submit(execute_ppo, s.config): s for s in specs}
+    pending, results = set(futures), []
+    start_steps = {s.run_dir: _last_global_step(s.run_dir) for s in specs}
+    started = time.perf_counter()
+    bar = tqdm(total=len(specs), unit="run", desc="PPO runs", dynamic_ncols=True)
+    try:
+        while pending:
+            done, pending = executor.wait(pending, poll_s)
+            for fut in done:
+                results.append(executor.result(fut))
+                bar.update(1)
+            steps = sum(_last_global_step(s.run_dir) - start_steps[s.run_dir] for s in specs)
+            bar.set_postfix(sps=f"{steps / max(time.perf_counter() - started, 1e-9):.0f}")
+    finally:
+        bar.close()
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole reproduction
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def transfer_config(preset: GridPreset, specs: Sequence[PPORunSpec], root: Path) -> TransferConfig:
+    """Eq. 1 and the similar task on the critics of the first seed of each arm (the paper transfers one critic per
+    arm); the output directory is keyed by the transfer settings and by the PPO runs it reads."""
+    first_seed = min(s.seed for s in specs)
+    chosen = [s for s in specs if s.seed == first_seed]
+    cfg = TransferConfig(
+        checkpoints=tuple(s.run_dir for s in chosen),
+        labels=tuple(f"PPO-{s.arm}" for s in chosen),
+        expected_activations=tuple(s.config.activation for s in chosen),
+        **preset.transfer,
+    )
+    key = config_key({**dataclasses.asdict(cfg), "out_dir": None})
+    return dataclasses.replace(cfg, out_dir=root / "transfer" / f"transfer-{key}")
+
+
+def run_all(
+    preset_name: str,
+    results_root: Path | str = "results",
+    executor: str = "local",
+    ray_address: Optional[str] = None,
+    workers: Optional[int] = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run (or reuse) every experiment of a preset; write ``index.json``; return the preset's results directory."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r}; choose from {sorted(PRESETS)}")
+    preset = PRESETS[preset_name]
+    root = Path(results_root) / preset.name
+    specs = plan_ppo_runs(preset, root)
+    log(f"preset {preset.name}: {preset.scaled_down}")
+    log(f"{len(specs)} PPO runs under {root / 'runs'}")
+    pool = make_executor(executor, ray_address, workers)
+    try:
+        run_grid(specs, pool)
+    finally:
+        pool.close()
+
+    tcfg = transfer_config(preset, specs, root)
+    if (Path(tcfg.out_dir) / "summary.csv").is_file():
+        log(f"transfer: reusing {tcfg.out_dir}")
+    else:
+        log(f"transfer: {len(tcfg.checkpoints)} critics -> {tcfg.out_dir}")
+        run_transfer(tcfg)
+
+    index = {
+        "preset": preset.name,
+        "scaled_down": preset.scaled_down,
+        "ppo_runs": [{"arm": s.arm, "seed": s.seed, "activation": s.config.activation,
+                      "run_dir": os.path.relpath(s.run_dir, root)} for s in specs],  # fmt: skip
+        "transfer_dir": os.path.relpath(tcfg.out_dir, root),
+    }
+    atomic_write_json(root / "index.json", index)
+    return root

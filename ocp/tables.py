@@ -1,0 +1,124 @@
+"""Reading the tidy tables an experiment wrote, and aggregating seeds: shared by the figures and the claims report.
+
+Imports nothing that trains: the figure code must be able to run on a machine that only has the results folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["read_csv", "Results", "mean_ci", "aggregate"]
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"missing table {path}: run the experiments first (python reproduce/all_figures.py)")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def to_float(value: str) -> float:
+    return math.nan if value in ("", "nan") else float(value)
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval over seeds (NaN values dropped; no interval from a single value)."""
+    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    m = float(x.mean())
+    if x.size == 1:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return m, m - half, m + half
+
+
+def aggregate(series: dict[int, dict[float, float]], confidence: float = 0.95) -> list[dict[str, float]]:
+    """``{seed: {x: y}}`` -> rows ``x, mean, ci_low, ci_high, n`` at every x that some seed has."""
+    xs = sorted({x for s in series.values() for x in s})
+    rows = []
+    for x in xs:
+        ys = [s[x] for s in series.values() if x in s]
+        m, lo, hi = mean_ci(ys, confidence)
+        rows.append({"x": x, "mean": m, "ci_low": lo, "ci_high": hi, "n": sum(not math.isnan(y) for y in ys)})
+    return rows
+
+
+@dataclass
+class Run:
+    arm: str
+    seed: int
+    activation: str
+    path: Path
+
+
+class Results:
+    """One preset's results folder: ``index.json``, the PPO run folders and the transfer tables."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        index = json.loads((self.root / "index.json").read_text()) if (self.root / "index.json").is_file() else None
+        if index is None:
+            raise ValueError(f"{self.root} has no index.json: run the experiments first")
+        self.preset = index["preset"]
+        self.scaled_down = index["scaled_down"]
+        self.runs = [Run(r["arm"], int(r["seed"]), r["activation"], self.root / r["run_dir"]) for r in index["ppo_runs"]]
+        self.transfer_dir = self.root / index["transfer_dir"]
+        self._cache: dict[tuple[str, Path], list[dict[str, str]]] = {}
+
+    @property
+    def arms(self) -> list[str]:
+        return list(dict.fromkeys(r.arm for r in self.runs))
+
+    def runs_of(self, arm: str) -> list[Run]:
+        return [r for r in self.runs if r.arm == arm]
+
+    def table(self, run: Run, name: str) -> list[dict[str, str]]:
+        key = (name, run.path)
+        if key not in self._cache:
+            self._cache[key] = read_csv(run.path / name)
+        return self._cache[key]
+
+    def metric_series(self, arm: str, column: str, x: str = "global_step") -> dict[int, dict[float, float]]:
+        """A column of metrics.csv per seed: ``{seed: {x: value}}``."""
+        return {r.seed: {to_float(row[x]): to_float(row[column]) for row in self.table(r, "metrics.csv")}
+                for r in self.runs_of(arm)}  # fmt: skip
+
+    def plasticity_series(
+        self, arm: str, network: str, layer: str, metric: str, threshold: Optional[float] = None
+    ) -> dict[int, dict[float, float]]:
+        """One plasticity metric of one layer per seed: ``{seed: {global_step: value}}``."""
+        out = {}
+        for r in self.runs_of(arm):
+            out[r.seed] = {
+                to_float(row["global_step"]): to_float(row["value"])
+                for row in self.table(r, "plasticity.csv")
+                if row["network"] == network and row["layer"] == layer and row["metric"] == metric
+                and (threshold is None or (row["threshold"] != "" and float(row["threshold"]) == threshold))
+            }
+        return out
+
+    def layers(self, network: str, kinds: Iterable[str] = ("hidden",)) -> list[str]:
+        """Layer names of a network in forward order (from the first run's table)."""
+        kinds = set(kinds)
+        names = [row["layer"] for row in self.table(self.runs[0], "plasticity.csv")
+                 if row["network"] == network and row["kind"] in kinds and row["layer"] != "network"]  # fmt: skip
+        return list(dict.fromkeys(names))
+
+    def transfer_table(self, name: str) -> list[dict[str, str]]:
+        return read_csv(self.transfer_dir / name)
+
+
+def rows_for(rows: Iterable[dict[str, str]], **match: Any) -> list[dict[str, str]]:
+    """Rows whose columns equal the given values (compared as strings)."""
+    want = {k: str(v) for k, v in match.items()}
+    return [r for r in rows if all(r[k] == v for k, v in want.items())]

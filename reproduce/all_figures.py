@@ -1,0 +1,64 @@
+"""Regenerate every data figure of the paper and the claims report with one command.
+
+    python reproduce/all_figures.py                  # --preset quick: <= 30 min on a 2-core CPU machine
+    python reproduce/all_figures.py --preset smoke   # CI: every figure, tiny runs, ~2 min
+    python reproduce/all_figures.py --preset paper   # the paper's scale (20M steps x 3 seeds per arm)
+    python reproduce/all_figures.py --preset paper --ray-address auto   # the same grid on a Ray cluster
+
+Finished runs are reused and interrupted ones resume: the command can be stopped and started again. Outputs go to
+``results/<preset>/``: ``figures/`` (PNG, PDF and the CSV each figure was drawn from) and ``REPORT.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runs from a checkout without installing too
+
+from ocp.experiments import PRESETS, run_all  # noqa: E402
+from ocp.figures import draw_all  # noqa: E402
+from ocp.report import write_report  # noqa: E402
+
+
+def theory_table() -> str:
+    """The verdict table of ``theory/``, computed by running its checks (``python -m theory.report``)."""
+    done = subprocess.run([sys.executable, "-m", "theory.report"], cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m theory.report failed:\n{done.stderr}")
+    return done.stdout
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="scale of the runs (default: quick)")
+    parser.add_argument("--results", default="results", help="results root folder (default: results)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local process pool (default) or Ray")
+    parser.add_argument("--ray-address", default=None, help="address of a Ray cluster (implies --executor ray)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of CPU cores)")
+    parser.add_argument("--figures-only", action="store_true", help="redraw figures and report from existing tables")
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be >= 1")
+
+    started = time.perf_counter()
+    root = Path(args.results) / args.preset
+    if args.figures_only:
+        if not (root / "index.json").is_file():
+            parser.error(f"--figures-only: {root} holds no results yet; run without it first")
+    else:
+        run_all(args.preset, args.results, args.executor, args.ray_address, args.workers)
+    figures = draw_all(root, root / "figures")
+    report = write_report(root, root / "REPORT.md", theory_table=theory_table())
+    print(f"{len(figures) // 3} figures in {root / 'figures'}; claims report {report}")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return root
+
+
+if __name__ == "__main__":
+    main()
