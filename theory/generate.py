@@ -131,7 +131,10 @@ def _neuron(pick: Picker, act: Activation, domain: Domain, n: int) -> tuple[tupl
             return w, c - sum(wi * pi for wi, pi in zip(w, piece.point))
         return vec(*[0] * n), c
     if mode == "flat" and f.flat_solved and f.flat.interior is not sp.S.EmptySet:
-        component = pick.choice(list(f.flat.interior.args) if isinstance(f.flat.interior, sp.Union) else [f.flat.interior])
+        components = list(f.flat.interior.args) if isinstance(f.flat.interior, sp.Union) else [f.flat.interior]
+        if domain.kind == "disconnected" and len(components) > 1 and pick.choice([True, False]):
+            return _straddle(domain, components[0], components[-1], n)
+        component = pick.choice(components)
         lo, hi = _z_offsets(w, domain.support)
         if component.sup is sp.oo:
             return w, component.inf - lo + sp.Rational(pick.integer(0, 4), 4)
@@ -141,6 +144,15 @@ def _neuron(pick: Picker, act: Activation, domain: Domain, n: int) -> tuple[tupl
         anchor = f.zeros.sup if f.zeros.sup.is_finite else sp.Integer(0)
         return w, anchor - (lo + hi) / 2
     return w, _q(pick)
+
+
+def _straddle(domain: Domain, low: sp.Interval, high: sp.Interval, n: int) -> tuple[tuple, sp.Rational]:
+    """w along e₀ steep enough that the first box maps into the low flat stretch and the second into the high one."""
+    first, second = domain.support
+    gap = second.point[0] - first.point[0]
+    slope = (high.inf - low.sup) / (gap - 2 * first.radius) + sp.Rational(1, 4)
+    w = vec(*([slope] + [0] * (n - 1)))
+    return w, low.sup - slope * (first.point[0] + first.radius)
 
 
 def build_case(pick: Picker, act: Optional[Activation] = None, kind: Optional[str] = None) -> NeuronCase:

@@ -1,0 +1,67 @@
+"""Symbolic derivations: the chain rule for every activation, the activation facts, Eq. 16–18."""
+
+import pytest
+import sympy as sp
+
+import theory.symbolic as symbolic
+from theory.activations import ACTIVATIONS, Z, Activation, analyse, by_name
+from theory.symbolic import chain_rule_holds, literal_magi_gradient, literal_magi_reduces, post_activation_magi_gradient
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
+def test_gradients_factor_through_sigma_prime(act):
+    assert chain_rule_holds(act, 2)
+
+
+def test_chain_rule_check_rejects_a_wrong_derivative(monkeypatch):
+    monkeypatch.setattr(symbolic, "derivative", lambda act: 2 * sp.diff(act.expr, Z))
+    assert not chain_rule_holds(by_name("tanh"), 2)
+
+
+@pytest.mark.parametrize(
+    "name, zeros, kinks, c1",
+    [
+        ("identity", sp.FiniteSet(0), sp.S.EmptySet, True),
+        ("relu", sp.Interval(-sp.oo, 0), sp.FiniteSet(0), False),
+        ("leaky_relu", sp.FiniteSet(0), sp.FiniteSet(0), False),
+        ("relu6", sp.Interval(-sp.oo, 0), sp.FiniteSet(0, 6), False),
+        ("sigmoid", sp.S.EmptySet, sp.S.EmptySet, True),
+        ("elu", sp.FiniteSet(0), sp.S.EmptySet, True),
+        ("smoothstep", sp.Interval(-sp.oo, 0), sp.S.EmptySet, True),
+    ],
+)
+def test_activation_facts(name, zeros, kinks, c1):
+    f = analyse(by_name(name))
+    assert f.zeros == zeros and f.kinks == kinks and f.c1 == c1
+
+
+def test_kink_detection_tells_c1_from_not_c1():
+    smooth_corner = Activation("half_square", sp.Piecewise((0, Z <= 0), (Z**2, True)), by_name("relu").module, False)
+    assert analyse(smooth_corner).c1
+    assert not analyse(by_name("relu")).c1
+
+
+@pytest.mark.parametrize("name", ["silu", "gelu"])
+def test_transcendental_flat_point_is_bracketed(name):
+    """σ' of SiLU/GELU has no closed-form root; the sign change brackets one (IVT)."""
+    (a, b), *_ = analyse(by_name(name)).flat_brackets
+    assert a < b < 0
+
+
+def _same_for_every_unit(grad: sp.Matrix) -> bool:
+    return all(sp.simplify(grad[i, j] - grad[0, j]) == 0 for i in range(grad.rows) for j in range(grad.cols))
+
+
+def test_eq17_reduces_to_input_column_sums():
+    assert literal_magi_reduces(n_batch=3, n_in=2, n_out=3)
+    X = sp.Matrix([[1, 2], [3, -1]])
+    assert _same_for_every_unit(literal_magi_gradient(X, n_out=3))
+    assert literal_magi_gradient(X, n_out=1) == sp.Matrix([[4, 1]])
+
+
+def test_post_activation_sum_is_unit_dependent():
+    """The companion: summing σ(z) instead of z makes ∂S/∂W depend on the unit, so the check above can fail."""
+    X = sp.Matrix([[1, 2], [3, -1]])
+    grad = post_activation_magi_gradient(by_name("tanh"), X, n_out=2)
+    values = {s: v for s, v in zip(sp.symbols("W0_0 W0_1 W1_0 W1_1 b0 b1", real=True), [1, 0, -1, 2, 0, 1])}
+    assert not _same_for_every_unit(grad.subs(values))
