@@ -72,3 +72,13 @@ def test_unknown_preset_and_executor():
         experiments.run_all("huge")
     with pytest.raises(ValueError, match="executor"):
         experiments.make_executor("slurm")
+
+
+def test_ray_executor_runs_the_smoke_grid(tmp_path):
+    """The Ray path on a local Ray instance (the same code runs on a cluster with --ray-address)."""
+    pytest.importorskip("ray")
+    root = experiments.run_all("smoke", tmp_path, executor="ray", workers=2, log=lambda s: None)
+    index = json.loads((root / "index.json").read_text())
+    for run in index["ppo_runs"]:
+        with open(root / run["run_dir"] / "metrics.csv") as f:
+            assert len(list(csv.DictReader(f))) == 8
