@@ -235,3 +235,15 @@ def implication(case: NeuronCase, notion: str, direction: str) -> Optional[bool]
 def lemma1(case: NeuronCase) -> bool:
     """Lemma 1 on this case: s = 0 ⇒ h = 0 on all of D."""
     return (not dormant(case)) or zero_on_region(case)
+
+
+def lemma3(case: NeuronCase) -> bool:
+    """Lemma 3's first claim on this case: ∇ₓh = 0 on D ⇒ h is constant on D.
+
+    With ∇ₓh = 0, h is constant on each piece (w = 0, or z(piece) lies in the flat set), so comparing one value per
+    piece decides it.
+    """
+    if not grad_x_zero(case):
+        return True
+    values = [case.act.expr.subs(Z, case.z_range(p)[0] if p.dim == 0 else sum(case.z_range(p)) / 2) for p in case.domain.region]
+    return all(is_zero_number(v - values[0]) for v in values[1:])

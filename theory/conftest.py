@@ -3,7 +3,11 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from theory.activations import ACTIVATIONS
+from theory.verdicts import set_facts
 
 settings.register_profile(
     "ci",
@@ -22,3 +26,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_activation_facts():
+    """Compute the sympy facts once before any timed hypothesis example (SiLU/GELU take about a second each)."""
+    for act in ACTIVATIONS:
+        set_facts(act)

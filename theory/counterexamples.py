@@ -29,13 +29,16 @@ from theory.cases import (
     has_zero,
     implication,
     lemma1,
+    lemma3,
     vec,
 )
-from theory.verdicts import FAILS, lemma1_verdict, theorem_verdict
+from theory.verdicts import FAILS, lemma1_verdict, lemma3_verdict, theorem_verdict
 
 #: A statement a counterexample breaks: ("theorem", notion, direction) or ("lemma1", "", "").
 Claim = tuple[str, str, str]
 LEMMA1: Claim = ("lemma1", "", "")
+LEMMA3: Claim = ("lemma3", "", "")
+COMPUTED_ZERO: Claim = ("metric", "computed s = 0", "⇒ exact s = 0")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,12 @@ class Counterexample:
             return self.check()
         assert self.case is not None
         for claim in self.breaks:
-            broken = (lemma1(self.case) is False) if claim == LEMMA1 else implication(self.case, claim[1], claim[2]) is False
+            if claim == LEMMA1:
+                broken = not lemma1(self.case)
+            elif claim == LEMMA3:
+                broken = not lemma3(self.case)
+            else:
+                broken = implication(self.case, claim[1], claim[2]) is False
             if not broken:
                 return False
         return True
@@ -216,9 +224,10 @@ def neuron_catalogue() -> tuple[Counterexample, ...]:
                     v = theorem_verdict(act, kind, notion, direction)
                     if v.status == FAILS:
                         wanted.setdefault((v.mechanism, act.name, kind), []).append(("theorem", notion, direction))
-            v1 = lemma1_verdict(act, kind)
-            if v1.status == FAILS:
-                wanted.setdefault((v1.mechanism, act.name, kind), []).append(LEMMA1)
+            for claim, rule in ((LEMMA1, lemma1_verdict), (LEMMA3, lemma3_verdict)):
+                v = rule(act, kind)
+                if v.status == FAILS:
+                    wanted.setdefault((v.mechanism, act.name, kind), []).append(claim)
     entries = []
     for (mech_name, act_name, kind), claims in sorted(wanted.items()):
         mech, act = MECHANISMS[mech_name], by_name(act_name)
@@ -299,20 +308,20 @@ LAYER_CATALOGUE: tuple[Counterexample, ...] = (
     Counterexample("a3-all-zero-layer", "relu", "Assumption 3 (layer mean 0)", (("theorem", "grad_x", "B=>A"),),
                    "every unit dead: s = 0/0 is undefined, so B holds and A ('s = 0') is not even defined",
                    "open", check=_all_zero_layer, data={"W": [[0, 0], [0, 0]], "b": [-1, -1], "D": "(−1, 1)²"}),
-    Counterexample("fp32-sigmoid-underflow", "sigmoid", "floating point (float32) vs exact s = 0", (LEMMA1,),
+    Counterexample("fp32-sigmoid-underflow", "sigmoid", "floating point (float32) vs exact s = 0", (COMPUTED_ZERO,),
                    "sigmoid(−200) = 1/(1+e^200) ≈ 1.4e−87 is 0 in float32: computed s = 0 and gradient 0, exact s > 0",
                    "finite", check=lambda: _underflow(torch.float32, -200), data={"z": -200}),
-    Counterexample("fp64-sigmoid-underflow", "sigmoid", "floating point (float64) vs exact s = 0", (LEMMA1,),
+    Counterexample("fp64-sigmoid-underflow", "sigmoid", "floating point (float64) vs exact s = 0", (COMPUTED_ZERO,),
                    "sigmoid(−800) ≈ e^−800 is below float64's smallest subnormal: computed 0, exact > 0",
                    "finite", check=lambda: _underflow(torch.float64, -800), data={"z": -800}),
-    Counterexample("fp32-naive-score-underflow", "identity", "floating point (float32 score division)", (LEMMA1,),
+    Counterexample("fp32-naive-score-underflow", "identity", "floating point (float32 score division)", (COMPUTED_ZERO,),
                    "mean|h_i| / layer mean = 1e−30 / 5e19 underflows to 0 in float32; exact s_i = 2e−50 > 0",
                    "finite", check=_naive_score_underflow, data={"acts": [[1e-30, 1e20]]}),
     Counterexample("fp-tanh-saturation", "tanh", "floating point (float32 and float64) vs exact ∇h = 0",
-                   (("metric", "zero-gradient", "=>dormant"),),
+                   (("metric", "computed ∇h = 0", "⇒ dormant"),),
                    "tanh(20) rounds to 1, so autograd's 1 − tanh² is exactly 0: a zero-gradient unit with s ≈ 1",
                    "finite", check=_tanh_saturation, data={"z": 20}),
-    Counterexample("literal-eq17-magi", "relu", "gradient notion: the literal S of Eq. 17", (("metric", "literal MAGI", "<=>dormant"),),
+    Counterexample("literal-eq17-magi", "relu", "gradient notion: the literal S of Eq. 17", (("metric", "literal-Eq.17 MAGI = 0", "⇔ dormant"),),
                    "∂S/∂W_ij = Σ_k X_kj is the same for every unit: a dead unit has MAGI > 0, centred inputs give 0 to all",
                    "finite", check=_literal_magi, data={"X": [[1, 2], [3, -1]], "b": [-10, 0]}),
 )  # fmt: skip

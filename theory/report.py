@@ -11,10 +11,10 @@ import sys
 from collections import Counter
 
 from theory.activations import ACTIVATIONS, Activation
-from theory.cases import DIRECTIONS, KINDS, NOTIONS, implication, lemma1
-from theory.counterexamples import LAYER_CATALOGUE, LEMMA1, Claim, entries_for, neuron_catalogue
+from theory.cases import DIRECTIONS, KINDS, NOTIONS, implication, lemma1, lemma3
+from theory.counterexamples import LAYER_CATALOGUE, LEMMA1, LEMMA3, Claim, entries_for, neuron_catalogue
 from theory.generate import random_cases
-from theory.verdicts import FAILS, PROVED, lemma1_verdict, theorem_verdict
+from theory.verdicts import FAILS, PROVED, lemma1_verdict, lemma3_verdict, theorem_verdict
 
 #: Generated cases per cell: a cross-check of "proved" cells, the evidence of undecided ones.
 CASES_PER_CELL = 12
@@ -27,10 +27,13 @@ NOTION_TITLES = {
 }
 
 
+LEMMAS = {LEMMA1: (lemma1_verdict, lemma1), LEMMA3: (lemma3_verdict, lemma3)}
+
+
 def cell(act: Activation, kind: str, claim: Claim) -> str:
-    if claim == LEMMA1:
-        verdict = lemma1_verdict(act, kind)
-        holds = lemma1
+    if claim in LEMMAS:
+        rule, holds = LEMMAS[claim]
+        verdict = rule(act, kind)
     else:
         verdict = theorem_verdict(act, kind, claim[1], claim[2])
         holds = lambda case: implication(case, claim[1], claim[2]) is not False  # noqa: E731
@@ -51,7 +54,7 @@ def cell(act: Activation, kind: str, claim: Claim) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return lines
 
 
@@ -61,9 +64,9 @@ def theorem_table(notion: str) -> list[str]:
     return _table(header, rows)
 
 
-def lemma1_table() -> list[str]:
-    header = ["σ"] + list(KINDS)
-    return _table(header, [[f"`{a.name}`"] + [cell(a, k, LEMMA1) for k in KINDS] for a in ACTIVATIONS])
+def lemma_table() -> list[str]:
+    header = ["σ"] + [f"{kind} (Lemma {claim[0][-1]})" for claim in LEMMAS for kind in KINDS]
+    return _table(header, [[f"`{a.name}`"] + [cell(a, k, c) for c in LEMMAS for k in KINDS] for a in ACTIVATIONS])
 
 
 def catalogue_table() -> list[str]:
@@ -89,7 +92,8 @@ def render() -> str:
            LEGEND.format(n=CASES_PER_CELL), ""]  # fmt: skip
     for i, notion in enumerate(NOTIONS, start=1):
         out += [f"## Table {i}: Theorem 1 with {NOTION_TITLES[notion]}", ""] + theorem_table(notion) + [""]
-    out += ["## Table 4: Lemma 1 (s = 0 ⇒ h = 0 on all of D)", ""] + lemma1_table() + [""]
+    out += ["## Table 4: Lemma 1 (s = 0 ⇒ h = 0 on all of D) and Lemma 3 (∇ₓh = 0 on D ⇒ h constant on D)", ""]
+    out += lemma_table() + [""]
     mechanisms = Counter(c.id.split("/")[0] for c in neuron_catalogue())
     out += ["## Table 5: layer-level counterexamples (assumptions, floating point, the literal Eq. 17)", ""]
     out += catalogue_table() + [""]

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings
 
 from theory.activations import by_name
-from theory.cases import DIRECTIONS, NOTIONS, dormant, implication, lemma1, statement_b
+from theory.cases import DIRECTIONS, NOTIONS, dormant, implication, lemma1, lemma3, statement_b
 from theory.generate import cases
-from theory.verdicts import PROVED, lemma1_verdict, theorem_verdict
+from theory.verdicts import PROVED, lemma1_verdict, lemma3_verdict, theorem_verdict
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
@@ -22,6 +22,18 @@ def test_proved_cells_hold_on_generated_cases(notion, direction, case):
 def test_lemma1_holds_where_proved(case):
     if lemma1_verdict(case.act, case.domain.kind).status == PROVED:
         assert lemma1(case)
+
+
+@given(case=cases())
+def test_lemma3_holds_where_proved(case):
+    if lemma3_verdict(case.act, case.domain.kind).status == PROVED:
+        assert lemma3(case)
+
+
+def test_lemma3_search_finds_break_on_disconnected_domain():
+    found = find(cases(by_name("smoothstep"), "disconnected"), lambda c: not lemma3(c),
+                 settings=settings(max_examples=2000, database=None))  # fmt: skip
+    assert not lemma3(found)
 
 
 @pytest.mark.parametrize("wanted", [True, False])

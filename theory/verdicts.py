@@ -15,7 +15,7 @@ from typing import Optional
 
 import sympy as sp
 
-from theory.activations import Activation, analyse, flat_nonempty, in_flat
+from theory.activations import Z, Activation, analyse, flat_nonempty, in_flat
 
 PROVED, FAILS, UNDECIDED = "proved", "fails", "undecided"
 
@@ -109,6 +109,37 @@ def theorem_verdict(act: Activation, kind: str, notion: str, direction: str) -> 
     if meets is False or outside is False:
         return Verdict(PROVED, "flat points are all zeros or none is: one level on all of D")
     return Verdict(UNDECIDED, "C0 \\ Z0 not decided")
+
+
+def _flat_levels(act: Activation, open_only: bool) -> Optional[int]:
+    """How many values σ takes on C0 (or on int C0): one per interval component; None when C0 is not solved."""
+    f = analyse(act)
+    if not f.flat_solved:
+        return 0 if open_only else None  # analytic σ: int C0 = ∅
+    flat = f.flat.interior if open_only else f.flat
+    if flat is sp.S.EmptySet:
+        return 0
+    parts = list(flat.args) if isinstance(flat, sp.Union) else [flat]
+    points = []
+    for part in parts:
+        if isinstance(part, sp.FiniteSet):
+            points += list(part)
+        else:
+            lo, hi = part.inf, part.sup
+            points.append(hi - 1 if lo is sp.S.NegativeInfinity else lo + 1 if hi is sp.S.Infinity else (lo + hi) / 2)
+    return len({sp.nsimplify(act.expr.subs(Z, p)) for p in points})
+
+
+def lemma3_verdict(act: Activation, kind: str) -> Verdict:
+    """∇ₓh = 0 on D ⇒ h constant on D."""
+    if kind in ("open", "affine", "batch"):
+        return Verdict(PROVED, "D connected: σ' = 0 on the interval z(D)")
+    levels = _flat_levels(act, open_only=kind == "disconnected")
+    if levels is None:
+        return Verdict(UNDECIDED, "C0 has no closed form: the number of flat levels is not decided")
+    if levels >= 2:
+        return Verdict(FAILS, "σ is flat at two levels; D's pieces can sit on both", "two-flat-levels")
+    return Verdict(PROVED, "σ takes at most one value on its flat set")
 
 
 def lemma1_verdict(act: Activation, kind: str) -> Verdict:
