@@ -144,7 +144,7 @@ def two_flat_levels(act: Activation, kind: str) -> NeuronCase:
 def origin_plus_flat(act: Activation, kind: str) -> NeuronCase:
     """D = {0, x₁}: ∂h/∂w = σ'(b)·0 = 0 at the origin whatever h(0) is, and x₁ sits on a flat point of σ."""
     f = analyse(act)
-    if sp.Intersection(f.flat, f.zeros) is not sp.S.EmptySet if f.flat_solved else False:
+    if f.flat_solved and sp.Intersection(f.flat, f.zeros) is not sp.S.EmptySet:
         b = sp.Rational(1, 2)  # h(0) = σ(1/2) ≠ 0; x₁ = −3/2 lands on z = −1, flat and zero
         x1 = _flat_zero(act) - b
     else:

@@ -1,6 +1,7 @@
 """The verdict table is computed, not typed: every cell comes from the checks, and a wrong rule makes it raise."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,8 @@ def test_main_writes_file(tmp_path, monkeypatch):
     out = tmp_path / "verdicts.md"
     assert report.main([str(out)]) == 0
     assert out.read_text() == "table\n"
+
+
+def test_committed_table_is_current(text):
+    with open(Path(__file__).with_name("VERDICTS.md"), encoding="utf-8") as fh:
+        assert fh.read() == text + "\n", "regenerate: python -m theory.report theory/VERDICTS.md"
