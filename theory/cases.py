@@ -56,24 +56,33 @@ def vec(*xs: object) -> Vec:
 
 @dataclass(frozen=True)
 class Piece:
-    """{point + Σ_k u_k basis_k : u ∈ (−radius, radius)^k}; no basis: the single point."""
+    """{point + Σ_k u_k basis_k : u ∈ U} with U the open cube (−r, r)^k (``ball=False``) or the open ball of radius r
+    (``ball=True``, basis orthonormal); no basis: the single point."""
 
     point: Vec
     basis: tuple[Vec, ...] = ()
     radius: sp.Rational = sp.Integer(1)
+    ball: bool = False
 
     @property
     def dim(self) -> int:
         return len(self.basis)
 
-    def coordinate_range(self, j: int) -> tuple[sp.Rational, sp.Rational]:
-        spread = self.radius * sum(abs(e[j]) for e in self.basis)
-        return self.point[j] - spread, self.point[j] + spread
+    def spread(self, direction: Vec) -> sp.Expr:
+        """sup over the piece of directionᵀ(x − point): r·‖Bᵀd‖₁ on a cube, r·‖Bᵀd‖₂ on a ball."""
+        coeffs = [sum(di * ei for di, ei in zip(direction, e)) for e in self.basis]
+        if self.ball:
+            return self.radius * sp.sqrt(sum(c**2 for c in coeffs))
+        return self.radius * sum(abs(c) for c in coeffs)
+
+    def coordinate_range(self, j: int) -> tuple[sp.Expr, sp.Expr]:
+        unit = tuple(sp.Integer(int(i == j)) for i in range(len(self.point)))
+        return self.point[j] - self.spread(unit), self.point[j] + self.spread(unit)
 
     def second_moment(self, i: int, j: int) -> sp.Rational:
-        """E[x_i x_j] under the uniform law of the piece (Var u_k = r²/3)."""
-        cov = self.radius**2 / 3 * sum(e[i] * e[j] for e in self.basis)
-        return self.point[i] * self.point[j] + cov
+        """E[x_i x_j] under the uniform law of the piece: Var u_k = r²/3 on a cube, r²/(k + 2) on a k-ball."""
+        var = self.radius**2 / (self.dim + 2) if self.ball else self.radius**2 / 3
+        return self.point[i] * self.point[j] + var * sum(e[i] * e[j] for e in self.basis)
 
 
 @dataclass(frozen=True)
@@ -105,8 +114,7 @@ class NeuronCase:
     def z_range(self, piece: Piece) -> tuple[sp.Expr, sp.Expr]:
         """(lo, hi) of z over the piece; lo == hi when z is constant on it."""
         centre = sum(wi * pi for wi, pi in zip(self.w, piece.point)) + self.b
-        spread = piece.radius * sum(abs(sum(wi * ei for wi, ei in zip(self.w, e))) for e in piece.basis)
-        return centre - spread, centre + spread
+        return centre - piece.spread(self.w), centre + piece.spread(self.w)
 
     @property
     def t(self) -> Vec:

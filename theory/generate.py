@@ -72,7 +72,8 @@ def _inner_points(pick: Picker, box: Piece, count: int) -> tuple[Piece, ...]:
 
 def _domain(pick: Picker, kind: str, n: int) -> Domain:
     if kind == "open":
-        return Domain(kind, (_box(pick, n),))
+        box = _box(pick, n)
+        return Domain(kind, (Piece(box.point, box.basis, box.radius, ball=pick.choice([False, True])),))
     if kind == "batch":
         box = _box(pick, n)
         return Domain(kind, _inner_points(pick, box, pick.integer(1, n + 2)), (box,))
@@ -100,9 +101,8 @@ def _z_offsets(w: tuple, pieces: Sequence[Piece]) -> tuple[sp.Rational, sp.Ratio
     lo, hi = [], []
     for p in pieces:
         centre = sum(wi * pi for wi, pi in zip(w, p.point))
-        spread = p.radius * sum(abs(sum(wi * ei for wi, ei in zip(w, e))) for e in p.basis)
-        lo.append(centre - spread)
-        hi.append(centre + spread)
+        lo.append(centre - p.spread(w))
+        hi.append(centre + p.spread(w))
     return min(lo), max(hi)
 
 
@@ -163,7 +163,7 @@ def build_case(pick: Picker, act: Optional[Activation] = None, kind: Optional[st
     w, b = _neuron(pick, act, domain, n)
     v = pick.choice([sp.Integer(0), sp.Integer(1), -sp.Rational(1, 2)])
     target = tuple(_q(pick, 4) for _ in range(n))
-    return NeuronCase(act, tuple(w), sp.Rational(b), domain, v=v, target=target)
+    return NeuronCase(act, tuple(w), sp.nsimplify(b), domain, v=v, target=target)
 
 
 @st.composite

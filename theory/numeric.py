@@ -33,7 +33,8 @@ def sample_inputs(case: NeuronCase, per_piece: int = 7) -> list[tuple[sp.Rationa
             continue
         for k in range(per_piece):
             t = sp.Rational(2 * k - (per_piece - 1), per_piece + 1)  # dyadic for per_piece = 7, inside (−1, 1)
-            coeffs = [t * (-1) ** i for i in range(piece.dim)]
+            # a cube takes the diagonal (±t, ∓t, …); a ball one axis at a time, so the point stays inside
+            coeffs = [t * (-1) ** i for i in range(piece.dim)] if not piece.ball else [t * int(i == k % piece.dim) for i in range(piece.dim)]
             pts.append(tuple(p + piece.radius * sum(c * e[j] for c, e in zip(coeffs, piece.basis)) for j, p in enumerate(piece.point)))
     return pts
 

@@ -77,14 +77,15 @@ def catalogue_table() -> list[str]:
 
 LEGEND = """\
 Legend. A: s = 0 (Definition 1). B: the gradient is 0 on all of D and h(x₀) = 0 for some x₀ ∈ D (Theorem 1).
-Domain kinds: `open` an open box, μ uniform; `batch` s and L from a finite batch, ∀x/∃x₀ over the box it came from;
+Domain kinds: `open` an open box or ball, μ uniform; `batch` s and L from a finite batch, ∀x/∃x₀ over the box it came from;
 `finite` D is the finite sample; `affine` a relatively open patch of a hyperplane or coordinate subspace (an upstream
 dead ReLU); `disconnected` two disjoint open boxes. A gradient that does not exist (a kink of σ) counts as non-zero.
 "proved": the verdict rule in `theory/verdicts.py` reduces the cell to a fact about σ's zero, flat and kink sets and
 sympy establishes that fact (vacuous when σ has no zero); each proved cell is also checked on {n} generated cases.
 "holds on N generated cases": no rule decides it; N generated cases found no counterexample.
 "fails: id": the counterexample `id` of `theory/counterexamples.py` verifies (`mechanism/kind/σ`; `kink/…` entries
-are Assumption-1 failures). Assumptions 1–3 hold in every cell unless the id says otherwise."""
+are Assumption-1 failures). Assumptions 2 and 3 hold in Tables 1–4 (bounded D, a live companion unit); Assumption 1
+(C¹) fails for ReLU, leaky ReLU and ReLU6, whose rows show what happens without it."""
 
 
 def render() -> str:

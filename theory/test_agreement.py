@@ -59,7 +59,10 @@ def signed_mean_dormancy(acts):
 
 @pytest.mark.parametrize("fault", [{"mask": strict_mask}, {"dormancy": signed_mean_dormancy}], ids=["lt-not-le", "mean-before-abs"])
 def test_faulty_dormancy_code_is_caught(fault):
-    found = find(cases(), lambda c: disagreements(c, torch.float64, **fault) != [], settings=settings(max_examples=500, database=None))
+    """Searched on tanh units over finite samples, where both faults show: a dormant unit scores exactly 0 (the '<'
+    mask misses it) and a unit swinging ±c has signed mean 0 (the mean-before-abs score calls it dead)."""
+    found = find(cases(by_name("tanh"), "finite"), lambda c: disagreements(c, torch.float64, **fault) != [],
+                 settings=settings(max_examples=2000, database=None))  # fmt: skip
     assert disagreements(found, torch.float64, **fault)
 
 
