@@ -16,7 +16,7 @@ time-limit counter, the env's random generator) can be saved and restored exactl
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal, Optional
 
 import gymnasium as gym
 import mujoco
@@ -42,6 +42,8 @@ class StatefulEnv(gym.Wrapper):
             raise ValueError(f"{env.spec.id if env.spec else env}: not a MuJoCo env; its state cannot be checkpointed")
         self._time_limit = _find_wrapper(env, TimeLimit)
         self._order = _find_wrapper(env, OrderEnforcing)
+        # A task-switching wrapper (ocp.scenarios.TaskSwitchEnv) inside: its current task is part of the state.
+        self._tasks = _find_wrapper_with(env, "task")
 
     @property
     def env_state(self) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class StatefulEnv(gym.Wrapper):
             "np_random": base.np_random.bit_generator.state,
             "elapsed_steps": None if self._time_limit is None else self._time_limit._elapsed_steps,
             "has_reset": None if self._order is None else self._order._has_reset,
+            "task": None if self._tasks is None else self._tasks.task,
         }
 
     @env_state.setter
@@ -62,6 +65,8 @@ class StatefulEnv(gym.Wrapper):
         expected = mujoco.mj_stateSize(base.model, _MJ_STATE)
         if physics.shape != (expected,):
             raise ValueError(f"physics state has shape {physics.shape}, this env needs ({expected},)")
+        if self._tasks is not None and state.get("task") is not None:
+            self._tasks.task = state["task"]  # first: a task may change the model (masses, friction)
         mujoco.mj_setState(base.model, base.data, physics, _MJ_STATE)
         # Derived quantities (positions of bodies, sensor data) are recomputed from the integration state.
         mujoco.mj_forward(base.model, base.data)
@@ -80,10 +85,22 @@ def _find_wrapper(env: gym.Env, kind: type) -> Any:
     return None
 
 
-def make_env(env_id: str, max_episode_steps: int | None = None) -> StatefulEnv:
-    """One env: ``gym.make`` (with its default wrappers, TimeLimit included) wrapped in :class:`StatefulEnv`."""
+def _find_wrapper_with(env: gym.Env, attribute: str) -> Any:
+    while isinstance(env, gym.Wrapper):
+        if hasattr(type(env), attribute):
+            return env
+        env = env.env
+    return None
+
+
+def make_env(
+    env_id: str, max_episode_steps: int | None = None, wrap: Optional[Callable[[gym.Env], gym.Env]] = None
+) -> StatefulEnv:
+    """One env: ``gym.make`` (with its default wrappers, TimeLimit included), optionally wrapped by ``wrap`` (e.g. a
+    task switch, ``ocp.scenarios``), then wrapped in :class:`StatefulEnv`."""
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    return StatefulEnv(gym.make(env_id, **kwargs))
+    env = gym.make(env_id, **kwargs)
+    return StatefulEnv(wrap(env) if wrap is not None else env)
 
 
 def check_env(env_id: str, max_episode_steps: int | None = None) -> tuple[int, int]:
@@ -118,12 +135,13 @@ def make_vector_env(
     num_envs: int,
     vector_mode: Literal["sync", "async"] = "sync",
     max_episode_steps: int | None = None,
+    wrap: Optional[Callable[[gym.Env], gym.Env]] = None,
 ) -> VectorEnv:
     """A SAME_STEP-autoreset vector env of ``num_envs`` copies of ``env_id`` (see the module docstring for why).
 
     Observations are returned without a defensive copy: use (or copy) them before the next ``step``."""
     check_env(env_id, max_episode_steps)
-    fns = [lambda: make_env(env_id, max_episode_steps) for _ in range(num_envs)]
+    fns = [lambda: make_env(env_id, max_episode_steps, wrap) for _ in range(num_envs)]
     # copy=False: the returned observation array is reused by the next step; callers consume it at once.
     if vector_mode == "sync":
         return SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)

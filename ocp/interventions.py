@@ -114,6 +114,24 @@ class Intervention:
         """Act on the networks; returns counts to log (e.g. ``{"actor/units_reset": 3}``)."""
         return {}
 
+    @property
+    def needs_probe(self) -> bool:
+        """Whether :meth:`on_schedule` reads the probe results (a loop may skip probing otherwise)."""
+        return False
+
+    def update_log(self) -> dict[str, float]:
+        """What the per-step hooks did since the last call (a loop calls it once per update and logs it), keyed
+        ``network/quantity``; empty for interventions without per-step hooks."""
+        return {}
+
+    def state_dict(self) -> dict[str, object]:
+        """What :meth:`bind` stored (checkpointed by a training loop, so a resumed run keeps θ₀ and the bounds)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
+
 
 @dataclass
 class ReDo(Intervention):
@@ -128,8 +146,15 @@ class ReDo(Intervention):
     initialiser: Initialiser = _default_init
     name: str = field(default="redo", init=False)
 
+    #: The name under which :meth:`on_schedule` logs how many units it acted on.
+    log_quantity = "units_reset"
+
     def select(self, result: ProbeResult, layer: str) -> Tensor:
         return result.layer(layer).dormant_mask(self.tau)
+
+    @property
+    def needs_probe(self) -> bool:
+        return True
 
     def on_schedule(self, networks, optimizer, probes, generator):
         log = {}
@@ -146,7 +171,7 @@ class ReDo(Intervention):
             # layer's recycled rows were redrawn above.
             for _, nxt, mask in pairs:
                 self._handle_outgoing(nxt, mask, optimizer)
-            log[f"{net_name}/units_reset"] = float(sum(int(mask.sum()) for _, _, mask in pairs))
+            log[f"{net_name}/{self.log_quantity}"] = float(sum(int(mask.sum()) for _, _, mask in pairs))
         return log
 
     def _fresh_rows(self, layer: nn.Linear, rows: Tensor, generator: torch.Generator) -> Tensor:
@@ -192,6 +217,10 @@ class GradientReDo(ReDo):
 
     def select(self, result: ProbeResult, layer: str) -> Tensor:
         return result.layer(layer).zero_gradient_mask(self.tau)
+
+    @property
+    def log_quantity(self) -> str:  # type: ignore[override]
+        return "units_reset" if self.mode == "reset" else "units_perturbed"
 
     def _renew_incoming(self, layer, mask, optimizer, generator) -> None:
         if self.mode == "reset":
@@ -241,6 +270,7 @@ class L2Init(Intervention):
     coef: float = 1e-3
     name: str = field(default="l2_init", init=False)
     _initial: dict[str, list[Tensor]] = field(default_factory=dict, init=False, repr=False)
+    _terms: list[float] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -258,7 +288,23 @@ class L2Init(Intervention):
             for n, net in networks.items()
             for p, p0 in zip(net.parameters(), self._initial[n])
         ]
-        return self.coef * torch.stack(terms).sum()
+        value = self.coef * torch.stack(terms).sum()
+        self._terms.append(float(value.detach()))
+        return value
+
+    def update_log(self):
+        """The mean regulariser value over the calls since the last log (``all/regulariser_mean``)."""
+        if not self._terms:
+            return {}
+        out = {"all/regulariser_mean": sum(self._terms) / len(self._terms)}
+        self._terms = []
+        return out
+
+    def state_dict(self):
+        return {"initial": {n: [p.clone() for p in ps] for n, ps in self._initial.items()}}
+
+    def load_state_dict(self, state):
+        self._initial = {n: [p.clone() for p in ps] for n, ps in state["initial"].items()}
 
 
 @dataclass
@@ -273,6 +319,7 @@ class WeightClipping(Intervention):
     kappa: float = 2.0
     name: str = field(default="weight_clipping", init=False)
     _bounds: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)
+    _clipped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -291,7 +338,20 @@ class WeightClipping(Intervention):
         with torch.no_grad():
             for n, net in networks.items():
                 for (_, layer), bound in zip(_linears(net), self._bounds[n]):
+                    self._clipped[n] = self._clipped.get(n, 0) + int((layer.weight.abs() > bound).sum())
                     layer.weight.clamp_(-bound, bound)
+
+    def update_log(self):
+        """Weight entries clipped per network since the last log (``<network>/weights_clipped``)."""
+        out = {f"{n}/weights_clipped": float(c) for n, c in self._clipped.items()}
+        self._clipped = {}
+        return out
+
+    def state_dict(self):
+        return {"bounds": {n: list(b) for n, b in self._bounds.items()}}
+
+    def load_state_dict(self, state):
+        self._bounds = {n: list(b) for n, b in state["bounds"].items()}
 
 
 INTERVENTIONS: dict[str, type[Intervention]] = {

@@ -11,13 +11,18 @@ Run directory (``PPOConfig.run_dir``)::
     plasticity.csv         tidy: one row per (update, network, layer, metric, threshold) (PLASTICITY_COLUMNS)
     episodes.csv           one row per finished episode (raw return and length)
     masks/update_*.npz     per-neuron dormant / zero-gradient masks of each measurement, bit-packed (ocp.runlog)
+    switches.csv           with a scenario: ratios and set changes around each task switch (ocp.scenarios)
+    recovery.csv           with a scenario, once finished: return recovery time after each switch (ocp.scenarios)
+    interventions.csv      with an intervention: what it did, per update (INTERVENTION_COLUMNS)
     tb/                    TensorBoard event files
     checkpoints/*.ckpt     the newest ``keep_checkpoints`` checkpoints (ocp.checkpoint)
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -26,14 +31,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ocp.agent import Agent, gaussian_entropy, gaussian_log_prob
+from ocp.agent import Agent, RunningMeanStd, gaussian_entropy, gaussian_log_prob
 from ocp.checkpoint import (
     CHECKPOINT_DIR,
     atomic_write_json,
@@ -42,8 +47,10 @@ from ocp.checkpoint import (
     save_rotating,
 )
 from ocp.envs import check_env, final_observations, get_env_states, make_vector_env, set_env_states
+from ocp.interventions import INTERVENTIONS, Intervention, make_intervention
 from ocp.probe import PlasticityProbe, ProbeResult
 from ocp.runlog import MASK_DIR, CsvLog, delete_masks_after, mask_key, save_masks
+from ocp.scenarios import RECOVERY_COLUMNS, SWITCH_COLUMNS, Scenario, SwitchMonitor, TaskSwitchEnv, recovery_rows
 from ocp import metrics
 
 
@@ -151,11 +158,53 @@ class PPOConfig:
 
     # ----- plasticity -----
     probe_interval: int = 10
-    """Measure plasticity every this many updates (also at update 1); 0 disables it. The probe batch is the current
-    rollout (normalised observations, actions, log-probs, advantages, returns), measured after GAE and before the
+    """Measure plasticity every this many updates (also at update 1); 0 disables the regular measurements (a scenario
+    or an intervention still probes the updates it needs: around switches, when the intervention acts; every
+    measurement is logged). The probe batch is the current rollout (normalised observations, actions, log-probs, advantages, returns), measured after GAE and before the
     first optimiser step of the update, where the PPO ratio is 1 (no sample is clipped)."""
     probe_thresholds: tuple[float, ...] = (0.0, 0.025, 0.1)
     """Thresholds τ for dormant (score ≤ τ) and zero-gradient (normalised MAGI ≤ τ) neurons."""
+
+    # ----- task switches (ocp.scenarios) -----
+    scenario: Literal["none", "reverse", "ctrl_cost", "mass", "friction", "permute_obs"] = "none"
+    """Task switched every ``scenario_period`` steps (task 0, 1, 0, ...): ``reverse`` negates the forward-reward weight,
+    ``ctrl_cost`` multiplies the control-cost weight by ``scenario_scale``, ``mass`` every body's mass and inertia,
+    ``friction`` every geom's friction; ``permute_obs`` permutes the observation vector. ``none``: stationary."""
+    scenario_period: int = 0
+    """Environment steps between switches; a multiple of ``num_envs * num_steps`` (switches fall between updates)."""
+    scenario_scale: float = 3.0
+    """Factor of ``ctrl_cost``, ``mass`` and ``friction`` in task 1."""
+    scenario_seed: int = 0
+    """Seed of the fixed ``permute_obs`` permutation (independent of ``seed``, so every seed sees the same task)."""
+    reset_normalizers_on_switch: bool = False
+    """Reset the observation and return normalisers at every switch. Default: keep their statistics across switches
+    (the agent carries them, as it carries its weights)."""
+    recovery_fraction: float = 0.9
+    """Return recovery after a switch: the first update at which the recent post-switch return reaches this fraction
+    of the pre-switch level (``recovery.csv``; see ``ocp.scenarios.recovery_rows``)."""
+
+    # ----- interventions (ocp.interventions) -----
+    intervention: Literal["none", "redo", "gradient_redo", "shrink_perturb", "l2_init", "weight_clipping"] = "none"
+    """Plasticity intervention on the actor and critic MLPs: ``redo`` (recycle dormant units), ``gradient_redo``
+    (reset or perturb zero-gradient units), ``shrink_perturb``, ``l2_init`` (a loss term), ``weight_clipping`` (after
+    every optimiser step)."""
+    intervention_every: int = 0
+    """Updates between the acts of ``redo``, ``gradient_redo`` and ``shrink_perturb`` (>= 1 for them; must stay 0 for
+    the others, which act every step). An act uses a probe of the current rollout before the update's first step."""
+    intervention_tau: float = 0.025
+    """τ of ``redo`` (dormancy score ≤ τ) and ``gradient_redo`` (normalised MAGI ≤ τ)."""
+    intervention_mode: Literal["reset", "perturb"] = "reset"
+    """``gradient_redo``: ``reset`` as ReDo, or ``perturb`` (add noise to the incoming weights, keep the rest)."""
+    intervention_noise_scale: float = 0.1
+    """``gradient_redo`` perturb: the noise is this times a fresh initialisation."""
+    intervention_shrink: float = 0.8
+    """``shrink_perturb``: λ in θ ← λθ + p·θ_fresh."""
+    intervention_perturb: float = 0.1
+    """``shrink_perturb``: p in θ ← λθ + p·θ_fresh."""
+    intervention_l2_coef: float = 1e-3
+    """``l2_init``: coefficient of Σ‖θ − θ₀‖²."""
+    intervention_clip_kappa: float = 2.0
+    """``weight_clipping``: κ of the bound κ·s_l (s_l from the layer's initial weights)."""
 
     # ----- derived -----
     @property
@@ -169,6 +218,10 @@ class PPOConfig:
     @property
     def num_updates(self) -> int:
         return self.total_timesteps // self.batch_size
+
+    @property
+    def task_scenario(self) -> Scenario:
+        return Scenario(self.scenario, self.scenario_period, self.scenario_scale, self.scenario_seed)
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / f"{self.exp_name}__{self.env_id}__seed{self.seed}"
@@ -228,8 +281,46 @@ class PPOConfig:
         need(self.return_window >= 1, f"return_window must be >= 1, got {self.return_window}")
         need(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
         need(not (self.resume and self.overwrite), "resume and overwrite are mutually exclusive")
+        if self.num_envs >= 1 and self.num_steps >= 1:
+            errors.extend(self.task_scenario.errors(self.batch_size))
+        need(0 < self.recovery_fraction <= 1, f"recovery_fraction must be in (0, 1], got {self.recovery_fraction}")
+        need(self.intervention in INTERVENTIONS, f"intervention must be one of {sorted(INTERVENTIONS)}, got {self.intervention!r}")
+        if self.intervention in INTERVENTIONS:
+            scheduled = self.intervention in SCHEDULED_INTERVENTIONS
+            need(not scheduled or self.intervention_every >= 1,
+                 f"intervention {self.intervention!r} needs intervention_every >= 1, got {self.intervention_every}")
+            need(scheduled or self.intervention_every == 0,
+                 f"intervention_every has no effect with intervention {self.intervention!r}; leave it 0")
+            try:
+                build_intervention(self)
+            except ValueError as err:
+                errors.append(str(err))
         if errors:
             raise ValueError("invalid PPO config:\n  " + "\n  ".join(errors))
+
+
+#: Interventions that act on a schedule of updates (the others act in every optimiser step).
+SCHEDULED_INTERVENTIONS = ("redo", "gradient_redo", "shrink_perturb")
+
+
+def build_intervention(cfg: PPOConfig) -> Intervention:
+    """The intervention the config selects, with its parameters."""
+    every = dict(every=cfg.intervention_every)
+    params = {
+        "none": {},
+        "redo": dict(every, tau=cfg.intervention_tau),
+        "gradient_redo": dict(every, tau=cfg.intervention_tau, mode=cfg.intervention_mode,
+                              noise_scale=cfg.intervention_noise_scale),
+        "shrink_perturb": dict(every, shrink=cfg.intervention_shrink, perturb=cfg.intervention_perturb),
+        "l2_init": dict(coef=cfg.intervention_l2_coef),
+        "weight_clipping": dict(kappa=cfg.intervention_clip_kappa),
+    }  # fmt: skip
+    return make_intervention(cfg.intervention, **params[cfg.intervention])
+
+
+def intervention_networks(agent: Agent) -> dict[str, nn.Sequential]:
+    """The networks an intervention acts on, named as the probe results (``PlasticityRecorder.measure``) name them."""
+    return {"actor": agent.actor_mean, "critic": agent.critic}
 
 
 #: Fields that may differ between a run and its resume: they do not change what is computed.
@@ -463,6 +554,9 @@ METRIC_COLUMNS = [
 #: Columns that depend on wall-clock time (excluded when comparing a resumed run with an uninterrupted one).
 WALL_CLOCK_COLUMNS = ("sps", "time_s", "probe_time_s")
 EPISODE_COLUMNS = ["global_step", "update", "env", "episodic_return", "episodic_length"]
+#: What an intervention did: ``on_schedule`` counts (e.g. network ``actor``, quantity ``units_reset``) in the updates
+#: it acts, and its per-update log (``Intervention.update_log``: e.g. the L2-init term, clipped weights) every update.
+INTERVENTION_COLUMNS = ["update", "global_step", "intervention", "network", "quantity", "value"]
 
 
 def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[Path]:
@@ -491,7 +585,9 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
     # Weight distances are measured from the parameters at initialisation, which a resumed run takes from its checkpoint.
     initial_state = checkpoint["initial_agent"] if checkpoint else {k: v.clone() for k, v in agent.state_dict().items()}
     optimizer = make_optimizer(agent, cfg)
-    envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps)
+    scenario = cfg.task_scenario
+    wrap = functools.partial(TaskSwitchEnv, scenario=scenario) if scenario.active else None
+    envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, wrap)
     low, high = envs.single_action_space.low, envs.single_action_space.high
     raw_obs, _ = envs.reset(seed=cfg.seed)
     N = cfg.num_envs
@@ -502,17 +598,33 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
         episode_length=np.zeros(N, dtype=np.int64),
         recent_returns=deque(maxlen=cfg.return_window),
     )
-    recorder = PlasticityRecorder(agent, cfg, initial_state) if cfg.probe_interval > 0 else None
+    networks = intervention_networks(agent)
+    intervention = build_intervention(cfg)
+    intervention.bind(networks)  # the agent holds its initial weights here (a resume restores the bound state below)
+    intervention_rng = torch.Generator().manual_seed(cfg.seed + 1)  # fresh weights drawn by an intervention
+    monitor = SwitchMonitor(scenario, cfg.batch_size, cfg.num_updates * cfg.batch_size, cfg.probe_thresholds) if scenario.active else None
+    needs_recorder = cfg.probe_interval > 0 or monitor is not None or intervention.needs_probe
+    recorder = PlasticityRecorder(agent, cfg, initial_state) if needs_recorder else None
 
-    offsets: dict[str, Optional[int]] = {"metrics": 0, "plasticity": 0, "episodes": 0}
+    offsets: dict[str, Optional[int]] = {"metrics": 0, "plasticity": 0, "episodes": 0, "switches": 0, "interventions": 0}
     if checkpoint is not None:
         _restore(checkpoint, agent, optimizer, sampler, envs, state, recorder)
         offsets = checkpoint["log_offsets"]
+        intervention.load_state_dict(checkpoint["intervention"])
+        intervention_rng.set_state(checkpoint["intervention_rng"])
+        if monitor is not None:
+            monitor.load_state_dict(checkpoint["switch_monitor"])
     delete_masks_after(run_dir, state.update)
 
     metrics_log = CsvLog(run_dir / "metrics.csv", METRIC_COLUMNS, truncate_to=offsets["metrics"])
     plasticity_log = CsvLog(run_dir / "plasticity.csv", PLASTICITY_COLUMNS, truncate_to=offsets["plasticity"])
     episodes_log = CsvLog(run_dir / "episodes.csv", EPISODE_COLUMNS, truncate_to=offsets["episodes"])
+    extra_logs = {}  # only in runs that have a scenario / an intervention
+    if monitor is not None:
+        extra_logs["switches"] = CsvLog(run_dir / "switches.csv", SWITCH_COLUMNS, truncate_to=offsets.get("switches"))
+    if cfg.intervention != "none":
+        extra_logs["interventions"] = CsvLog(run_dir / "interventions.csv", INTERVENTION_COLUMNS,
+                                             truncate_to=offsets.get("interventions"))  # fmt: skip
     writer = None
     if cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -533,6 +645,8 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
             lr = cfg.learning_rate * (1.0 - (state.update - 1.0) / cfg.num_updates) if cfg.anneal_lr else cfg.learning_rate
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            if scenario.active:
+                _apply_task(scenario, cfg, agent, envs, state)
 
             episodes = _collect_rollout(agent, envs, state, buf, cfg, sampler, low, high)
             advantages, returns = compute_gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones,
@@ -543,10 +657,14 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
                 "advantages": advantages.reshape(-1), "returns": returns.reshape(-1),
             }  # fmt: skip
 
-            probed, probe_time = False, 0.0
-            if recorder is not None and (state.update == 1 or state.update % cfg.probe_interval == 0):
+            probed, probe_time, results = False, 0.0, {}
+            regular = cfg.probe_interval > 0 and (state.update == 1 or state.update % cfg.probe_interval == 0)
+            at_switch = monitor is not None and monitor.due(state.update)
+            acting = intervention.due(state.update)
+            if regular or at_switch or (acting and intervention.needs_probe):
                 t0 = time.perf_counter()
-                rows, masks = recorder.rows_and_masks(recorder.measure(batch), state.update, state.global_step)
+                results = recorder.measure(batch)
+                rows, masks = recorder.rows_and_masks(results, state.update, state.global_step)
                 plasticity_log.write(rows)
                 save_masks(run_dir, state.update, masks)
                 if writer is not None:
@@ -555,8 +673,15 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
                             tag = f"plasticity/{row['network']}/{row['layer']}/{row['metric']}@{row['threshold']}"
                             writer.add_scalar(tag, row["value"], state.global_step)
                 probed, probe_time = True, time.perf_counter() - t0
+                if at_switch:
+                    extra_logs["switches"].write(monitor.observe(state.update, results))
+            if acting:  # after the probe, before the update's first optimiser step
+                done = intervention.on_schedule(networks, optimizer, results, intervention_rng)
+                extra_logs["interventions"].write(_intervention_rows(state, intervention, done))
 
-            stats = _update(agent, optimizer, batch, cfg, sampler)
+            stats = _update(agent, optimizer, batch, cfg, sampler, intervention, networks)
+            if cfg.intervention != "none":
+                extra_logs["interventions"].write(_intervention_rows(state, intervention, intervention.update_log()))
 
             for ep in episodes:
                 state.recent_returns.append(ep["episodic_return"])
@@ -586,16 +711,57 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
                 if writer is not None:
                     writer.flush()
                 offsets = {"metrics": metrics_log.sync(), "plasticity": plasticity_log.sync(), "episodes": episodes_log.sync()}
+                offsets.update({name: log.sync() for name, log in extra_logs.items()})
                 payload = _checkpoint_payload(cfg, agent, initial_state, optimizer, sampler, envs, state, recorder, offsets)
+                payload.update(intervention=intervention.state_dict(), intervention_rng=intervention_rng.get_state(),
+                               switch_monitor=None if monitor is None else monitor.state_dict())  # fmt: skip
                 save_rotating(run_dir, state.update, payload, cfg.keep_checkpoints)
     finally:
         bar.close()
-        for log in (metrics_log, plasticity_log, episodes_log):
+        for log in (metrics_log, plasticity_log, episodes_log, *extra_logs.values()):
             log.close()
         if writer is not None:
             writer.close()
         envs.close()
+    if scenario.active and state.update >= cfg.num_updates:
+        _write_recovery(run_dir, cfg)
     return run_dir
+
+
+def _apply_task(scenario: Scenario, cfg: PPOConfig, agent: Agent, envs: Any, state: LoopState) -> None:
+    """Set every sub-env to the task of the coming rollout. At a switch, optionally reset the normalisers, and
+    re-read the current observation when its meaning changed (a permutation, or fresh normaliser statistics)."""
+    envs.set_attr("task", [scenario.task_at(state.global_step)] * cfg.num_envs)
+    if state.global_step == 0 or state.global_step % scenario.period:
+        return
+    if cfg.reset_normalizers_on_switch:
+        for rms in (agent.obs_rms, agent.ret_rms):
+            rms.load_state_dict(RunningMeanStd(tuple(rms.mean.shape)).state_dict())
+    if scenario.name == "permute_obs" or cfg.reset_normalizers_on_switch:
+        raw = np.stack(envs.get_attr("current_observation"))
+        state.next_obs = agent.normalize_obs(raw, update=cfg.reset_normalizers_on_switch)
+
+
+def _intervention_rows(state: LoopState, intervention: Intervention, log: Mapping[str, float]) -> list[dict[str, Any]]:
+    rows = []
+    for key, value in log.items():
+        network, _, quantity = key.rpartition("/")
+        rows.append(dict(update=state.update, global_step=state.global_step, intervention=intervention.name,
+                         network=network or "all", quantity=quantity, value=float(value)))  # fmt: skip
+    return rows
+
+
+def _write_recovery(run_dir: Path, cfg: PPOConfig) -> None:
+    """``recovery.csv`` of a finished run with a scenario, from its ``episodes.csv`` (see ``recovery_rows``)."""
+    with open(run_dir / "episodes.csv", newline="") as f:
+        episodes = list(csv.DictReader(f))
+    rows = recovery_rows(episodes, cfg.task_scenario, cfg.num_updates * cfg.batch_size, cfg.batch_size, cfg.num_envs,
+                         cfg.return_window, cfg.recovery_fraction)  # fmt: skip
+    tmp = run_dir / "recovery.csv.tmp"
+    log = CsvLog(tmp, RECOVERY_COLUMNS, truncate_to=0)
+    log.write(rows)
+    log.close()
+    tmp.replace(run_dir / "recovery.csv")
 
 
 def _collect_rollout(
@@ -651,9 +817,11 @@ def _collect_rollout(
 
 
 def _update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], cfg: PPOConfig,
-            sampler: torch.Generator) -> dict[str, float]:  # fmt: skip
+            sampler: torch.Generator, intervention: Optional[Intervention] = None,
+            networks: Optional[Mapping[str, nn.Sequential]] = None) -> dict[str, float]:  # fmt: skip
     """``update_epochs`` passes of ``num_minibatches`` minibatches. Losses, entropy and clip fraction are means over
-    every minibatch; the KL estimates are the last minibatch's (as CleanRL, whose ``target_kl`` test uses them)."""
+    every minibatch; the KL estimates are the last minibatch's (as CleanRL, whose ``target_kl`` test uses them).
+    An ``intervention``'s regulariser is added to every minibatch loss and its ``after_step`` follows every step."""
     sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clipfrac": 0.0}
     n_mb, epochs_run = 0, 0
     old_approx_kl = approx_kl = torch.tensor(0.0)
@@ -676,11 +844,16 @@ def _update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict[str, tor
             v = value_loss(new_values, batch["values"][idx], batch["returns"][idx], cfg.clip_coef, cfg.clip_vloss)
             ent = entropy.mean()
             loss = pg - cfg.ent_coef * ent + cfg.vf_coef * v
+            regulariser = None if intervention is None else intervention.regulariser(networks)
+            if regulariser is not None:
+                loss = loss + regulariser
 
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
             optimizer.step()
+            if intervention is not None:
+                intervention.after_step(networks)
             sums["policy_loss"] += pg.detach().item()
             sums["value_loss"] += v.detach().item()
             sums["entropy"] += ent.detach().item()
