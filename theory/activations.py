@@ -43,9 +43,6 @@ class Activation:
     module: Callable[[], nn.Module]
     analytic: bool
 
-    def torch(self, z: Tensor) -> Tensor:
-        return self.module()(z)
-
     def __repr__(self) -> str:
         return f"Activation({self.name})"
 
@@ -89,7 +86,25 @@ class Facts:
 
     @property
     def c1(self) -> bool:
-        return self.continuous and self.kinks is sp.S.EmptySet
+        return self.continuous and is_empty(self.kinks)
+
+
+def decided(answer: Optional[bool], what: str) -> bool:
+    """sympy's three-valued answer, with "undecided" raised rather than read as False."""
+    if answer is None:
+        raise ArithmeticError(f"sympy cannot decide {what}")
+    return bool(answer)
+
+
+def is_empty(s: sp.Set) -> bool:
+    return decided(s.is_empty, f"whether {s} is empty")
+
+
+def is_subset(a: sp.Set, b: sp.Set) -> bool:
+    answer = a.is_subset(b)
+    if answer is None:  # sympy's is_subset gives up on some unions; the complement is usually explicit
+        return is_empty(sp.Complement(a, b))
+    return bool(answer)
 
 
 def derivative(act: Activation) -> sp.Expr:
@@ -162,7 +177,6 @@ def analyse(act: Activation) -> Facts:
     brackets: tuple[tuple[sp.Rational, sp.Rational], ...] = ()
     if solved:
         flat = sp.Complement(flat, kink_set) if kinks else flat
-        flat = sp.simplify(flat) if not isinstance(flat, sp.Set) else flat
     else:
         brackets = _sign_change_brackets(d)
     return Facts(zeros=zeros, kinks=kink_set, flat=flat, flat_solved=solved, flat_brackets=brackets,
@@ -197,11 +211,11 @@ def interval_in(act: Activation, lo: sp.Expr, hi: sp.Expr, which: str) -> bool:
         if in_flat(act, mid):
             raise ArithmeticError(f"{act.name}: σ' vanishes at the midpoint {mid}; cannot decide the interval")
         return False
-    return bool(sp.Interval.open(lo, hi).is_subset(target))
+    return is_subset(sp.Interval.open(lo, hi), target)
 
 
 def flat_nonempty(act: Activation) -> Optional[bool]:
     facts = analyse(act)
     if facts.flat_solved:
-        return facts.flat is not sp.S.EmptySet
+        return not is_empty(facts.flat)
     return True if facts.flat_brackets else None

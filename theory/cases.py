@@ -38,6 +38,7 @@ from theory.activations import (
     derivative,
     in_flat,
     in_zeros,
+    is_empty,
     interval_in,
     is_zero_number,
     one_sided_limit,
@@ -147,7 +148,7 @@ def has_zero(case: NeuronCase) -> bool:
         if lo == hi:
             if in_zeros(case.act, lo):
                 return True
-        elif sp.Intersection(zeros, sp.Interval.open(lo, hi)) is not sp.S.EmptySet:
+        elif not is_empty(sp.Intersection(zeros, sp.Interval.open(lo, hi))):
             return True
     return False
 

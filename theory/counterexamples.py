@@ -17,7 +17,7 @@ import sympy as sp
 import torch
 
 from theory.symbolic import literal_magi_gradient
-from theory.activations import ACTIVATIONS, Activation, Z, analyse, by_name, derivative, in_flat, in_zeros, sign_at
+from theory.activations import ACTIVATIONS, Activation, Z, analyse, by_name, derivative, in_flat, in_zeros, is_empty, sign_at
 from theory.cases import (
     DIRECTIONS,
     KINDS,
@@ -123,7 +123,7 @@ def zero_weights_at_zero(act: Activation, kind: str) -> NeuronCase:
 def batch_misses(act: Activation, kind: str) -> NeuronCase:
     """h = 0 on every batch point but not on the box the batch came from."""
     zeros = analyse(act).zeros
-    if zeros.interior is not sp.S.EmptySet:
+    if not is_empty(zeros.interior):
         b, x0 = zeros.sup, -sp.Rational(1, 2)
     else:
         b, x0 = _sloped_zero(act), sp.Integer(0)
@@ -144,7 +144,7 @@ def two_flat_levels(act: Activation, kind: str) -> NeuronCase:
 def origin_plus_flat(act: Activation, kind: str) -> NeuronCase:
     """D = {0, x₁}: ∂h/∂w = σ'(b)·0 = 0 at the origin whatever h(0) is, and x₁ sits on a flat point of σ."""
     f = analyse(act)
-    if f.flat_solved and sp.Intersection(f.flat, f.zeros) is not sp.S.EmptySet:
+    if f.flat_solved and not is_empty(sp.Intersection(f.flat, f.zeros)):
         b = sp.Rational(1, 2)  # h(0) = σ(1/2) ≠ 0; x₁ = −3/2 lands on z = −1, flat and zero
         x1 = _flat_zero(act) - b
     else:
@@ -178,7 +178,7 @@ def _ivt_origin_plus_flat(act: Activation) -> bool:
     a, b = f.flat_brackets[0]
     d = derivative(act)
     sign_change = sign_at(d, a) * sign_at(d, b) < 0
-    no_zero = sp.Intersection(f.zeros, sp.Interval(a, b)) is sp.S.EmptySet
+    no_zero = is_empty(sp.Intersection(f.zeros, sp.Interval(a, b)))
     return sign_change and no_zero and in_zeros(act, sp.Integer(0))
 
 

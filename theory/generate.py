@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional, Protocol, Sequence, TypeVar
 import sympy as sp
 from hypothesis import strategies as st
 
-from theory.activations import ACTIVATIONS, Activation, analyse
+from theory.activations import ACTIVATIONS, Activation, analyse, is_empty
 from theory.cases import KINDS, Domain, NeuronCase, Piece, vec
 
 T = TypeVar("T")
@@ -113,8 +113,8 @@ def _neuron(pick: Picker, act: Activation, domain: Domain, n: int) -> tuple[tupl
     if pick.integer(0, 5) == 0:
         w = vec(*[0] * n)
     pieces = domain.support + domain.region
-    if mode == "dormant" and f.zeros is not sp.S.EmptySet:
-        if f.zeros.interior is not sp.S.EmptySet:
+    if mode == "dormant" and not is_empty(f.zeros):
+        if not is_empty(f.zeros.interior):
             _, hi = _z_offsets(w, domain.support)
             return w, f.zeros.sup - hi - sp.Rational(pick.integer(0, 2), 4)
         c = list(f.zeros)[0]
@@ -130,7 +130,7 @@ def _neuron(pick: Picker, act: Activation, domain: Domain, n: int) -> tuple[tupl
             w = tuple(normal)
             return w, c - sum(wi * pi for wi, pi in zip(w, piece.point))
         return vec(*[0] * n), c
-    if mode == "flat" and f.flat_solved and f.flat.interior is not sp.S.EmptySet:
+    if mode == "flat" and f.flat_solved and not is_empty(f.flat.interior):
         components = list(f.flat.interior.args) if isinstance(f.flat.interior, sp.Union) else [f.flat.interior]
         if domain.kind == "disconnected" and len(components) > 1 and pick.choice([True, False]):
             return _straddle(domain, components[0], components[-1], n)
@@ -139,7 +139,7 @@ def _neuron(pick: Picker, act: Activation, domain: Domain, n: int) -> tuple[tupl
         if component.sup is sp.oo:
             return w, component.inf - lo + sp.Rational(pick.integer(0, 4), 4)
         return w, component.sup - hi - sp.Rational(pick.integer(0, 4), 4)
-    if mode == "crossing" and f.zeros is not sp.S.EmptySet:
+    if mode == "crossing" and not is_empty(f.zeros):
         lo, hi = _z_offsets(w, pieces)
         anchor = f.zeros.sup if f.zeros.sup.is_finite else sp.Integer(0)
         return w, anchor - (lo + hi) / 2

@@ -15,7 +15,7 @@ from typing import Optional
 
 import sympy as sp
 
-from theory.activations import Z, Activation, analyse, flat_nonempty, in_flat
+from theory.activations import Z, Activation, analyse, flat_nonempty, in_flat, is_empty, is_subset
 
 PROVED, FAILS, UNDECIDED = "proved", "fails", "undecided"
 
@@ -51,24 +51,24 @@ def set_facts(act: Activation) -> SetFacts:
         zeros_flat = all(in_flat(act, c) for c in zero_points)
         meets = any(in_flat(act, c) for c in zero_points)
     else:
-        zeros_flat = bool(zeros.is_subset(f.flat))
-        meets = sp.Intersection(f.flat, zeros) is not sp.S.EmptySet
+        zeros_flat = is_subset(zeros, f.flat)
+        meets = not is_empty(sp.Intersection(f.flat, zeros))
     if f.flat_solved:
-        outside: Optional[bool] = sp.Complement(f.flat, zeros) is not sp.S.EmptySet
+        outside: Optional[bool] = not is_empty(sp.Complement(f.flat, zeros))
         interior = f.flat.interior
     else:
         # σ analytic: C0 is discrete (empty interior); a bracket free of zeros holds a flat point outside Z0.
-        outside = any(sp.Intersection(zeros, sp.Interval(a, b)) is sp.S.EmptySet for a, b in f.flat_brackets) or None
+        outside = any(is_empty(sp.Intersection(zeros, sp.Interval(a, b))) for a, b in f.flat_brackets) or None
         interior = sp.S.EmptySet
     return SetFacts(
-        zeros_empty=zeros is sp.S.EmptySet,
+        zeros_empty=is_empty(zeros),
         zeros_flat=zeros_flat,
-        zero_interior_flat=bool(zeros.interior.is_subset(f.flat)) if f.flat_solved else zeros.interior is sp.S.EmptySet,
+        zero_interior_flat=is_subset(zeros.interior, f.flat) if f.flat_solved else is_empty(zeros.interior),
         flat_nonempty=flat_nonempty(act),
         flat_meets_zeros=meets,
         flat_outside_zeros=outside,
-        open_flat_meets_zeros=sp.Intersection(interior, zeros) is not sp.S.EmptySet,
-        open_flat_outside_zeros=sp.Complement(interior, zeros) is not sp.S.EmptySet,
+        open_flat_meets_zeros=not is_empty(sp.Intersection(interior, zeros)),
+        open_flat_outside_zeros=not is_empty(sp.Complement(interior, zeros)),
     )
 
 
@@ -117,7 +117,7 @@ def _flat_levels(act: Activation, open_only: bool) -> Optional[int]:
     if not f.flat_solved:
         return 0 if open_only else None  # analytic σ: int C0 = ∅
     flat = f.flat.interior if open_only else f.flat
-    if flat is sp.S.EmptySet:
+    if is_empty(flat):
         return 0
     parts = list(flat.args) if isinstance(flat, sp.Union) else [flat]
     points = []
