@@ -173,3 +173,36 @@ def test_schedule_and_factory():
         ReDo(every=-1)
     with pytest.raises(ValueError, match="mode"):
         GradientReDo(mode="shake")
+
+
+def test_bound_state_roundtrips_and_per_update_logs():
+    net, x, opt = setup()
+    l2 = L2Init(coef=0.5)
+    l2.bind({"critic": net})
+    state = l2.state_dict()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)  # θ − θ₀ = 1 on the 12 entries of W_0
+    fresh = L2Init(coef=0.5)
+    fresh.load_state_dict(state)
+    assert float(fresh.regulariser({"critic": net})) == pytest.approx(0.5 * 12)
+    assert fresh.update_log() == {"all/regulariser_mean": pytest.approx(6.0)} and fresh.update_log() == {}
+
+    clip = WeightClipping(kappa=1.0)
+    clip.bind({"critic": net})
+    copy = WeightClipping(kappa=1.0)
+    copy.load_state_dict(clip.state_dict())
+    bound = copy.state_dict()["bounds"]["critic"][0]
+    over = int((net[0].weight.abs() > bound).sum())
+    copy.after_step({"critic": net})
+    assert copy.update_log()["critic/weights_clipped"] >= over > 0
+    with pytest.raises(ValueError, match="has no state"):
+        ReDo(every=1).load_state_dict({"x": 1})
+
+
+def test_gradient_redo_logs_what_it_did():
+    net, x, opt = setup()
+    result = probe(net, x)
+    gen = torch.Generator().manual_seed(0)
+    n = float(sum(int(result.layer(name).zero_gradient_mask(0.0).sum()) for name in ("0", "2")))
+    assert GradientReDo(every=1, mode="perturb").on_schedule({"c": net}, opt, {"c": result}, gen) == {"c/units_perturbed": n}
+    assert GradientReDo(every=1).needs_probe and not L2Init().needs_probe
