@@ -190,21 +190,40 @@ def _one_sided_derivatives(case: NeuronCase, c: sp.Expr) -> tuple[sp.Expr, sp.Ex
 def loss_grad_zero(case: NeuronCase) -> Optional[bool]:
     """B's gradient part for the training loss: ∂L/∂w exists and is 0. None where this module cannot decide exactly.
 
-    Decided exactly when: the read-out weight is 0 (∂L/∂h ≡ 0); ∂h/∂w = 0 on the support; or w = 0 and the support
-    lies in {x₀ > 0}, where the one-sided derivatives of L along e₀ are σ'_±(b)·v·E[(vσ(b) − tᵀx)x₀] (a kink gives
-    two different ones, so the gradient either does not exist or is that common value).
+    ∂L/∂w_j = v·E[(v·σ(z) − tᵀx)·σ'(z)·x_j], with each piece of the support weighted equally. Decided exactly when:
+    the read-out weight is 0 (∂L/∂h ≡ 0); ∂h/∂w = 0 on the support; w = 0 (σ(z), σ'(z) are constants and only the
+    moments E[x], E[xxᵀ] remain; at a kink of σ, with the support in {x₀ > 0}, the one-sided derivatives along e₀
+    use σ'_±(b), and a non-zero one means the gradient is not 0); or a finite support meeting no kink (a finite sum).
     """
     if case.v == 0 or _grad_w_zero_on(case, case.domain.support):
         return True
-    support = case.domain.support
-    if all(wi == 0 for wi in case.w) and all(p.coordinate_range(0)[0] > 0 for p in support):
-        s_b = sp.simplify(case.act.expr.subs(Z, case.b))
-        n = case.domain.n
-        e_x0 = sum(p.point[0] for p in support) / len(support)
-        e_tx_x0 = sum(sum(case.t[i] * p.second_moment(i, 0) for i in range(n)) for p in support) / len(support)
-        moment = case.v * s_b * e_x0 - e_tx_x0
-        left, right = _one_sided_derivatives(case, case.b)
-        return all(is_zero_number(case.v * slope * moment) for slope in (left, right))
+    support, n = case.domain.support, case.domain.n
+    kinks = analyse(case.act).kinks
+    if all(wi == 0 for wi in case.w):
+        s_b = case.act.expr.subs(Z, case.b)
+        moments = [
+            case.v * s_b * sum(p.point[j] for p in support) / len(support)
+            - sum(sum(case.t[i] * p.second_moment(i, j) for i in range(n)) for p in support) / len(support)
+            for j in range(n)
+        ]
+        if kinks.contains(case.b) is not sp.true:
+            return all(is_zero_number(case.v * derivative(case.act).subs(Z, case.b) * m) for m in moments)
+        if all(p.coordinate_range(0)[0] > 0 for p in support):
+            left, right = _one_sided_derivatives(case, case.b)
+            if any(not is_zero_number(case.v * slope * moments[0]) for slope in (left, right)):
+                return False
+        return None
+    if all(p.dim == 0 for p in support):
+        zs = [sum(wi * xi for wi, xi in zip(case.w, p.point)) + case.b for p in support]
+        if any(kinks.contains(z) is sp.true for z in zs):
+            return None
+        d = derivative(case.act)
+        grads = [
+            sum((case.v * case.act.expr.subs(Z, z) - sum(ti * xi for ti, xi in zip(case.t, p.point))) * d.subs(Z, z) * p.point[j]
+                for z, p in zip(zs, support))
+            for j in range(n)
+        ]  # fmt: skip
+        return all(is_zero_number(case.v * g) for g in grads)
     return None
 
 

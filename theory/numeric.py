@@ -8,6 +8,7 @@ loss L = mean ½(y − tᵀx)², which is then exactly the loss of :func:`theory
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -103,7 +104,7 @@ def disagreements(case: NeuronCase, dtype: torch.dtype, **faults: Callable) -> l
 
 
 def grad_w_zero_on_support(case: NeuronCase) -> bool:
-    return grad_w_zero(NeuronCase(case.act, case.w, case.b, type(case.domain)(case.domain.kind, case.domain.support), case.v, case.target))
+    return grad_w_zero(dataclasses.replace(case, domain=dataclasses.replace(case.domain, region=case.domain.support)))
 
 
 def _support_pre_activations(case: NeuronCase) -> list[sp.Expr]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from theory.activations import ACTIVATIONS, Activation
+from theory.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
 from theory.cases import DIRECTIONS, KINDS, NOTIONS, implication, lemma1, lemma3
 from theory.counterexamples import LAYER_CATALOGUE, LEMMA1, LEMMA3, Claim, entries_for, neuron_catalogue
 from theory.generate import random_cases
@@ -88,6 +88,37 @@ are Assumption-1 failures). Assumptions 2 and 3 hold in Tables 1–4 (bounded D,
 (C¹) fails for ReLU, leaky ReLU and ReLU6, whose rows show what happens without it."""
 
 
+def _number(c) -> str:
+    return f"≈{float(c):.6g}" if c.is_Rational and c.q > 10**6 else str(c)
+
+
+def _piece_text(p) -> str:
+    point = "(" + ", ".join(_number(c) for c in p.point) + ")"
+    if p.dim == 0:
+        return point
+    shape = "ball" if p.ball else "cube"
+    return f"{point} + {shape}(r={p.radius}) on span{{{', '.join('(' + ', '.join(map(str, e)) + ')' for e in p.basis)}}}"
+
+
+def neuron_examples_table() -> list[str]:
+    """One entry per mechanism (the earliest activation and domain kind in catalogue order), with its data."""
+    rows, chosen = [], {}
+    rank = {name: i for i, name in enumerate(ACTIVATION_NAMES)}
+    for c in neuron_catalogue():
+        label, key = c.id.split("/")[0], (rank[c.activation], KINDS.index(c.kind))
+        if label not in chosen or key < chosen[label][0]:
+            chosen[label] = (key, c)
+    for label in sorted(chosen):
+        c = chosen[label][1]
+        case = c.case
+        d = case.domain
+        region = "" if d.region == d.support else "; ∀ over " + " ∪ ".join(_piece_text(p) for p in d.region)
+        data = (f"w = ({', '.join(map(str, case.w))}), b = {case.b}, read-out v = {case.v}, target t = ({', '.join(map(str, case.t))}); "
+                f"μ on " + " ∪ ".join(_piece_text(p) for p in d.support) + region)  # fmt: skip
+        rows.append([f"`{c.id}`", data, c.violates, c.why])
+    return _table(["id", "data", "assumption / condition dropped", "why"], rows)
+
+
 def render() -> str:
     out = ["# Verdict table: Lemmas 1–3 and Theorem 1 of the paper, per activation and domain kind", "",
            LEGEND.format(n=CASES_PER_CELL), ""]  # fmt: skip
@@ -98,6 +129,8 @@ def render() -> str:
     mechanisms = Counter(c.id.split("/")[0] for c in neuron_catalogue())
     out += ["## Table 5: layer-level counterexamples (assumptions, floating point, the literal Eq. 17)", ""]
     out += catalogue_table() + [""]
+    out += ["## Table 6: one neuron counterexample per mechanism (all are in `theory/counterexamples.py`)", ""]
+    out += neuron_examples_table() + [""]
     out += ["Neuron counterexamples by mechanism: " + ", ".join(f"`{m}` × {k}" for m, k in sorted(mechanisms.items())), ""]
     return "\n".join(out)
 

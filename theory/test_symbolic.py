@@ -65,3 +65,24 @@ def test_post_activation_sum_is_unit_dependent():
     grad = post_activation_magi_gradient(by_name("tanh"), X, n_out=2)
     values = {s: v for s, v in zip(sp.symbols("W0_0 W0_1 W1_0 W1_1 b0 b1", real=True), [1, 0, -1, 2, 0, 1])}
     assert not _same_for_every_unit(grad.subs(values))
+
+
+def _coefficient_solutions(h, xs, unknowns):
+    """Solutions for the unknowns that make the polynomial h vanish identically in xs."""
+    return sp.solve(sp.Poly(h, *xs).coeffs(), unknowns, dict=True)
+
+
+def test_no_act_zero_on_open_set_forces_zero_weights_and_bias():
+    """identity: h = wᵀx + b ≡ 0 on an open set ⇔ every coefficient is 0 (a polynomial vanishing on an open set)."""
+    xs, ws, b = symbolic.neuron_symbols(2)
+    h, _, _ = symbolic.neuron_gradients(by_name("identity"), 2)
+    assert _coefficient_solutions(h, xs, ws + [b]) == [{ws[0]: 0, ws[1]: 0, b: 0}]
+
+
+def test_no_act_zero_on_hyperplane_leaves_the_normal_weight_free():
+    """The companion: on the hyperplane x₀ = 0 (an upstream dead ReLU) only w₁ and b are forced, w₀ is free, and
+    ∇ₓh = (w₀, 0) need not vanish: Lemma 2 needs D open."""
+    xs, ws, b = symbolic.neuron_symbols(2)
+    h, grad_x, _ = symbolic.neuron_gradients(by_name("identity"), 2)
+    (solution,) = _coefficient_solutions(h.subs(xs[0], 0), [xs[1]], ws + [b])
+    assert solution == {ws[1]: 0, b: 0} and grad_x[0].subs(solution) == ws[0]
