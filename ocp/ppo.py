@@ -155,6 +155,10 @@ class PPOConfig:
     """Clip normalised rewards to ±this."""
     norm_epsilon: float = 1e-8
     """ε under the square root of the normalisers."""
+    reward_norm_reset: Literal["termination", "episode_end"] = "termination"
+    """When the discounted return G behind reward scaling restarts. ``termination``: gymnasium's NormalizeReward (what
+    CleanRL uses), G_t = γ·(1 − terminated_t)·G_{t−1} + r_t, so G runs on across time-limit truncations.
+    ``episode_end``: G restarts from 0 after every episode end, terminated or truncated."""
 
     # ----- plasticity -----
     probe_interval: int = 10
@@ -271,6 +275,10 @@ class PPOConfig:
         need(self.max_episode_steps is None or self.max_episode_steps >= 1, f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         need(self.obs_clip > 0 and self.reward_clip > 0, f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
         need(self.norm_epsilon > 0, f"norm_epsilon must be > 0, got {self.norm_epsilon}")
+        need(
+            self.reward_norm_reset in ("termination", "episode_end"),
+            f"reward_norm_reset must be 'termination' or 'episode_end', got {self.reward_norm_reset!r}",
+        )
         need(self.probe_interval >= 0, f"probe_interval must be >= 0, got {self.probe_interval}")
         need(
             len(self.probe_thresholds) >= 1 and all(t >= 0 and math.isfinite(t) for t in self.probe_thresholds),
@@ -785,7 +793,8 @@ def _collect_rollout(
         done = terminated | truncated
         state.episode_return += reward
         state.episode_length += 1
-        state.discounted_return = state.discounted_return * cfg.gamma + reward
+        keep = ~terminated if cfg.reward_norm_reset == "termination" else np.ones_like(terminated)
+        state.discounted_return = state.discounted_return * cfg.gamma * keep + reward
         rewards_np[t] = agent.normalize_reward(reward, state.discounted_return, update=True).numpy()
         # With SAME_STEP autoreset raw_obs holds the reset observation of envs whose episode ended.
         state.next_obs = agent.normalize_obs(raw_obs, update=True)
@@ -805,7 +814,8 @@ def _collect_rollout(
                                  "episodic_length": int(state.episode_length[i])})  # fmt: skip
             state.episode_return[done] = 0.0
             state.episode_length[done] = 0
-            state.discounted_return[done] = 0.0
+            if cfg.reward_norm_reset == "episode_end":
+                state.discounted_return[done] = 0.0
 
     with torch.no_grad():
         last_value = agent.value(state.next_obs)

@@ -1,6 +1,5 @@
 """PPO pieces: GAE, normalisers, agent, rollout (no reset-observation leak, truncation bootstrap), validation, CLI."""
 
-import math
 from collections import deque
 
 import gymnasium as gym
@@ -112,9 +111,10 @@ def test_agent_initialisation_and_sampling():
 
 
 # ------------------------------------------------------------------------------------------------------- rollouts
-def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3):
+def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3, reward_norm_reset="termination", out=None):
     cfg = PPOConfig(env_id=env_id, num_envs=num_envs, num_steps=num_steps, max_episode_steps=max_steps,
-                    bootstrap_truncation=bootstrap, norm_obs=False, norm_reward=False)  # fmt: skip
+                    bootstrap_truncation=bootstrap, norm_obs=False, norm_reward=False,
+                    reward_norm_reset=reward_norm_reset)  # fmt: skip
     torch.manual_seed(0)
     envs = make_vector_env(env_id, num_envs, "sync", max_steps)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
@@ -126,6 +126,8 @@ def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3):
     low, high = envs.single_action_space.low, envs.single_action_space.high
     episodes = _collect_rollout(agent, envs, state, buf, cfg, torch.Generator().manual_seed(0), low, high)
     envs.close()
+    if out is not None:
+        out["state"] = state
     return agent, buf, episodes, (low, high)
 
 
@@ -178,6 +180,23 @@ def test_termination_is_not_bootstrapped():
     assert term.any() and torch.equal(term, buf.dones[:, 0].bool())  # only terminations end these episodes
     assert torch.all(buf.next_values[:, 0][term] == 0)
     assert len(episodes) == int(term.sum())
+
+
+@pytest.mark.parametrize("env_id,max_steps", [("HalfCheetah-v4", 5), ("InvertedPendulum-v4", None)])
+@pytest.mark.parametrize("rule", ["termination", "episode_end"])
+def test_discounted_return_for_reward_scaling_follows_its_reset_rule(env_id, max_steps, rule):
+    out = {}
+    _, buf, _, _ = _rollout(env_id, 1, 23, max_steps, True, seed=0, reward_norm_reset=rule, out=out)
+    g, gamma = 0.0, 0.99
+    for t in range(23):  # buffer rewards are raw here (norm_reward=False)
+        term, done = buf.terminated[t, 0].item(), buf.dones[t, 0].item()
+        if rule == "termination":  # gymnasium NormalizeReward: G = γ(1 − term)G + r
+            g = gamma * (1 - term) * g + buf.rewards[t, 0].item()
+        else:
+            g = gamma * g + buf.rewards[t, 0].item()
+            g = 0.0 if done else g
+    assert buf.dones.any()
+    assert out["state"].discounted_return[0] == pytest.approx(g, rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -247,4 +266,3 @@ def test_cli_presets_and_overrides():
 def test_cli_reports_bad_input_as_an_error(tmp_path, capsys):
     assert main(["cleanrl", "--num-minibatches", "3", "--run-dir", str(tmp_path / "r")]) == 2
     assert "does not divide the batch" in capsys.readouterr().err
-    assert not math.isnan(1.0)
