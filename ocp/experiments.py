@@ -7,6 +7,8 @@ Stages (each writes tidy tables that the figure code reads; nothing here draws):
    seeds, plasticity probed during training (``ocp.ppo``). Figures 1, 4, 6, 7, 8.
 2. **Transfer** — the critics of one seed per arm initialise regressors for Eq. 1 and for the similar-task control
    (``ocp.transfer``). Figures 3 and 5.
+3. **Scenarios** — PPO with task switches (``ocp.scenarios``), "none" against each plasticity intervention
+   (``ocp.interventions``), several seeds; run in the same pool as stage 1. Figure ``fig_switches``, claim C6.
 
 Caching: a run's directory name carries a hash of everything that changes what it computes, so a finished run is
 reused, an interrupted one resumes (PPO checkpoints), and a changed config gets a new directory instead of mixing
@@ -29,13 +31,40 @@ from typing import Any, Callable, Optional, Sequence
 from tqdm import tqdm
 
 from ocp.checkpoint import atomic_write_json
-from ocp.ppo import RUNTIME_FIELDS, PPOConfig, presets, train
+from ocp.ppo import RUNTIME_FIELDS, SCHEDULED_INTERVENTIONS, PPOConfig, presets, train
+from ocp.tables import write_scenario_tables
 from ocp.transfer import TransferConfig, run_transfer
 
-__all__ = ["GridPreset", "PRESETS", "PPORunSpec", "plan_ppo_runs", "run_grid", "run_all", "config_key"]
+__all__ = ["GridPreset", "ScenarioGrid", "PRESETS", "PPORunSpec", "plan_ppo_runs", "plan_scenario_runs", "run_grid",
+           "run_all", "config_key", "INTERVENTION_ARMS"]
 
 #: The two arms of the paper's Figure 1: label -> activation.
 ARMS: dict[str, str] = {"relu": "relu", "no-act": "identity"}
+
+#: The arms of the scenario grid: label -> PPOConfig overrides selecting the intervention (its other parameters keep
+#: their PPOConfig defaults; the schedule of the scheduled ones is ``ScenarioGrid.intervention_every``).
+INTERVENTION_ARMS: dict[str, dict[str, Any]] = {
+    "none": dict(intervention="none"),
+    "redo": dict(intervention="redo"),
+    "gradient_redo": dict(intervention="gradient_redo", intervention_mode="reset"),
+    "gradient_perturb": dict(intervention="gradient_redo", intervention_mode="perturb"),
+    "shrink_perturb": dict(intervention="shrink_perturb"),
+    "l2_init": dict(intervention="l2_init"),
+    "weight_clipping": dict(intervention="weight_clipping"),
+}
+
+
+@dataclass(frozen=True)
+class ScenarioGrid:
+    """The task-switch stage of a preset: every arm x seed, PPO (the ``paper`` preset) with ``ppo`` overrides."""
+
+    arms: tuple[str, ...]
+    """Labels of :data:`INTERVENTION_ARMS`."""
+    seeds: tuple[int, ...]
+    ppo: dict[str, Any]
+    """Overrides of the ``paper`` PPO preset, the scenario fields included."""
+    intervention_every: int
+    """Updates between the acts of the scheduled interventions (ReDo, gradient-ReDo, shrink & perturb)."""
 
 
 @dataclass(frozen=True)
@@ -51,31 +80,51 @@ class GridPreset:
     """Overrides applied to the ``paper`` PPO preset."""
     transfer: dict[str, Any] = field(default_factory=dict)
     """Overrides applied to :class:`ocp.transfer.TransferConfig`."""
+    scenarios: Optional[ScenarioGrid] = None
+    """The task-switch grid (None: not run)."""
 
 
 PRESETS: dict[str, GridPreset] = {
     "smoke": GridPreset(
         name="smoke",
-        scaled_down="CI smoke test: 2 seeds x 2,048 PPO steps (8 updates of 256 steps), transfer 2 seeds x 3 epochs",
+        scaled_down="CI smoke test: 2 seeds x 2,048 PPO steps (8 updates of 256 steps), transfer 2 seeds x 3 epochs; "
+        "task switches: 1 seed x 3 arms x 3,072 steps, reward reversal every 1,024 steps (2 switches)",
         seeds=(1, 2),
         ppo=dict(total_timesteps=2048, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=1,
                  checkpoint_interval=4),  # fmt: skip
         transfer=dict(seeds=(0, 1), epochs=3, n_train=200, n_test=200, probe_every=1, bootstrap_resamples=1000,
                       similar_horizon=100, similar_states_per_episode=100),  # fmt: skip
+        scenarios=ScenarioGrid(
+            arms=("none", "gradient_perturb", "l2_init"), seeds=(1,), intervention_every=2,
+            ppo=dict(total_timesteps=3072, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=2,
+                     checkpoint_interval=4, scenario="reverse", scenario_period=1024),
+        ),  # fmt: skip
     ),
     "quick": GridPreset(
         name="quick",
-        scaled_down="3 seeds x 250,000 PPO steps per arm (paper: 20M steps); transfer 5 seeds x 100 epochs",
+        scaled_down="3 seeds x 250,000 PPO steps per arm (paper: 20M steps); transfer 5 seeds x 100 epochs; "
+        "task switches: 2 seeds x 6 arms (no reset-mode gradient-ReDo) x 81,920 steps, reward reversal every 20,480 "
+        "steps (3 switches; paper preset: 5 seeds x 7 arms x 10M steps, a switch every 2M)",
         seeds=(1, 2, 3),
         ppo=dict(total_timesteps=250_000, probe_interval=5),
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=100, probe_every=10),
+        scenarios=ScenarioGrid(
+            arms=("none", "redo", "gradient_perturb", "shrink_perturb", "l2_init", "weight_clipping"), seeds=(1, 2),
+            intervention_every=5, ppo=dict(total_timesteps=81_920, probe_interval=5, scenario="reverse",
+                                           scenario_period=20_480),
+        ),  # fmt: skip
     ),
     "paper": GridPreset(
         name="paper",
-        scaled_down="none: 3 seeds x 20M PPO steps per arm, transfer 5 seeds x 200 epochs",
+        scaled_down="none: 3 seeds x 20M PPO steps per arm, transfer 5 seeds x 200 epochs; task switches (the paper "
+        "shows no such experiment; our choice): 5 seeds x 7 arms x 10M steps, reward reversal every ~2M steps (977 updates)",
         seeds=(1, 2, 3),
         ppo=dict(total_timesteps=20_000_000, probe_interval=10),
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=200),
+        scenarios=ScenarioGrid(
+            arms=tuple(INTERVENTION_ARMS), seeds=(1, 2, 3, 4, 5), intervention_every=100,
+            ppo=dict(total_timesteps=10_000_000, probe_interval=10, scenario="reverse", scenario_period=2_000_896),
+        ),  # fmt: skip
     ),
 }
 
@@ -108,6 +157,28 @@ def plan_ppo_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
                                       exp_name=f"{preset.name}-{arm}", progress_bar=False, tensorboard=False)  # fmt: skip
             key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
             run_dir = root / "runs" / f"ppo-{arm}-seed{seed}-{key}"
+            specs.append(PPORunSpec(arm, seed, dataclasses.replace(cfg, run_dir=str(run_dir))))
+    return specs
+
+
+def plan_scenario_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
+    """Every run of the preset's task-switch grid (``arm`` = intervention label), cache-keyed like the PPO runs."""
+    grid = preset.scenarios
+    if grid is None:
+        return []
+    base = presets()["paper"][1]
+    specs = []
+    for arm in grid.arms:
+        if arm not in INTERVENTION_ARMS:
+            raise ValueError(f"unknown intervention arm {arm!r}; choose from {sorted(INTERVENTION_ARMS)}")
+        overrides = dict(INTERVENTION_ARMS[arm])
+        if overrides["intervention"] in SCHEDULED_INTERVENTIONS:
+            overrides["intervention_every"] = grid.intervention_every
+        for seed in grid.seeds:
+            cfg = dataclasses.replace(base, **grid.ppo, **overrides, seed=seed, exp_name=f"{preset.name}-switch-{arm}",
+                                      progress_bar=False, tensorboard=False)  # fmt: skip
+            key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
+            run_dir = root / "runs" / f"switch-{arm}-seed{seed}-{key}"
             specs.append(PPORunSpec(arm, seed, dataclasses.replace(cfg, run_dir=str(run_dir))))
     return specs
 
@@ -258,11 +329,12 @@ def run_all(
     preset = PRESETS[preset_name]
     root = Path(results_root) / preset.name
     specs = plan_ppo_runs(preset, root)
+    switch_specs = plan_scenario_runs(preset, root)
     log(f"preset {preset.name}: {preset.scaled_down}")
-    log(f"{len(specs)} PPO runs under {root / 'runs'}")
+    log(f"{len(specs)} PPO runs and {len(switch_specs)} task-switch runs under {root / 'runs'}")
     pool = make_executor(executor, ray_address, workers)
     try:
-        run_grid(specs, pool)
+        run_grid(specs + switch_specs, pool)  # one pool; the (longer) PPO runs are submitted first
     finally:
         pool.close()
 
@@ -279,6 +351,17 @@ def run_all(
         "ppo_runs": [{"arm": s.arm, "seed": s.seed, "activation": s.config.activation,
                       "run_dir": os.path.relpath(s.run_dir, root)} for s in specs],  # fmt: skip
         "transfer_dir": os.path.relpath(tcfg.out_dir, root),
+        "scenario_runs": [{"arm": s.arm, "seed": s.seed, "activation": s.config.activation,
+                           "run_dir": os.path.relpath(s.run_dir, root)} for s in switch_specs],  # fmt: skip
+        "scenario": None if not switch_specs else _scenario_summary(switch_specs[0].config),
     }
     atomic_write_json(root / "index.json", index)
+    if switch_specs:
+        write_scenario_tables(root)
     return root
+
+
+def _scenario_summary(cfg: PPOConfig) -> dict[str, Any]:
+    total = cfg.num_updates * cfg.batch_size
+    return {"name": cfg.scenario, "period": cfg.scenario_period, "scale": cfg.scenario_scale,
+            "total_timesteps": total, "switch_steps": cfg.task_scenario.switch_steps(total)}  # fmt: skip

@@ -215,6 +215,63 @@ def fig5_transfer_lrs(res: Results, out: Path) -> list[Path]:
     return _transfer(res, out, "fig5", [0.01, 0.005])
 
 
+def _entering_per_seed(view: Results, arm: str, tau: float) -> list[float]:
+    """Per seed: units entering the zero-gradient set across a switch (actor + critic hidden units, τ), averaged over
+    the switches."""
+    out = []
+    for run in view.runs_of(arm):
+        per_switch: dict[str, float] = {}
+        for row in view.table(run, "switches.csv"):
+            if row["layer"] == "network" and row["kind"] == "zero_gradient" and float(row["threshold"]) == tau:
+                per_switch[row["switch"]] = per_switch.get(row["switch"], 0.0) + to_float(row["entering"])
+        out.append(sum(per_switch.values()) / len(per_switch) if per_switch else math.nan)
+    return out
+
+
+def fig_switches(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path]:
+    """Task switches: return and the zero-gradient fraction (all hidden units of policy and value) over training per
+    intervention, switches marked; and the units entering the zero-gradient set across a switch. Mean and 95% CI
+    over seeds. Nothing is drawn when the results hold no task-switch runs."""
+    view = res.scenario_view()
+    if not view.runs:
+        return []
+    fig, axes = plt.subplots(1, 4, figsize=(7.0, 1.9), constrained_layout=True)
+    data = FigureData()
+    colors = plt.get_cmap("tab10")
+    arms = view.arms
+    for i, arm in enumerate(arms):
+        style = dict(color=colors(i), label=arm)
+        data.band(axes[0], "return", arm, aggregate(view.metric_series(arm, "return_recent")), **style)
+        for ax, net in zip(axes[1:3], ("actor", "critic")):
+            points = aggregate(view.plasticity_series(arm, net, "network", "zero_gradient_ratio", tau))
+            data.band(ax, f"{net}/zero_gradient_ratio", arm, points, **style)
+    means, errs = [], []
+    for i, arm in enumerate(arms):
+        values = _entering_per_seed(view, arm, tau)
+        m, lo, hi = mean_ci(values)
+        data.rows.append({"panel": "entering_zero_gradient", "series": arm, "x": i, "mean": m, "ci_low": lo,
+                          "ci_high": hi, "n": sum(not math.isnan(v) for v in values)})  # fmt: skip
+        means.append(m)
+        errs.append(0.0 if math.isnan(hi) else hi - m)
+    axes[3].bar(range(len(arms)), means, yerr=errs, color=[colors(i) for i in range(len(arms))], capsize=2)
+    axes[3].set_xticks(range(len(arms)), [a.replace("_", "\n") for a in arms], fontsize=5)
+    scenario = res.scenario or {}
+    for ax in axes[:3]:
+        for step in scenario.get("switch_steps", []):
+            ax.axvline(step, color="0.5", linestyle=":", linewidth=0.8)
+        _steps_axis(ax)
+    axes[0].set_title(f"return ({scenario.get('name', '?')} every {scenario.get('period', '?'):,} steps)")
+    axes[0].set_ylabel("episodic return (recent)")
+    for ax, net in zip(axes[1:3], ("actor", "critic")):
+        ax.set_title(f"{NETWORK_TITLES[net]}: zero gradient (τ={tau:g})")
+        ax.set_ylabel("fraction of hidden units")
+        ax.set_ylim(-0.02, 1.02)
+    axes[3].set_title("units entering the zero-\ngradient set per switch")
+    axes[3].set_ylabel("units (policy + value)")
+    axes[0].legend(loc="best", fontsize=5)
+    return _save(fig, data, out, "fig_switches")
+
+
 FIGURES: dict[str, Callable[..., list[Path]]] = {
     "fig1": fig1_return_and_dormancy,
     "fig3": fig3_transfer,
@@ -223,6 +280,7 @@ FIGURES: dict[str, Callable[..., list[Path]]] = {
     "fig6": fig6_every_layer,
     "fig7": fig7_weights,
     "fig8": fig8_ranks,
+    "fig_switches": fig_switches,
 }
 
 

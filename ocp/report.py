@@ -43,6 +43,13 @@ class Criteria:
     equivalence_margin: float = 0.1
     """C2: "learns as well as" means the 95% bootstrap CI of (pretrained − random) final test MSE lies within ±this
     fraction of the random-init mean, for every Eq. 1 comparison (an equivalence test, not an absence of evidence)."""
+    perturb_arm: str = "gradient_perturb"
+    """C6: the task-switch arm that perturbs trapped (zero-gradient) neurons."""
+    constraint_arms: tuple[str, ...] = ("l2_init", "weight_clipping")
+    """C6: the task-switch arms that constrain the parameters."""
+    noninferiority_margin: float = 0.1
+    """C6 "does not hurt": the 95% Welch CI of (perturbation − none) mean post-switch return has its lower end above
+    −this fraction of |none's mean| (a non-inferiority test); "hurts" = significantly lower (Welch p < α)."""
 
 
 @dataclass
@@ -216,9 +223,81 @@ def claim_c5(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     return Claim("C5", "The last hidden layer has the highest dormancy (Appendix B)", measured, verdict)
 
 
+def _after_switch_zero_gradient(view: Results, arm: str, tau: float) -> list[float]:
+    """Per seed: the zero-gradient fraction of all hidden units (mean of actor and critic) at the first probe after a
+    switch, averaged over the switches (``switches.csv``)."""
+    out = []
+    for run in view.runs_of(arm):
+        values = [to_float(r["after_ratio"]) for r in view.table(run, "switches.csv")
+                  if r["layer"] == "network" and r["kind"] == "zero_gradient" and float(r["threshold"]) == tau]  # fmt: skip
+        out.append(float(np.mean(values)) if values else math.nan)
+    return out
+
+
+def _post_switch_return(view: Results, arm: str, first_switch: float) -> list[float]:
+    """Per seed: the mean recent return over the updates after the first switch."""
+    return [float(np.mean([v for x, v in s.items() if x > first_switch and not math.isnan(v)] or [math.nan]))
+            for s in view.metric_series(arm, "return_recent").values()]  # fmt: skip
+
+
+def _recovery(view: Results, arm: str) -> str:
+    rows = [r for run in view.runs_of(arm) for r in view.table(run, "recovery.csv")]
+    done = [to_float(r["recovery_updates"]) for r in rows if r["recovered"] == "1"]
+    return f"{len(done)}/{len(rows)} switches recovered" + (f", median {_fmt(float(np.median(done)))} updates" if done else "")
+
+
+def claim_c6(res: Results, c: Criteria) -> Claim:
+    statement = ("Perturbing trapped (zero-gradient) neurons does not hurt and may help; parameter constraints reduce "
+                 "trapped neurons (Sec. 1, 3.1)")  # fmt: skip
+    view = res.scenario_view()
+    if not view.runs or "none" not in view.arms:
+        return Claim("C6", statement, "no task-switch runs in these results", INCONCLUSIVE + " (not run)")
+    switches = (res.scenario or {}).get("switch_steps") or [math.inf]
+    ret = {arm: _post_switch_return(view, arm, switches[0]) for arm in view.arms}
+    zg = {arm: _after_switch_zero_gradient(view, arm, c.tau) for arm in view.arms}
+    parts = [f"scenario {res.scenario['name']} every {res.scenario['period']} steps, {len(switches)} switches; "
+             f"post-switch mean return / zero-gradient fraction after a switch (τ={c.tau:g}) / recovery per arm: "
+             + "; ".join(f"{arm}: {_ci(ret[arm])} / {_ci(zg[arm])} / {_recovery(view, arm)}" for arm in view.arms)]  # fmt: skip
+
+    # (a) perturbation does not hurt (non-inferiority), may help (significantly better)
+    if c.perturb_arm not in view.arms:
+        perturb, p_text = INCONCLUSIVE + " (perturbation arm not run)", ""
+    else:
+        a, b = [v for v in ret[c.perturb_arm] if not math.isnan(v)], [v for v in ret["none"] if not math.isnan(v)]
+        if len(a) < 2 or len(b) < 2:
+            perturb, p_text = INCONCLUSIVE, f"{c.perturb_arm} vs none: fewer than 2 seeds each"
+        else:
+            test = stats.ttest_ind(a, b, equal_var=False)
+            ci = test.confidence_interval(1 - c.alpha)
+            margin = c.noninferiority_margin * abs(float(np.mean(b)))
+            hurts = test.pvalue < c.alpha and np.mean(a) < np.mean(b)
+            helps = test.pvalue < c.alpha and np.mean(a) > np.mean(b)
+            perturb = NOT_SUPPORTED if hurts else SUPPORTED if ci.low > -margin else INCONCLUSIVE
+            p_text = (f"{c.perturb_arm} − none post-switch return {_fmt(float(np.mean(a) - np.mean(b)))} "
+                      f"[{_fmt(float(ci.low))}, {_fmt(float(ci.high))}], Welch p={_fmt(float(test.pvalue))}; "
+                      f"non-inferiority margin −{_fmt(margin)}; {'helps (significantly better)' if helps else 'no significant gain'}")  # fmt: skip
+    # (b) constraints reduce trapped neurons: every constraint arm significantly below "none"
+    present = [arm for arm in c.constraint_arms if arm in view.arms]
+    verdicts = {arm: _directional(zg["none"], zg[arm], c.alpha) for arm in present}
+    if not present:
+        constrain = INCONCLUSIVE + " (no constraint arm run)"
+    elif any(v == NOT_SUPPORTED for v, _ in verdicts.values()):
+        constrain = NOT_SUPPORTED
+    elif all(v == SUPPORTED for v, _ in verdicts.values()):
+        constrain = SUPPORTED
+    else:
+        constrain = INCONCLUSIVE
+    c_text = "; ".join(f"none > {arm} zero-gradient fraction: Welch p={_fmt(p)} ({v})" for arm, (v, p) in verdicts.items())
+    parts += [f"(a) perturbation: {p_text} → {perturb}", f"(b) constraints: {c_text} → {constrain}"]
+    both = (perturb, constrain)
+    verdict = (SUPPORTED if all(v == SUPPORTED for v in both)
+               else NOT_SUPPORTED if any(v == NOT_SUPPORTED for v in both) else INCONCLUSIVE)  # fmt: skip
+    return Claim("C6", statement, "; ".join(parts), verdict)
+
+
 def evaluate_claims(res: Results, criteria: Criteria = Criteria()) -> list[Claim]:
     return [claim_c1(res, criteria), claim_c2(res, criteria), claim_c3(res, criteria), claim_c4(res, criteria),
-            claim_c5(res, criteria)]  # fmt: skip
+            claim_c5(res, criteria), claim_c6(res, criteria)]  # fmt: skip
 
 
 def write_report(results_root: str | Path, path: str | Path, theory_table: Optional[str] = None,
@@ -232,8 +311,8 @@ def write_report(results_root: str | Path, path: str | Path, theory_table: Optio
         "",
         f"Scale: {res.scaled_down}. PPO seeds per arm: {seeds}. Decision rules: α = {criteria.alpha}, τ = {criteria.tau}, "
         f"late = last {criteria.late_fraction:.0%} of measurements, C3 Jaccard ≥ {criteria.coincidence_jaccard}, "
-        f"C4 persistence ≥ {criteria.persistence}, C2 equivalence margin ±{criteria.equivalence_margin:.0%} "
-        "(`ocp.report.Criteria`).",
+        f"C4 persistence ≥ {criteria.persistence}, C2 equivalence margin ±{criteria.equivalence_margin:.0%}, "
+        f"C6 non-inferiority margin {criteria.noninferiority_margin:.0%} (`ocp.report.Criteria`).",
         "",
         "| claim | statement | measured | verdict |",
         "|---|---|---|---|",

@@ -5,8 +5,10 @@ Imports nothing that trains: the figure code must be able to run on a machine th
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import os
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["read_csv", "Results", "mean_ci", "aggregate"]
+__all__ = ["read_csv", "Results", "mean_ci", "aggregate", "write_scenario_tables", "SCENARIO_TABLES"]
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -73,7 +75,18 @@ class Results:
         self.scaled_down = index["scaled_down"]
         self.runs = [Run(r["arm"], int(r["seed"]), r["activation"], self.root / r["run_dir"]) for r in index["ppo_runs"]]
         self.transfer_dir = self.root / index["transfer_dir"]
+        self.scenario_runs = [Run(r["arm"], int(r["seed"]), r["activation"], self.root / r["run_dir"])
+                              for r in index.get("scenario_runs", [])]  # fmt: skip
+        self.scenario: Optional[dict[str, Any]] = index.get("scenario")
+        """The task-switch grid's scenario (name, period, switch_steps, ...), or None when it was not run."""
         self._cache: dict[tuple[str, Path], list[dict[str, str]]] = {}
+
+    def scenario_view(self) -> "Results":
+        """The same results with the task-switch runs as ``runs`` (``arm`` = intervention label), so that every
+        series method works on them."""
+        view = copy.copy(self)
+        view.runs = self.scenario_runs
+        return view
 
     @property
     def arms(self) -> list[str]:
@@ -122,3 +135,32 @@ def rows_for(rows: Iterable[dict[str, str]], **match: Any) -> list[dict[str, str
     """Rows whose columns equal the given values (compared as strings)."""
     want = {k: str(v) for k, v in match.items()}
     return [r for r in rows if all(r[k] == v for k, v in want.items())]
+
+
+#: Grid-level tidy tables of the task-switch stage: file -> per-run table it concatenates (with arm and seed).
+SCENARIO_TABLES = {"scenario_switches.csv": "switches.csv", "scenario_recovery.csv": "recovery.csv",
+                   "scenario_returns.csv": "metrics.csv"}  # fmt: skip
+_RETURN_COLUMNS = ("update", "global_step", "episodes", "episodic_return", "return_recent")
+
+
+def write_scenario_tables(root: str | Path) -> list[Path]:
+    """Concatenate every task-switch run's ``switches.csv``, ``recovery.csv`` and returns (from ``metrics.csv``)
+    into tidy tables at the results root, each row prefixed with the run's ``arm`` (intervention) and ``seed``."""
+    res = Results(root).scenario_view()
+    paths = []
+    for name, source in SCENARIO_TABLES.items():
+        rows = []
+        for run in res.runs:
+            for row in res.table(run, source):
+                kept = {k: row[k] for k in _RETURN_COLUMNS} if source == "metrics.csv" else row
+                rows.append({"arm": run.arm, "seed": run.seed, **kept})
+        path = res.root / name
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            if rows:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

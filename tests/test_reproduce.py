@@ -31,6 +31,22 @@ def test_smoke_grid_writes_every_table(smoke_results):
         assert (root / index["transfer_dir"] / name).stat().st_size > 0
 
 
+def test_smoke_task_switch_grid(smoke_results):
+    root, _ = smoke_results
+    index = json.loads((root / "index.json").read_text())
+    assert sorted((r["arm"], r["seed"]) for r in index["scenario_runs"]) == [("gradient_perturb", 1), ("l2_init", 1), ("none", 1)]
+    assert index["scenario"]["switch_steps"] == [1024, 2048]  # 3,072 steps, reversal every 1,024
+    with open(root / "scenario_recovery.csv") as f:
+        recovery = list(csv.DictReader(f))
+    assert sorted((r["arm"], r["switch_step"]) for r in recovery) == [
+        (arm, step) for arm in ("gradient_perturb", "l2_init", "none") for step in ("1024", "2048")]  # fmt: skip
+    with open(root / "scenario_switches.csv") as f:
+        switches = list(csv.DictReader(f))
+    assert {(r["update_before"], r["update_after"]) for r in switches} == {("4", "5"), ("8", "9")}
+    with open(root / "scenario_returns.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3 * 12  # 12 updates of 256 steps per run
+
+
 def test_every_figure_and_its_csv(smoke_results):
     root, _ = smoke_results
     paths = draw_all(root, root / "figures")
@@ -46,9 +62,9 @@ def test_every_figure_and_its_csv(smoke_results):
 def test_report_lists_every_claim_with_a_verdict(smoke_results):
     root, _ = smoke_results
     text = write_report(root, root / "REPORT.md", theory_table="| theory | table |").read_text()
-    for claim in ("C1", "C2", "C3", "C4", "C5"):
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
         assert f"| {claim} |" in text
-    assert text.count("**supported") + text.count("**not supported") + text.count("**inconclusive") == 5
+    assert text.count("**supported") + text.count("**not supported") + text.count("**inconclusive") == 6
     assert "What this scale cannot conclude" in text and "| theory | table |" in text
 
 
@@ -58,7 +74,7 @@ def test_second_run_reuses_finished_runs(smoke_results):
     written.update({p: p.stat().st_mtime_ns for p in root.glob("transfer/*/curves.csv")})
     experiments.run_all("smoke", root.parent, workers=2, log=lambda s: None)
     assert {p: p.stat().st_mtime_ns for p in written} == written  # nothing retrained or rewritten
-    assert len(list((root / "runs").iterdir())) == 4  # no new run directories
+    assert len(list((root / "runs").iterdir())) == 4 + 3  # no new run directories (4 PPO, 3 task-switch)
 
 
 def test_config_key_is_stable_and_sensitive():
