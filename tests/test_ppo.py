@@ -111,12 +111,13 @@ def test_agent_initialisation_and_sampling():
 
 
 # ------------------------------------------------------------------------------------------------------- rollouts
-def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3, reward_norm_reset="termination", out=None):
+def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3, reward_norm_reset="termination", out=None,
+             vector_mode="sync"):  # fmt: skip
     cfg = PPOConfig(env_id=env_id, num_envs=num_envs, num_steps=num_steps, max_episode_steps=max_steps,
                     bootstrap_truncation=bootstrap, norm_obs=False, norm_reward=False,
                     reward_norm_reset=reward_norm_reset)  # fmt: skip
     torch.manual_seed(0)
-    envs = make_vector_env(env_id, num_envs, "sync", max_steps)
+    envs = make_vector_env(env_id, num_envs, vector_mode, max_steps)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     agent = Agent(obs_dim, act_dim, hidden_sizes=(16,), norm_obs=False, norm_reward=False)
     raw, _ = envs.reset(seed=seed)
@@ -131,12 +132,12 @@ def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3, reward_n
     return agent, buf, episodes, (low, high)
 
 
-@pytest.mark.parametrize("bootstrap", [True, False])
-def test_rollout_is_exactly_the_real_transitions_no_reset_obs_leak(bootstrap):
+@pytest.mark.parametrize("bootstrap,vector_mode", [(True, "sync"), (False, "sync"), (True, "async")])
+def test_rollout_is_exactly_the_real_transitions_no_reset_obs_leak(bootstrap, vector_mode):
     """Replay each sub-env on its own: the buffer must hold exactly the env's transitions — no step from a final
     observation to a reset observation (gymnasium 1.x NEXT_STEP autoreset would insert one with reward 0)."""
     T, N, max_steps, seed = 13, 2, 5, 3
-    agent, buf, episodes, (low, high) = _rollout("HalfCheetah-v4", N, T, max_steps, bootstrap, seed)
+    agent, buf, episodes, (low, high) = _rollout("HalfCheetah-v4", N, T, max_steps, bootstrap, seed, vector_mode=vector_mode)
     for i in range(N):
         env = make_env("HalfCheetah-v4", max_steps)
         obs, _ = env.reset(seed=seed + i)
