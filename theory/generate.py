@@ -166,6 +166,22 @@ def build_case(pick: Picker, act: Optional[Activation] = None, kind: Optional[st
     return NeuronCase(act, tuple(w), sp.nsimplify(b), domain, v=v, target=target)
 
 
+def build_layer(pick: Picker, act: Optional[Activation] = None, kind: Optional[str] = None) -> tuple[NeuronCase, ...]:
+    """1–4 units with one activation on one domain, each drawn like a single case (so some are dormant)."""
+    first = build_case(pick, act, kind)
+    units = [first]
+    for _ in range(pick.integer(0, 3)):
+        w, b = _neuron(pick, first.act, first.domain, len(first.w))
+        v = pick.choice([sp.Integer(0), sp.Integer(1), -sp.Rational(1, 2)])
+        units.append(NeuronCase(first.act, tuple(w), sp.nsimplify(b), first.domain, v=v, target=first.target))
+    return tuple(units)
+
+
+@st.composite
+def layers(draw: Callable, act: Optional[Activation] = None, kind: Optional[str] = None) -> tuple[NeuronCase, ...]:
+    return build_layer(DrawPicker(draw), act, kind)
+
+
 @st.composite
 def cases(draw: Callable, act: Optional[Activation] = None, kind: Optional[str] = None) -> NeuronCase:
     return build_case(DrawPicker(draw), act, kind)
