@@ -74,6 +74,8 @@ class Scenario:
         out = []
         if self.name not in SCENARIOS:
             out.append(f"scenario must be one of {SCENARIOS}, got {self.name!r}")
+        if not self.active and self.period != 0:
+            out.append(f"scenario_period has no effect without a scenario; leave it 0 (got {self.period})")
         if self.active:
             if self.period < 1:
                 out.append(f"scenario_period must be >= 1 with scenario {self.name!r}, got {self.period}")

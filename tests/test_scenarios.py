@@ -24,7 +24,9 @@ def tiny(run_dir, **kw) -> ppo.PPOConfig:
     # 6 updates of 1 env x 16 steps, 8-step episodes (two per update); a switch every 2 updates (steps 32 and 64).
     base = dict(env_id="HalfCheetah-v4", run_dir=str(run_dir), num_envs=1, num_steps=16, total_timesteps=96,
                 max_episode_steps=8, num_minibatches=2, update_epochs=1, activation="relu", probe_interval=0,
-                checkpoint_interval=2, progress_bar=False, tensorboard=False, seed=3, scenario_period=32)  # fmt: skip
+                checkpoint_interval=2, progress_bar=False, tensorboard=False, seed=3)  # fmt: skip
+    if kw.get("scenario", "none") != "none":
+        base["scenario_period"] = 32
     base.update(kw)
     return ppo.PPOConfig(**base)
 
@@ -49,6 +51,8 @@ def test_config_rejects_a_period_that_splits_an_update_and_bad_intervention_sett
         tiny(tmp_path, intervention="redo").validate()
     with pytest.raises(ValueError, match="no effect"):
         tiny(tmp_path, intervention="l2_init", intervention_every=2).validate()
+    with pytest.raises(ValueError, match="no effect without a scenario"):
+        tiny(tmp_path, scenario="none", scenario_period=32).validate()
     with pytest.raises(ValueError, match="scenario_scale"):
         tiny(tmp_path, scenario="mass", scenario_scale=0.0).validate()
 
@@ -278,3 +282,11 @@ def test_resume_is_exact_with_a_scenario_and_an_intervention(tmp_path, extra):
     a = load_latest_checkpoint(full)[1]["agent"]
     b = load_latest_checkpoint(tmp_path / "cut")[1]["agent"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_async_vector_env_reaches_the_task_and_the_current_observation(tmp_path):
+    """The same permuted-observation run through AsyncVectorEnv (sub-envs in processes) and SyncVectorEnv."""
+    kw = dict(scenario="permute_obs", num_envs=2, total_timesteps=128)
+    sync = read(ppo.train(tiny(tmp_path / "sync", **kw)) / "episodes.csv")
+    async_ = read(ppo.train(tiny(tmp_path / "async", vector_mode="async", **kw)) / "episodes.csv")
+    assert sync == async_ and len(sync) == 16
