@@ -4,8 +4,8 @@ The critic of a trained PPO agent initialises a regressor that is then trained o
 
 * ``eq1`` — the paper's Eq. 1, a task unrelated to the critic's (the paper's experiment), and
 * ``similar`` — discounted returns of a re-weighted HalfCheetah reward on states visited by the agent's own policy,
-  a task close to the critic's (a control the paper does not run; OCP predicts a gap in favour of the pretrained
-  critic here and none on Eq. 1),
+  a task close to the critic's (a control the paper does not run: OCP says a critic whose neurons are trapped in its
+  task's optimum learns a *similar* task worse than a random init, and a dissimilar one, Eq. 1, as well),
 
 against a random initialisation of the same architecture (PPO's own orthogonal init). Every (task, checkpoint, init,
 lr, seed) run logs train/test MSE per epoch and probes the regressor (``ocp.probe``, MSE objective on the training
@@ -516,14 +516,17 @@ def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: Non
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
     """The summary as a fixed-width table, Eq. 1 and the similar task side by side per checkpoint and lr."""
-    head = f"{'task':<8}{'group':<28}{'lr':>7}  {'metric':<26}{'pretrained (95% CI)':>30}{'random (95% CI)':>30}{'diff [boot CI]':>30}{'d':>7}{'p':>8}"
+    head = (f"{'task':<8} {'group':<26} {'lr':>6}  {'metric':<26} {'pretrained [95% CI]':>30} {'random [95% CI]':>30} "
+            f"{'diff [bootstrap CI]':>34} {'d':>6} {'Welch p':>9}")  # fmt: skip
     lines = [head]
     for r in rows:
-        cell = lambda m, lo, hi: f"{r[m]:.4g} [{r[lo]:.4g}, {r[hi]:.4g}]"  # noqa: E731
-        lines.append(f"{r['task']:<8}{r['group']:<28}{r['lr']:>7g}  {r['metric']:<26}"
-                     f"{cell('pretrained_mean', 'pretrained_ci_low', 'pretrained_ci_high'):>30}"
-                     f"{cell('random_mean', 'random_ci_low', 'random_ci_high'):>30}"
-                     f"{cell('diff_mean', 'diff_ci_low', 'diff_ci_high'):>30}{r['cohens_d']:>7.2f}{r['welch_p']:>8.3g}")  # fmt: skip
+        def cell(m: str, lo: str, hi: str) -> str:
+            return f"{r[m]:.4g} [{r[lo]:.4g}, {r[hi]:.4g}]"
+
+        lines.append(f"{r['task']:<8} {r['group']:<26} {r['lr']:>6g}  {r['metric']:<26} "
+                     f"{cell('pretrained_mean', 'pretrained_ci_low', 'pretrained_ci_high'):>30} "
+                     f"{cell('random_mean', 'random_ci_low', 'random_ci_high'):>30} "
+                     f"{cell('diff_mean', 'diff_ci_low', 'diff_ci_high'):>34} {r['cohens_d']:>6.2f} {r['welch_p']:>9.3g}")  # fmt: skip
     return "\n".join(lines)
 
 
