@@ -3,6 +3,7 @@ training and probing of one regressor, the statistics against hand formulas, and
 checkpoint written by the real PPO loop."""
 
 import csv
+import json
 import math
 import shutil
 
@@ -26,6 +27,7 @@ from ocp.regression_tasks import (
 from ocp.transfer import (
     SUMMARY_COLUMNS,
     TransferConfig,
+    _prepare,
     bootstrap_diff_ci,
     cohens_d,
     compare,
@@ -234,7 +236,7 @@ def test_train_regressor_learns_and_dead_units_stay_dead():
     first = [r for r in probes if r["layer"] == "0"]
     assert [r["epoch"] for r in first] == [0, 2, 4, 5]
     assert all(r["still_dormant"] == 1.0 and r["still_zero_gradient"] == 1.0 and r["dormant_ratio"] >= 1 / 8 for r in first)
-    assert float(model[0].bias[0]) == -100.0  # Adam never moved it
+    assert float(model[0].bias.detach()[0]) == -100.0  # Adam never moved it
     net = [r for r in probes if r["layer"] == "network"]
     assert len(net) == 4 and all(r["width"] == 8 for r in net)
 
@@ -349,3 +351,47 @@ def test_cli_help_lists_every_option(capsys):
     for name in TransferConfig.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in text
     assert "default: 200" in text and "default: 0.01 0.005" in text
+
+
+def test_input_normaliser_and_return_scale_options(ppo_run):
+    p = load_pretrained(ppo_run)
+    data = make_eq1_data(20, 10, seed=0)
+    same = _prepare(data, p, "raw", "none")
+    assert torch.equal(same.x_train, data.x_train) and torch.equal(same.y_test, data.y_test)
+    prepared = _prepare(data, p, "checkpoint", "checkpoint")
+    rms = p.agent.obs_rms
+    expected_x = ((data.x_test.double() - rms.mean) / torch.sqrt(rms.var + 1e-8)).clamp(-10, 10).float()
+    torch.testing.assert_close(prepared.x_test, expected_x)
+    scale = math.sqrt(float(p.agent.ret_rms.var) + 1e-8)
+    torch.testing.assert_close(prepared.y_train, data.y_train / scale)
+
+
+def test_similar_task_with_another_policy(tmp_path, ppo_run):
+    older = ppo_run / "checkpoints" / "update_0000001.ckpt"
+    cfg = TransferConfig(checkpoints=(ppo_run,), tasks=("similar",), out_dir=tmp_path / "out", seeds=(0, 1), lrs=(0.01,),
+                         epochs=1, n_train=10, n_test=10, similar_horizon=3, similar_states_per_episode=10,
+                         similar_state_stride=1, similar_policy=older, probe_every=0, bootstrap_resamples=50)  # fmt: skip
+    result = run_transfer(cfg)
+    assert len(result["curves"]) == 2 * 2 * 2 and result["probe"] == []
+    groups = json.loads((tmp_path / "out" / "config.json").read_text())["checkpoints"]
+    assert groups == {"relu:relu_run": str(ppo_run / "checkpoints" / "update_0000002.ckpt")}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(checkpoints=()), "at least one checkpoint"),
+        (dict(labels=("a", "b")), "2 labels for 1 checkpoints"),
+        (dict(expected_activations=("relu", "tanh")), "2 expected activations"),
+        (dict(seeds=(3,)), ">= 2 distinct seeds"),
+        (dict(lrs=(0.01, 0.0)), "learning rates must be > 0"),
+        (dict(tasks=("eq2",)), "tasks must be eq1 and/or similar"),
+        (dict(x_scale=0.0), "x_scale > 0"),
+        (dict(similar_gamma=1.5), "gamma must be in"),
+        (dict(confidence=1.0), "confidence must be in"),
+    ],
+)
+def test_config_validation(tmp_path, change, message):
+    cfg = TransferConfig(**{"checkpoints": (tmp_path / "x.ckpt",), **change})
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
