@@ -89,15 +89,17 @@ class PretrainedAgent:
     agent: Agent
     activation: str
     hidden_sizes: tuple[int, ...]
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def obs_dim(self) -> int:
         return int(self.agent.critic[0].in_features)
 
 
-def agent_from_payload(payload: Any, source: str | Path) -> tuple[Agent, str]:
+def agent_from_payload(payload: Any, source: str | Path) -> tuple[Agent, str, dict[str, Any]]:
     """Rebuild the :class:`Agent` of a checkpoint payload as ``ocp.ppo`` saves it (``{"config": PPOConfig dict,
-    "agent": state_dict, ...}``); returns it in eval mode with its activation. The only place that knows that format.
+    "agent": state_dict, "global_step": int, ...}``); returns it in eval mode, its activation, and where it came from
+    (task, PPO seed, environment steps) for the record. The only place that knows that format.
 
     Widths come from the weights themselves; activation and normaliser settings from the config.
     """
@@ -124,7 +126,8 @@ def agent_from_payload(payload: Any, source: str | Path) -> tuple[Agent, str]:
         agent.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{source}: the agent state does not fit a {activation} agent with hidden sizes {hidden}: {err}") from err
-    return agent.eval(), activation
+    provenance = {"env_id": config.get("env_id"), "ppo_seed": config.get("seed"), "global_step": payload.get("global_step")}
+    return agent.eval(), activation, provenance
 
 
 def _default_label(path: Path, activation: str) -> str:
@@ -158,11 +161,12 @@ def load_pretrained(
             source, payload = path, load_checkpoint(path)
     except CorruptCheckpointError as err:
         raise ValueError(f"corrupt checkpoint: {err}") from err
-    agent, activation = agent_from_payload(payload, source)
+    agent, activation, provenance = agent_from_payload(payload, source)
     if expected_activation is not None and activation != expected_activation:
         raise ValueError(f"{source}: activation mismatch, the checkpoint's critic uses {activation!r}, expected {expected_activation!r}")
     pretrained = PretrainedAgent(label or _default_label(path, activation), Path(source), agent, activation,
-                                 tuple(int(m.out_features) for m in agent.critic if isinstance(m, nn.Linear))[:-1])  # fmt: skip
+                                 tuple(int(m.out_features) for m in agent.critic if isinstance(m, nn.Linear))[:-1],
+                                 provenance)  # fmt: skip
     if input_dim is not None and pretrained.obs_dim != input_dim:
         raise ValueError(f"{source}: the critic takes {pretrained.obs_dim} inputs, the task has {input_dim}")
     return pretrained
@@ -509,6 +513,8 @@ def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: Non
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
     info = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
             "checkpoints": {p.label: str(p.source) for p in groups},
+            "provenance": {p.label: p.provenance for p in groups},
+            "similar_policy": None if shared_policy is None else str(shared_policy.source),
             "wall_seconds": time.perf_counter() - started}  # fmt: skip
     atomic_write_bytes(out / "config.json", (json.dumps(info, indent=2) + "\n").encode())
     return {"curves": curves, "probe": probes, "summary": summary}

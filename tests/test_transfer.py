@@ -151,6 +151,7 @@ def test_load_run_dir_and_file_give_the_newest_critic(ppo_run):
     p = load_pretrained(ppo_run, expected_activation="relu", input_dim=17)
     assert p.source.name == "update_0000002.ckpt" and p.activation == "relu" and p.hidden_sizes == (8, 8)
     assert p.label == "relu:relu_run"
+    assert p.provenance == {"env_id": "HalfCheetah-v4", "ppo_seed": 1, "global_step": 128}
     assert [type(m) for m in p.agent.critic] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
     state = load_checkpoint(p.source)
     for k, v in p.agent.critic.state_dict().items():
