@@ -61,6 +61,7 @@ from ocp.regression_tasks import (
 Task = Literal["eq1", "similar"]
 InputMode = Literal["raw", "checkpoint"]
 TargetScale = Literal["none", "checkpoint"]
+RandomInit = Literal["ppo", "torch"]
 INITS = ("pretrained", "random")
 
 CURVE_COLUMNS = ["task", "group", "init", "activation", "lr", "seed", "epoch", "train_mse", "test_mse"]
@@ -177,14 +178,23 @@ def pretrained_critic(p: PretrainedAgent) -> nn.Sequential:
     return copy.deepcopy(p.agent.critic).train()
 
 
-def random_critic(p: PretrainedAgent, seed: int) -> nn.Sequential:
-    """A freshly initialised critic of the same architecture, built by PPO's own code (orthogonal init).
+def random_critic(p: PretrainedAgent, seed: int, scheme: RandomInit = "ppo") -> nn.Sequential:
+    """A freshly initialised critic of the same architecture, built by PPO's own code: ``ppo`` keeps its init
+    (orthogonal, gain √2 hidden / 1 output, zero biases); ``torch`` re-initialises every layer with PyTorch's default
+    ``nn.Linear`` init (Kaiming-uniform weights and uniform biases), the init a paper's plain MLP would get.
 
     The torch seed is derived from ``seed`` (not ``seed`` itself) so that it does not reproduce the initial weights of
     a PPO run started with the same seed."""
+    if scheme not in ("ppo", "torch"):
+        raise ValueError(f"random init scheme must be 'ppo' or 'torch', got {scheme!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
-        return Agent(p.obs_dim, int(p.agent.actor_logstd.shape[-1]), p.hidden_sizes, p.activation).critic
+        critic = Agent(p.obs_dim, int(p.agent.actor_logstd.shape[-1]), p.hidden_sizes, p.activation).critic
+        if scheme == "torch":
+            for m in critic:
+                if isinstance(m, nn.Linear):
+                    m.reset_parameters()
+        return critic
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -330,6 +340,8 @@ class TransferConfig:
     """One name per checkpoint for the ``group`` column; default ``<activation>:<run>``."""
     expected_activations: tuple[str, ...] = ()
     """If given, one per checkpoint: refuse a checkpoint whose critic uses another activation."""
+    random_init: RandomInit = "ppo"
+    """Random arm: ``ppo``, PPO's orthogonal init; ``torch``, PyTorch's default nn.Linear init (see random_critic)."""
     out_dir: Path = Path("results/transfer")
     """Where curves.csv, probe.csv, summary.csv and config.json are written."""
     tasks: tuple[Task, ...] = ("eq1", "similar")
@@ -500,7 +512,7 @@ def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: Non
                     data = _prepare(raw, p, cfg.similar_inputs, cfg.similar_target_scale)
                 for init in INITS:
                     for lr in cfg.lrs:
-                        model = pretrained_critic(p) if init == "pretrained" else random_critic(p, seed)
+                        model = pretrained_critic(p) if init == "pretrained" else random_critic(p, seed, cfg.random_init)
                         c, pr = train_regressor(model, data, lr, cfg.epochs, cfg.batch_size, seed, cfg.probe_every, cfg.probe_thresholds)
                         meta = {"task": task, "group": p.label, "init": init, "activation": p.activation, "lr": lr, "seed": seed}
                         curves += [{**meta, **row} for row in c]

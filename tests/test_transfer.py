@@ -172,6 +172,14 @@ def test_pretrained_copy_is_independent_and_random_init_is_seeded(ppo_run):
     assert all(a.shape == b.shape for a, b in zip(r0.parameters(), p.agent.critic.parameters()))
     assert torch.equal(r0[0].weight, r0b[0].weight) and not torch.equal(r0[0].weight, r1[0].weight)
     assert float(r0[0].bias.detach().abs().sum()) == 0.0  # PPO's init: zero biases
+    # Orthogonal init with gain √2: W Wᵀ = 2·I for the 8×17 first layer (rows orthogonal, since 8 < 17).
+    torch.testing.assert_close(r0[0].weight @ r0[0].weight.T, 2.0 * torch.eye(8), atol=1e-5, rtol=0)
+    t0 = random_critic(p, 0, "torch")
+    bound = 1 / math.sqrt(17)  # PyTorch's default: U(±1/√fan_in) for weights (Kaiming a=√5) and biases
+    assert float(t0[0].weight.detach().abs().max()) <= bound and float(t0[0].bias.detach().abs().max()) > 0
+    assert torch.equal(random_critic(p, 0, "torch")[2].weight, t0[2].weight)
+    with pytest.raises(ValueError, match="'ppo' or 'torch'"):
+        random_critic(p, 0, "xavier")
 
 
 def test_loader_errors(tmp_path, ppo_run):
