@@ -25,6 +25,7 @@ from theory.cases import (
     Domain,
     NeuronCase,
     Piece,
+    dormant,
     grad_x_zero,
     has_zero,
     implication,
@@ -34,7 +35,8 @@ from theory.cases import (
 )
 from theory.verdicts import FAILS, lemma1_verdict, lemma3_verdict, theorem_verdict
 
-#: A statement a counterexample breaks: ("theorem", notion, direction) or ("lemma1", "", "").
+#: A statement a counterexample breaks: ("theorem", notion, direction), a lemma, or ("metric", reading, conclusion)
+#: for the numerical readings experiments use.
 Claim = tuple[str, str, str]
 LEMMA1: Claim = ("lemma1", "", "")
 LEMMA3: Claim = ("lemma3", "", "")
@@ -242,22 +244,29 @@ def neuron_catalogue() -> tuple[Counterexample, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- layer-level entries
-def _heavy_tail() -> bool:
-    """x ~ Cauchy; identity layer; unit 0: h = x (E|h| = ∞), unit 1: h ≡ 1. s₁ = 1 / ((∞ + 1)/2) = 0, h₁ ≠ 0."""
-    x = sp.Symbol("x", positive=True)
-    density = 1 / (sp.pi * (1 + x**2))
-    e0 = 2 * sp.integrate(x * density, (x, 0, sp.oo))  # E|x| by symmetry
-    e1 = 2 * sp.integrate(density, (x, 0, sp.oo))
-    s1 = sp.limit(e1 / ((sp.Symbol("M", positive=True) + e1) / 2), sp.Symbol("M", positive=True), sp.oo)
-    return e0 is sp.oo and e1 == 1 and s1 == 0
+def _heavy_tail(half_density: sp.Expr) -> bool:
+    """x symmetric with density half_density on x > 0; identity layer; unit 0: h = x, unit 1: h ≡ 1. Under Cauchy,
+    E|h₀| = ∞ and s₁ = 1 / ((∞ + 1)/2) = 0 while h₁ ≡ 1 ≠ 0."""
+    x = _POSITIVE_X
+    e0 = 2 * sp.integrate(x * half_density, (x, 0, sp.oo))  # E|x| by symmetry
+    e1 = 2 * sp.integrate(half_density, (x, 0, sp.oo))
+    s1 = e1 / ((e0 + e1) / 2)  # extended reals: 1 / ∞ = 0
+    return e1 == 1 and s1 == 0
+
+
+_POSITIVE_X = sp.Symbol("x", positive=True)
+CAUCHY = 1 / (sp.pi * (1 + _POSITIVE_X**2))
+GAUSSIAN = sp.exp(-(_POSITIVE_X**2) / 2) / sp.sqrt(2 * sp.pi)
 
 
 def _all_zero_layer() -> bool:
     """ReLU layer, both units w = 0, b = −1: h ≡ 0, ∇h ≡ 0 (B holds) but s = 0/0 is undefined, so not 0 (A fails)."""
-    case = NeuronCase(by_name("relu"), vec(0, 0), sp.Integer(-1), Domain("open", (_box((0, 0)),)))
-    layer_mean = sp.Integer(0)  # both units identical: (1/H) Σ_k E|h_k| = 0
-    s = sp.Integer(0) / layer_mean
-    return grad_x_zero(case) and has_zero(case) and s is sp.nan
+    unit = NeuronCase(by_name("relu"), vec(0, 0), sp.Integer(-1), Domain("open", (_box((0, 0)),)))
+    layer = (unit, unit)
+    if not all(dormant(u) for u in layer):
+        return False
+    s = sp.Integer(0) / sp.Integer(0)  # E|h_i| / ((1/H) Σ_k E|h_k|) with every expectation exactly 0
+    return grad_x_zero(unit) and has_zero(unit) and s is sp.nan
 
 
 def _underflow(dtype: torch.dtype, z: int) -> bool:
@@ -278,32 +287,35 @@ def _naive_score_underflow() -> bool:
     return naive[0].item() == 0.0 and exact > 0
 
 
-def _tanh_saturation() -> bool:
+def _tanh_saturation(z: int) -> bool:
     """tanh at z = 20: h ≈ 1 (not dormant), exact σ'(20) = sech²(20) > 0, but 1 − tanh² rounds to 0 in float32 and
     float64, so autograd reports an exactly zero gradient for a unit that is neither dormant nor exactly flat."""
-    exact = sp.sech(20) ** 2
+    exact = sp.sech(z) ** 2
     zero_in_both = True
     for dtype in (torch.float32, torch.float64):
-        zt = torch.tensor([20.0], dtype=dtype, requires_grad=True)
+        zt = torch.tensor([float(z)], dtype=dtype, requires_grad=True)
         (g,) = torch.autograd.grad(torch.tanh(zt).sum(), zt)
         zero_in_both &= g.item() == 0.0 and torch.tanh(zt).item() > 0.99
     return bool(exact > 0) and zero_in_both
 
 
 def _literal_magi() -> bool:
-    """Eq. 16–18 taken literally: S = Σ_k Σ_m (XWᵀ + b)_km, so ∂S/∂W_ij = Σ_k X_kj for every unit i. A ReLU layer with
-    unit 0 dead (b₀ = −10) and unit 1 live gets G₀ = G₁ > 0; centring X makes G = 0 for every unit."""
-    X = sp.Matrix([[1, 2], [3, -1]])
+    """Eq. 16–18 taken literally: S = Σ_k Σ_m (XWᵀ + b)_km, so ∂S/∂W_ij = Σ_k X_kj for every unit i. With
+    W = [[1, 1], [1, 1]], b = (−10, 0) on X, unit 0 is dead under ReLU (z < 0 on every row) and unit 1 live, yet
+    G₀ = G₁ > 0; centring X makes G = 0 for both."""
+    X, W, b = sp.Matrix([[1, 2], [3, -1]]), sp.Matrix([[1, 1], [1, 1]]), sp.Matrix([[-10, 0]])
+    Y = X * W.T + sp.ones(2, 1) * b
+    dead, live = all(y < 0 for y in Y[:, 0]), all(y > 0 for y in Y[:, 1])
     grad = literal_magi_gradient(X, n_out=2)
     G = [sum(abs(grad[i, j]) for j in range(2)) / 2 for i in range(2)]
     centred = literal_magi_gradient(X - sp.ones(2, 1) * (sp.ones(1, 2) * X) / 2, n_out=2)
-    return G[0] == G[1] and G[0] > 0 and all(g == 0 for g in centred)
+    return dead and live and G[0] == G[1] and G[0] > 0 and all(g == 0 for g in centred)
 
 
 LAYER_CATALOGUE: tuple[Counterexample, ...] = (
     Counterexample("a2-heavy-tail", "identity", "Assumption 2 (E|h_k| unbounded for a neighbour k)", (LEMMA1, ("theorem", "grad_x", "A=>B")),
                    "a neighbour with E|h_k| = ∞ makes every finite unit's s = 0; Theorem 1 bounds only unit i, so its "
-                   "own assumptions allow this (h_i ≡ 1 has s_i = 0 but no zero anywhere)", "open", check=_heavy_tail,
+                   "own assumptions allow this (h_i ≡ 1 has s_i = 0 but no zero anywhere)", "open", check=partial(_heavy_tail, CAUCHY),
                    data={"x": "Cauchy(0, 1) on ℝ", "W": [[1], [0]], "b": [0, 1]}),
     Counterexample("a3-all-zero-layer", "relu", "Assumption 3 (layer mean 0)", (("theorem", "grad_x", "B=>A"),),
                    "every unit dead: s = 0/0 is undefined, so B holds and A ('s = 0') is not even defined",
@@ -320,10 +332,10 @@ LAYER_CATALOGUE: tuple[Counterexample, ...] = (
     Counterexample("fp-tanh-saturation", "tanh", "floating point (float32 and float64) vs exact ∇h = 0",
                    (("metric", "computed ∇h = 0", "⇒ dormant"),),
                    "tanh(20) rounds to 1, so autograd's 1 − tanh² is exactly 0: a zero-gradient unit with s ≈ 1",
-                   "finite", check=_tanh_saturation, data={"z": 20}),
+                   "finite", check=partial(_tanh_saturation, 20), data={"z": 20}),
     Counterexample("literal-eq17-magi", "relu", "gradient notion: the literal S of Eq. 17", (("metric", "literal-Eq.17 MAGI = 0", "⇔ dormant"),),
                    "∂S/∂W_ij = Σ_k X_kj is the same for every unit: a dead unit has MAGI > 0, centred inputs give 0 to all",
-                   "finite", check=_literal_magi, data={"X": [[1, 2], [3, -1]], "b": [-10, 0]}),
+                   "finite", check=_literal_magi, data={"X": [[1, 2], [3, -1]], "W": [[1, 1], [1, 1]], "b": [-10, 0]}),
 )  # fmt: skip
 
 

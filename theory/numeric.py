@@ -92,7 +92,8 @@ def layer_disagreements(units: Sequence[NeuronCase], dtype: torch.dtype, **fault
     """Where the metric code contradicts an exact verdict on the sampled points (empty list: agreement).
 
     * every unit exactly dormant (Assumption 3 fails) ⇒ the layer is reported degenerate and every unit flagged;
-    * a unit exactly dormant on the support ⇒ score exactly 0 and flagged dormant at τ = 0;
+    * a unit exactly dormant on the support ⇒ flagged dormant at τ = 0, with score exactly 0 (or NaN when the
+      sampled layer is all zero);
     * a unit exactly live on a finite support ⇒ not flagged (no saturation involved);
     * ∂h/∂w = 0 on the support, or read-out 0 ⇒ that unit's MAGI of the training loss is exactly 0;
     * the only unit with a read-out, finite support, no kink met, exact ∂L/∂w ≠ 0 ⇒ MAGI > 0 (float64, unsaturated).
@@ -104,7 +105,9 @@ def layer_disagreements(units: Sequence[NeuronCase], dtype: torch.dtype, **fault
     if all(exact) and not (m.degenerate and all(m.dormant)):
         out.append(f"all units exactly dormant, but degenerate={m.degenerate}, flags {m.dormant}")
     for i, u in enumerate(units):
-        if exact[i] and not all(exact) and not (m.scores[i] == 0.0 and m.dormant[i]):
+        # the samples can miss a live unit's support, so the sampled layer may be degenerate (NaN) even when
+        # the exact one is not: a dormant unit then reads NaN, flagged dormant
+        if exact[i] and not (m.dormant[i] and (m.scores[i] == 0.0 or m.degenerate)):
             out.append(f"unit {i} exactly dormant, but score {m.scores[i]} / dormant={m.dormant[i]}")
         if finite and not exact[i] and m.max_abs_z <= SATURATION and m.dormant[i]:
             out.append(f"unit {i} exactly live, but flagged dormant (score {m.scores[i]})")

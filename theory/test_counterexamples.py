@@ -9,7 +9,16 @@ import torch
 
 from theory.activations import ACTIVATIONS
 from theory.cases import DIRECTIONS, KINDS, NOTIONS
-from theory.counterexamples import LAYER_CATALOGUE, _underflow, catalogue, entries_for, neuron_catalogue
+from theory.counterexamples import (
+    GAUSSIAN,
+    LAYER_CATALOGUE,
+    _heavy_tail,
+    _tanh_saturation,
+    _underflow,
+    catalogue,
+    entries_for,
+    neuron_catalogue,
+)
 from theory.verdicts import FAILS, PROVED, theorem_verdict
 
 CATALOGUE = catalogue()
@@ -40,6 +49,8 @@ def test_repairing_the_assumption_removes_the_break():
     dead_out = next(c for c in neuron_catalogue() if c.id == "dead-outgoing/finite/tanh")
     assert not dataclasses.replace(dead_out, case=dataclasses.replace(dead_out.case, v=sp.Integer(1), target=(sp.Integer(2),))).verify()
     assert not _underflow(torch.float64, -200)  # float64 represents sigmoid(−200) fine
+    assert not _heavy_tail(GAUSSIAN)  # a neighbour with finite E|h| leaves s₁ > 0
+    assert not _tanh_saturation(2)  # unsaturated: autograd's derivative is non-zero
 
 
 @pytest.mark.parametrize("notion", NOTIONS)
