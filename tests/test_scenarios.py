@@ -290,3 +290,51 @@ def test_async_vector_env_reaches_the_task_and_the_current_observation(tmp_path)
     sync = read(ppo.train(tiny(tmp_path / "sync", **kw)) / "episodes.csv")
     async_ = read(ppo.train(tiny(tmp_path / "async", vector_mode="async", **kw)) / "episodes.csv")
     assert sync == async_ and len(sync) == 16
+
+
+# ------------------------------------------------------------------------------------------------- claim C6 rules
+def write_fake_results(root, post_returns, after_zero_gradient):
+    """A results folder holding only task-switch runs: one switch at step 100, per-seed post-switch returns and
+    zero-gradient fractions after the switch as given."""
+    import json
+
+    runs = []
+    for arm, per_seed in post_returns.items():
+        for seed, ret in enumerate(per_seed, start=1):
+            d = root / f"{arm}-{seed}"
+            d.mkdir(parents=True)
+            with open(d / "metrics.csv", "w") as f:  # pre-switch row at 50 is excluded from the post-switch mean
+                f.write(f"global_step,return_recent\n50,-1000.0\n150,{ret - 1}\n200,{ret + 1}\n")
+            with open(d / "switches.csv", "w") as f:
+                f.write("network,layer,kind,threshold,after_ratio\n")
+                zg = after_zero_gradient[arm][seed - 1]
+                f.write(f"actor,network,zero_gradient,0.025,{zg}\ncritic,network,zero_gradient,0.025,{zg}\n")
+                f.write("actor,network,dormant,0.025,0.9\n")  # another kind: ignored
+            with open(d / "recovery.csv", "w") as f:
+                f.write("recovered,recovery_updates\n1,2\n")
+            runs.append({"arm": arm, "seed": seed, "activation": "relu", "run_dir": d.name})
+    index = {"preset": "test", "scaled_down": "test", "ppo_runs": [], "transfer_dir": ".", "scenario_runs": runs,
+             "scenario": {"name": "reverse", "period": 100, "switch_steps": [100]}}  # fmt: skip
+    (root / "index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize(
+    "perturb, verdict",
+    [([101.0, 103.0, 99.0], "supported"),  # diff 1, Welch CI [-3.53, 5.53] above the −10 margin: non-inferior
+     ([50.0, 52.0, 48.0], "not supported")],  # significantly worse: it hurts
+)  # fmt: skip
+def test_claim_c6_follows_its_pre_registered_rules(tmp_path, perturb, verdict):
+    from ocp.report import Criteria, claim_c6
+    from ocp.tables import Results
+
+    none = [100.0, 102.0, 98.0]
+    zg = {"none": [0.30, 0.32, 0.28], "gradient_perturb": [0.3, 0.3, 0.3], "l2_init": [0.10, 0.12, 0.08],
+          "weight_clipping": [0.05, 0.06, 0.04]}  # fmt: skip
+    rets = {"none": none, "gradient_perturb": perturb, "l2_init": none, "weight_clipping": none}
+    write_fake_results(tmp_path, rets, zg)
+    claim = claim_c6(Results(tmp_path), Criteria())
+    assert claim.verdict == verdict
+    assert "none: 100 [95, 105] (n=3)" in claim.measured  # mean of 100, 102, 98 with a t CI (4.97 half-width)
+    assert "(b) constraints:" in claim.measured and claim.measured.endswith("→ supported")
+    if verdict == "supported":
+        assert "gradient_perturb − none post-switch return 1 [-3.53, 5.53], Welch p=0.573" in claim.measured
