@@ -79,6 +79,8 @@ def _domain(pick: Picker, kind: str, n: int) -> Domain:
         return Domain(kind, _inner_points(pick, box, pick.integer(1, n + 2)), (box,))
     if kind == "finite":
         pts = {tuple(_q(pick) for _ in range(n)) for _ in range(pick.integer(1, n + 2))}
+        if pick.integer(0, 3) == 0:
+            pts.add(tuple(sp.Integer(0) for _ in range(n)))  # what a layer sees when every upstream unit is dead
         return Domain(kind, tuple(Piece(vec(*p)) for p in sorted(pts)))
     if kind == "affine":
         fixed = pick.integer(0, n - 1)
