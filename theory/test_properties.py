@@ -52,6 +52,7 @@ DROPPED = [
     ("smoothstep", "finite", "grad_w", "B=>A"),  # D connected → finite sample
     ("tanh", "open", "grad_w", "A=>B"),  # ∇ₓh → ∂h/∂w
     ("tanh", "finite", "loss", "B=>A"),  # ∇ₓh → ∂L/∂w through a read-out
+    ("identity", "open", "loss", "A=>B"),  # ∇ₓh → ∂L/∂w: the dormant No-Act unit (w = 0, b = 0) still learns
 ]
 
 
