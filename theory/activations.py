@@ -19,7 +19,6 @@ from functools import lru_cache
 from typing import Callable, Optional
 
 import sympy as sp
-import torch
 from torch import Tensor, nn
 
 Z = sp.Symbol("z", real=True)
