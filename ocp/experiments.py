@@ -56,7 +56,9 @@ INTERVENTION_ARMS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class ScenarioGrid:
-    """The task-switch stage of a preset: every arm x seed, PPO (the ``paper`` preset) with ``ppo`` overrides."""
+    """The task-switch stage of a preset: every arm x seed, PPO (the ``paper`` preset) with ``ppo`` overrides. Every
+    preset turns learning-rate annealing off here: annealed to 0 over the run, later tasks would be learned with ever
+    smaller steps, and slower adaptation after a late switch would be the schedule's doing, not plasticity loss."""
 
     arms: tuple[str, ...]
     """Labels of :data:`INTERVENTION_ARMS`."""
@@ -97,7 +99,7 @@ PRESETS: dict[str, GridPreset] = {
         scenarios=ScenarioGrid(
             arms=("none", "gradient_perturb", "l2_init"), seeds=(1,), intervention_every=2,
             ppo=dict(total_timesteps=3072, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=2,
-                     checkpoint_interval=4, scenario="reverse", scenario_period=1024),
+                     checkpoint_interval=4, anneal_lr=False, scenario="reverse", scenario_period=1024),
         ),  # fmt: skip
     ),
     "quick": GridPreset(
@@ -110,8 +112,8 @@ PRESETS: dict[str, GridPreset] = {
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=100, probe_every=10),
         scenarios=ScenarioGrid(
             arms=("none", "redo", "gradient_perturb", "shrink_perturb", "l2_init", "weight_clipping"), seeds=(1, 2),
-            intervention_every=5, ppo=dict(total_timesteps=81_920, probe_interval=5, scenario="reverse",
-                                           scenario_period=20_480),
+            intervention_every=5, ppo=dict(total_timesteps=81_920, probe_interval=5, anneal_lr=False,
+                                           scenario="reverse", scenario_period=20_480),
         ),  # fmt: skip
     ),
     "paper": GridPreset(
@@ -123,7 +125,8 @@ PRESETS: dict[str, GridPreset] = {
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=200),
         scenarios=ScenarioGrid(
             arms=tuple(INTERVENTION_ARMS), seeds=(1, 2, 3, 4, 5), intervention_every=100,
-            ppo=dict(total_timesteps=10_000_000, probe_interval=10, scenario="reverse", scenario_period=2_000_896),
+            ppo=dict(total_timesteps=10_000_000, probe_interval=10, anneal_lr=False, scenario="reverse",
+                     scenario_period=2_000_896),
         ),  # fmt: skip
     ),
 }

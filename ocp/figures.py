@@ -254,7 +254,7 @@ def fig_switches(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path
         means.append(m)
         errs.append(0.0 if math.isnan(hi) else hi - m)
     axes[3].bar(range(len(arms)), means, yerr=errs, color=[colors(i) for i in range(len(arms))], capsize=2)
-    axes[3].set_xticks(range(len(arms)), [a.replace("_", "\n") for a in arms], fontsize=5)
+    axes[3].set_xticks(range(len(arms)), arms, fontsize=5, rotation=45, ha="right")
     scenario = res.scenario or {}
     for ax in axes[:3]:
         for step in scenario.get("switch_steps", []):
