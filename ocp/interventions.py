@@ -10,7 +10,12 @@ The hooks an intervention may implement, called by a training loop:
 * :meth:`Intervention.regulariser` — a loss term added to the training loss (L2-init);
 * :meth:`Intervention.after_step` — after every optimiser step (weight clipping);
 * :meth:`Intervention.on_schedule` — every ``every`` updates, with a fresh probe result of each network (ReDo,
-  gradient-ReDo, shrink & perturb).
+  gradient-ReDo, shrink & perturb);
+* :meth:`Intervention.update_log` — once per update, what the per-step hooks did (L2 term, clipped weights);
+* :meth:`Intervention.state_dict` / :meth:`Intervention.load_state_dict` — what :meth:`Intervention.bind` stored,
+  for checkpoints (θ₀ of L2-init, the clipping bounds).
+
+``ocp.ppo.train`` calls all of them (selected by the ``intervention*`` fields of ``PPOConfig``; docs/scenarios.md).
 
 Sources: ReDo — Sokar et al. 2023 (recycle dormant neurons: re-initialise incoming weights, zero outgoing weights,
 reset their Adam moments); shrink & perturb — Ash & Adams 2020 (θ ← λθ + p·θ_fresh with a freshly initialised θ_fresh);
