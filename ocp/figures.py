@@ -81,7 +81,7 @@ def fig1_return_and_dormancy(res: Results, out: Path, tau: float = DEFAULT_TAU) 
             data.band(ax, f"{net}/{layer}", arm, points, **style)
     axes[0].set_title("return\n(mean of last 10 episodes)")
     axes[0].set_ylabel("episodic return")
-    for i, (ax, (net, layer)) in enumerate(zip(axes[1:], panels)):
+    for i, (ax, (net, _)) in enumerate(zip(axes[1:], panels)):
         ax.set_title(f"{NETWORK_TITLES[net]} layer {i % 2}\ndormant (τ={tau:g})")
         ax.set_ylabel("fraction of units")
         ax.set_ylim(-0.02, 1.02)

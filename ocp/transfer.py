@@ -537,14 +537,16 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
     head = (f"{'task':<8} {'group':<26} {'lr':>6}  {'metric':<26} {'pretrained [95% CI]':>30} {'random [95% CI]':>30} "
             f"{'diff [bootstrap CI]':>34} {'d':>6} {'Welch p':>9}")  # fmt: skip
     lines = [head]
+
+    def cell(r: dict[str, Any], m: str, lo: str, hi: str) -> str:
+        return f"{r[m]:.4g} [{r[lo]:.4g}, {r[hi]:.4g}]"
+
     for r in rows:
-        def cell(m: str, lo: str, hi: str) -> str:
-            return f"{r[m]:.4g} [{r[lo]:.4g}, {r[hi]:.4g}]"
 
         lines.append(f"{r['task']:<8} {r['group']:<26} {r['lr']:>6g}  {r['metric']:<26} "
-                     f"{cell('pretrained_mean', 'pretrained_ci_low', 'pretrained_ci_high'):>30} "
-                     f"{cell('random_mean', 'random_ci_low', 'random_ci_high'):>30} "
-                     f"{cell('diff_mean', 'diff_ci_low', 'diff_ci_high'):>34} {r['cohens_d']:>6.2f} {r['welch_p']:>9.3g}")  # fmt: skip
+                     f"{cell(r, 'pretrained_mean', 'pretrained_ci_low', 'pretrained_ci_high'):>30} "
+                     f"{cell(r, 'random_mean', 'random_ci_low', 'random_ci_high'):>30} "
+                     f"{cell(r, 'diff_mean', 'diff_ci_low', 'diff_ci_high'):>34} {r['cohens_d']:>6.2f} {r['welch_p']:>9.3g}")  # fmt: skip
     return "\n".join(lines)
 
 

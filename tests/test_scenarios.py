@@ -77,12 +77,14 @@ def test_reverse_negates_the_forward_reward_only():
     assert np.array_equal(o0, o1)  # same dynamics
     assert r0 == i0["reward_run"] + i0["reward_ctrl"]
     assert r1 == -i0["reward_run"] + i0["reward_ctrl"]
+    assert (i1["reward_run"], i1["reward_ctrl"]) == (-i0["reward_run"], i0["reward_ctrl"])
 
 
 def test_ctrl_cost_multiplies_the_control_cost():
     env, out = step_both_tasks("ctrl_cost", scale=3.0)
     (o0, r0, *_, i0), (o1, r1, *_, i1) = out[0], out[1]
     assert np.array_equal(o0, o1) and i1["reward_run"] == i0["reward_run"]
+    assert r0 == i0["reward_run"] + i0["reward_ctrl"] and r1 == i1["reward_run"] + i1["reward_ctrl"]
     ctrl = 0.1 * np.sum(np.square(np.linspace(-0.9, 0.9, 6)))
     assert i0["reward_ctrl"] == pytest.approx(-ctrl, rel=1e-12)
     assert i1["reward_ctrl"] == pytest.approx(-3.0 * ctrl, rel=1e-12)
