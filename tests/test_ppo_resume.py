@@ -169,3 +169,12 @@ def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
     assert train(tiny(run_dir, resume=True, **kw)) == run_dir
     for name, drop in (("metrics.csv", WALL_CLOCK_COLUMNS), ("plasticity.csv", ()), ("episodes.csv", ())):
         assert read(run_dir / name, drop) == read(reference / name, drop), name
+
+
+def test_measuring_plasticity_does_not_change_training(full_run, tmp_path):
+    """The probe (one forward + backward per network, every update here) leaves weights, RNGs and .grad alone."""
+    quiet = tmp_path / "quiet"
+    train(tiny(quiet, probe_interval=0))
+    drop = (*WALL_CLOCK_COLUMNS, "probed")
+    assert read(quiet / "metrics.csv", drop) == read(full_run / "metrics.csv", drop)
+    assert read(quiet / "episodes.csv") == read(full_run / "episodes.csv")
