@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from ocp.tables import Results, aggregate, mean_ci, rows_for, to_float  # noqa: E402
 
@@ -65,7 +66,7 @@ def _save(fig: Any, data: FigureData, out: Path, name: str) -> list[Path]:
 
 def _steps_axis(ax: Any) -> None:
     ax.set_xlabel("environment steps")
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1M: no offset text colliding with the label
 
 
 def fig1_return_and_dormancy(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path]:

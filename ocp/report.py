@@ -326,7 +326,9 @@ def write_report(results_root: str | Path, path: str | Path, theory_table: Optio
                   "'inconclusive' means the data cannot separate the arms (or, for C2, cannot show them equivalent), "
                   "not that they are equal."]  # fmt: skip
     if theory_table:
-        lines += ["", "## The theory (Section 3.3), checked by `theory/`", "", theory_table.strip()]
+        # One heading level down, so the theory's own headings nest under this section.
+        demoted = [("##" + line) if line.startswith("#") else line for line in theory_table.strip().splitlines()]
+        lines += ["", "## The theory (Section 3.3), checked by `theory/`", "", *demoted]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
