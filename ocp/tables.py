@@ -33,13 +33,15 @@ def to_float(value: str) -> float:
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval over seeds (NaN values dropped; no interval from a single value)."""
+    """Mean and Student-t confidence interval ``mean ± t_{(1+c)/2, n−1} · s/√n`` over seeds.
+
+    NaN values are dropped first; with a single value the bounds are NaN (no interval from one seed)."""
     x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
     if x.size == 0:
         return math.nan, math.nan, math.nan
     m = float(x.mean())
     if x.size == 1:
-        return m, m, m
+        return m, math.nan, math.nan
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - half, m + half
 

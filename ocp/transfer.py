@@ -49,6 +49,7 @@ from ocp.agent import ACTIVATIONS, Agent
 from ocp.checkpoint import CorruptCheckpointError, atomic_write_bytes, load_checkpoint, load_latest_checkpoint
 from ocp.envs import check_env
 from ocp.probe import DEFAULT_THRESHOLDS, PlasticityProbe
+from ocp.tables import mean_ci
 from ocp.regression_tasks import (
     EQ1_INPUT_DIM,
     RegressionData,
@@ -272,16 +273,6 @@ def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, An
 # ----------------------------------------------------------------------------------------------------------------
 # Statistics
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval ``mean ± t_{(1+c)/2, n−1} · s/√n`` (NaN bounds for n < 2)."""
-    x = np.asarray(values, dtype=np.float64)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
 
 
 def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
