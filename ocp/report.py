@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from ocp.runlog import load_masks, mask_key
-from ocp.tables import Results, mean_ci, rows_for, to_float
+from ocp.tables import Results, mean_ci, rows_for, to_float, welch_test
 
 __all__ = ["Criteria", "Claim", "evaluate_claims", "write_report"]
 
@@ -70,11 +70,12 @@ def _ci(values: list[float]) -> str:
 
 
 def _welch(a: list[float], b: list[float]) -> float:
+    """Welch p-value over the non-NaN values; NaN when either side has fewer than two."""
     a = [v for v in a if not math.isnan(v)]
     b = [v for v in b if not math.isnan(v)]
     if len(a) < 2 or len(b) < 2:
         return math.nan
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return welch_test(a, b)[2]
 
 
 def _directional(a: list[float], b: list[float], alpha: float) -> tuple[str, float]:

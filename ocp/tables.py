@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["read_csv", "Results", "mean_ci", "aggregate", "write_scenario_tables", "SCENARIO_TABLES"]
+__all__ = ["read_csv", "Results", "mean_ci", "welch_test", "aggregate", "write_scenario_tables", "SCENARIO_TABLES"]
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -44,6 +44,15 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
         return m, math.nan, math.nan
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - half, m + half
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """Welch's unequal-variance t-test of mean(a) = mean(b): (t, Welch–Satterthwaite df, two-sided p)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else math.nan
+    res = stats.ttest_ind(a, b, equal_var=False)
+    return float(res.statistic), float(df), float(res.pvalue)
 
 
 def aggregate(series: dict[int, dict[float, float]], confidence: float = 0.95) -> list[dict[str, float]]:

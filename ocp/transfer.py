@@ -41,7 +41,6 @@ from typing import Any, Callable, Literal, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import nn
 
 from ocp import metrics
@@ -49,7 +48,7 @@ from ocp.agent import ACTIVATIONS, Agent
 from ocp.checkpoint import CorruptCheckpointError, atomic_write_bytes, load_checkpoint, load_latest_checkpoint
 from ocp.envs import check_env
 from ocp.probe import DEFAULT_THRESHOLDS, PlasticityProbe
-from ocp.tables import mean_ci
+from ocp.tables import mean_ci, welch_test
 from ocp.regression_tasks import (
     EQ1_INPUT_DIM,
     RegressionData,
@@ -273,15 +272,6 @@ def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, An
 # ----------------------------------------------------------------------------------------------------------------
 # Statistics
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
-    """Welch's unequal-variance t-test of mean(a) = mean(b): (t, Welch–Satterthwaite df, two-sided p)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else math.nan
-    res = stats.ttest_ind(a, b, equal_var=False)
-    return float(res.statistic), float(df), float(res.pvalue)
 
 
 def bootstrap_diff_ci(
