@@ -6,7 +6,7 @@ Stages (each writes tidy tables that the figure code reads; nothing here draws):
 1. **PPO** — the paper's Appendix-B PPO on HalfCheetah-v4 with ReLU and with No-Act (identity) networks, several
    seeds, plasticity probed during training (``ocp.ppo``). Figures 1, 4, 6, 7, 8.
 2. **Transfer** — the critics of one seed per arm initialise regressors for Eq. 1 and for the similar-task control
-   (``ocp.transfer``). Figures 3 and 5.
+   (``ocp.transfer``); its seeds run in parallel on the same pool, each kept on disk when done. Figures 3 and 5.
 3. **Scenarios** — PPO with task switches (``ocp.scenarios``), "none" against each plasticity intervention
    (``ocp.interventions``), several seeds; run in the same pool as stage 1. Figure ``fig_switches``, claim C6.
 
@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -36,7 +36,7 @@ from ocp.tables import write_scenario_tables
 from ocp.transfer import TransferConfig, run_transfer
 
 __all__ = ["GridPreset", "ScenarioGrid", "PRESETS", "PPORunSpec", "plan_ppo_runs", "plan_scenario_runs", "run_grid",
-           "run_all", "config_key", "INTERVENTION_ARMS"]
+           "run_all", "config_key", "INTERVENTION_ARMS", "executor_map"]
 
 #: The two arms of the paper's Figure 1: label -> activation.
 ARMS: dict[str, str] = {"relu": "relu", "no-act": "identity"}
@@ -209,8 +209,8 @@ class LocalExecutor:
         self.workers = workers or os.cpu_count() or 1
         self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def submit(self, fn: Callable, arg: Any) -> cf.Future:
-        return self._pool.submit(fn, arg)
+    def submit(self, fn: Callable, *args: Any) -> cf.Future:
+        return self._pool.submit(fn, *args)
 
     def wait(self, pending: set, timeout: float) -> tuple[set, set]:
         done, not_done = cf.wait(pending, timeout=timeout, return_when=cf.FIRST_COMPLETED)
@@ -241,8 +241,8 @@ class RayExecutor:
                 ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", 1))
 
-    def submit(self, fn: Callable, arg: Any) -> Any:
-        return self._ray.remote(num_cpus=1)(fn).remote(arg)
+    def submit(self, fn: Callable, *args: Any) -> Any:
+        return self._ray.remote(num_cpus=1)(fn).remote(*args)
 
     def wait(self, pending: set, timeout: float) -> tuple[set, set]:
         done, not_done = self._ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
@@ -276,6 +276,22 @@ def _last_global_step(run_dir: Path) -> int:
         if len(fields) > 1 and fields[1].isdigit():
             return int(fields[1])
     return 0
+
+
+def executor_map(executor: Any, desc: str, poll_s: float = 2.0) -> Callable[..., Iterator[Any]]:
+    """A ``map(fn, *iterables)`` that runs every call on ``executor`` at once and yields results as they finish (in
+    completion order), with a progress bar ``desc``: done / total."""
+
+    def parallel_map(fn: Callable, *iterables: Any) -> Iterator[Any]:
+        pending = {executor.submit(fn, *args) for args in zip(*iterables)}
+        with tqdm(total=len(pending), unit="task", desc=desc, dynamic_ncols=True) as bar:
+            while pending:
+                done, pending = executor.wait(pending, poll_s)
+                for fut in done:
+                    bar.update(1)
+                    yield executor.result(fut)
+
+    return parallel_map
 
 
 def run_grid(specs: Sequence[PPORunSpec], executor: Any, poll_s: float = 2.0) -> list[dict[str, Any]]:
@@ -335,18 +351,17 @@ def run_all(
     switch_specs = plan_scenario_runs(preset, root)
     log(f"preset {preset.name}: {preset.scaled_down}")
     log(f"{len(specs)} PPO runs and {len(switch_specs)} task-switch runs under {root / 'runs'}")
+    tcfg = transfer_config(preset, specs, root)
     pool = make_executor(executor, ray_address, workers)
     try:
         run_grid(specs + switch_specs, pool)  # one pool; the (longer) PPO runs are submitted first
+        if (Path(tcfg.out_dir) / "summary.csv").is_file():
+            log(f"transfer: reusing {tcfg.out_dir}")
+        else:
+            log(f"transfer: {len(tcfg.checkpoints)} critics x {len(tcfg.seeds)} seeds in parallel -> {tcfg.out_dir}")
+            run_transfer(tcfg, log=log, map_seeds=executor_map(pool, "transfer seeds"))
     finally:
         pool.close()
-
-    tcfg = transfer_config(preset, specs, root)
-    if (Path(tcfg.out_dir) / "summary.csv").is_file():
-        log(f"transfer: reusing {tcfg.out_dir}")
-    else:
-        log(f"transfer: {len(tcfg.checkpoints)} critics -> {tcfg.out_dir}")
-        run_transfer(tcfg)
 
     index = {
         "preset": preset.name,

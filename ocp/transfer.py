@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import hashlib
 import inspect
 import io
 import json
@@ -36,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Iterable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -455,10 +456,9 @@ def summarise(curves: list[dict[str, Any]], confidence: float, resamples: int) -
     return rows
 
 
-def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, list[dict[str, Any]]]:
-    """Run every (task, checkpoint, init, lr, seed), write the CSVs and config.json to ``cfg.out_dir``, return the rows."""
-    cfg.validate()
-    started = time.perf_counter()
+def _load_groups(cfg: TransferConfig) -> tuple[list[PretrainedAgent], Optional[PretrainedAgent]]:
+    """The checkpoints' agents (checked against the tasks' input widths and for distinct labels) and the optional
+    shared similar-task policy."""
     task_dims = {"eq1": EQ1_INPUT_DIM}
     if "similar" in cfg.tasks:
         task_dims["similar"] = check_env(cfg.similar_env_id)[0]
@@ -474,10 +474,26 @@ def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: Non
     if len(set(labels)) != len(labels):
         raise ValueError(f"checkpoints share a label ({labels}); pass distinct --labels")
     shared_policy = load_pretrained(cfg.similar_policy, input_dim=task_dims.get("similar")) if cfg.similar_policy else None
+    return groups, shared_policy
 
-    curves: list[dict[str, Any]] = []
-    probes: list[dict[str, Any]] = []
-    for seed in cfg.seeds:
+
+def part_key(cfg: TransferConfig, groups: Sequence[PretrainedAgent]) -> str:
+    """What a per-seed part depends on: every setting but the output folder, and the checkpoint files actually read
+    (a run directory that gained a newer checkpoint gives a new key)."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"}
+    blob = json.dumps({"settings": settings, "sources": [str(p.source) for p in groups]}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def transfer_seed(cfg: TransferConfig, seed: int) -> dict[str, Any]:
+    """Every (checkpoint, task, init, lr) of one seed: the unit of work a pool runs in parallel. Runs with
+    ``cfg.threads`` torch threads wherever it runs, so a seed's numbers do not depend on the process it ran in."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        groups, shared_policy = _load_groups(cfg)
+        curves: list[dict[str, Any]] = []
+        probes: list[dict[str, Any]] = []
         eq1 = make_eq1_data(cfg.n_train, cfg.n_test, seed, cfg.noise_std, cfg.x_distribution, cfg.x_scale) if "eq1" in cfg.tasks else None
         shared_returns = None
         for p in groups:
@@ -498,7 +514,52 @@ def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: Non
                         meta = {"task": task, "group": p.label, "init": init, "activation": p.activation, "lr": lr, "seed": seed}
                         curves += [{**meta, **row} for row in c]
                         probes += [{**meta, **row} for row in pr]
-                        log(f"seed {seed} {task:<7} {p.label} {init:<10} lr {lr:g}: test MSE {c[0]['test_mse']:.4g} -> {c[-1]['test_mse']:.4g}")
+        return {"seed": seed, "key": part_key(cfg, groups), "curves": curves, "probe": probes}
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _part_path(cfg: TransferConfig, seed: int) -> Path:
+    return Path(cfg.out_dir) / "parts" / f"seed_{seed}.json"
+
+
+def _load_part(path: Path, key: str) -> Optional[dict[str, Any]]:
+    """A finished seed's rows, or None when the file is missing, unreadable or from other settings."""
+    try:
+        part = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return part if isinstance(part, dict) and part.get("key") == key else None
+
+
+def run_transfer(
+    cfg: TransferConfig,
+    log: Callable[[str], None] = lambda s: None,
+    map_seeds: Callable[..., Iterable[dict[str, Any]]] = map,
+) -> dict[str, list[dict[str, Any]]]:
+    """Run every (task, checkpoint, init, lr, seed), write the CSVs and config.json to ``cfg.out_dir``, return the rows.
+
+    Seeds are independent units (:func:`transfer_seed`); ``map_seeds(fn, cfgs, seeds)`` runs them — the builtin
+    ``map`` in this process, or an executor's parallel map (``ocp.experiments``). Each finished seed is kept in
+    ``out_dir/parts/seed_<s>.json`` (atomic write), so an interrupted run redoes only the seeds it had not finished;
+    a part written under other settings or other checkpoint files is recomputed.
+    """
+    cfg.validate()
+    started = time.perf_counter()
+    groups, shared_policy = _load_groups(cfg)
+    key = part_key(cfg, groups)
+    parts = {s: _load_part(_part_path(cfg, s), key) for s in cfg.seeds}
+    todo = [s for s in cfg.seeds if parts[s] is None]
+    if len(todo) < len(cfg.seeds):
+        log(f"reusing {len(cfg.seeds) - len(todo)} finished seed(s) from {Path(cfg.out_dir) / 'parts'}")
+    for part in map_seeds(transfer_seed, [cfg] * len(todo), todo):
+        atomic_write_bytes(_part_path(cfg, part["seed"]), (json.dumps(part) + "\n").encode())
+        parts[part["seed"]] = part
+        for r in part["curves"]:
+            if r["epoch"] == cfg.epochs:
+                log(f"seed {r['seed']} {r['task']:<7} {r['group']} {r['init']:<10} lr {r['lr']:g}: final test MSE {r['test_mse']:.4g}")
+    curves = [row for s in cfg.seeds for row in parts[s]["curves"]]
+    probes = [row for s in cfg.seeds for row in parts[s]["probe"]]
     summary = summarise(curves, cfg.confidence, cfg.bootstrap_resamples)
     out = Path(cfg.out_dir)
     write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
@@ -508,6 +569,7 @@ def run_transfer(cfg: TransferConfig, log: Callable[[str], None] = lambda s: Non
             "checkpoints": {p.label: str(p.source) for p in groups},
             "provenance": {p.label: p.provenance for p in groups},
             "similar_policy": None if shared_policy is None else str(shared_policy.source),
+            "seeds_computed_now": todo,
             "wall_seconds": time.perf_counter() - started}  # fmt: skip
     atomic_write_bytes(out / "config.json", (json.dumps(info, indent=2) + "\n").encode())
     return {"curves": curves, "probe": probes, "summary": summary}
@@ -535,7 +597,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import tyro
 
     cfg = tyro.cli(TransferConfig, args=argv)
-    torch.set_num_threads(cfg.threads)
     try:
         result = run_transfer(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
     except ValueError as err:

@@ -346,10 +346,67 @@ def test_end_to_end_tiny(tmp_path, ppo_run):
         expected = float(((p.agent.critic(data.x_test).squeeze(-1) - data.y_test) ** 2).mean())
     row = next(r for r in result["curves"] if (r["task"], r["init"], r["seed"], r["epoch"]) == ("eq1", "pretrained", 1, 0))
     assert row["test_mse"] == pytest.approx(expected, rel=1e-6)
-    # Rerunning writes the same curves (everything is seeded).
+    # Recomputing from scratch writes the same curves (everything is seeded).
     shutil.copy(tmp_path / "out" / "curves.csv", tmp_path / "first.csv")
+    shutil.rmtree(tmp_path / "out" / "parts")
     run_transfer(cfg)
     assert (tmp_path / "first.csv").read_bytes() == (tmp_path / "out" / "curves.csv").read_bytes()
+
+
+def _tiny_eq1(out, ppo_run, **changes):
+    settings = dict(checkpoints=(ppo_run,), tasks=("eq1",), out_dir=out, seeds=(0, 1, 2), lrs=(0.01,), epochs=2,
+                    batch_size=16, n_train=40, n_test=30, probe_every=1, bootstrap_resamples=100)  # fmt: skip
+    return TransferConfig(**{**settings, **changes})
+
+
+def test_parallel_seeds_equal_serial_and_an_interrupted_run_resumes(tmp_path, ppo_run):
+    from ocp.experiments import LocalExecutor, executor_map
+
+    serial = _tiny_eq1(tmp_path / "serial", ppo_run)
+    run_transfer(serial)
+    parts = sorted(p.name for p in (tmp_path / "serial" / "parts").iterdir())
+    assert parts == ["seed_0.json", "seed_1.json", "seed_2.json"]
+
+    # Two worker processes give byte-identical tables (each seed runs with cfg.threads torch threads wherever it is).
+    pool = LocalExecutor(workers=2)
+    try:
+        run_transfer(_tiny_eq1(tmp_path / "pool", ppo_run), map_seeds=executor_map(pool, "seeds", poll_s=0.1))
+    finally:
+        pool.close()
+    for name in ("curves.csv", "probe.csv", "summary.csv"):
+        assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes()
+
+    # A run killed after seed 0 and 2: only seed 1 is computed again, and the tables are the same.
+    (tmp_path / "serial" / "parts" / "seed_1.json").unlink()
+    (tmp_path / "serial" / "summary.csv").unlink()
+    computed = []
+
+    def recording_map(fn, cfgs, seeds):
+        computed.extend(seeds)
+        return map(fn, cfgs, seeds)
+
+    run_transfer(serial, map_seeds=recording_map)
+    assert computed == [1]
+    assert (tmp_path / "serial" / "curves.csv").read_bytes() == (tmp_path / "pool" / "curves.csv").read_bytes()
+    assert json.loads((tmp_path / "serial" / "config.json").read_text())["seeds_computed_now"] == [1]
+
+
+def test_parts_from_other_settings_or_half_written_are_recomputed(tmp_path, ppo_run):
+    out = tmp_path / "out"
+    run_transfer(_tiny_eq1(out, ppo_run))
+    (out / "parts" / "seed_2.json").write_text('{"key": "')  # a torn file
+    computed = []
+
+    def recording_map(fn, cfgs, seeds):
+        computed.extend(seeds)
+        return map(fn, cfgs, seeds)
+
+    run_transfer(_tiny_eq1(out, ppo_run), map_seeds=recording_map)
+    assert computed == [2]
+    computed.clear()
+    run_transfer(_tiny_eq1(out, ppo_run, epochs=3), map_seeds=recording_map)  # another setting: nothing reused
+    assert computed == [0, 1, 2]
+    assert {int(r["epoch"]) for r in _read(out / "curves.csv")} == {0, 1, 2, 3}
 
 
 def test_cli_help_lists_every_option(capsys):
