@@ -61,8 +61,17 @@ def _check_float_tensor(
         raise ValueError(f"{name} must have {wanted} dimensions, got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): need at least one sample and one unit")
-    if check_finite and not bool(torch.isfinite(x).all()):
+    if check_finite and not _all_finite(x):
         raise ValueError(f"{name} contains NaN or inf")
+
+
+def _all_finite(x: Tensor) -> bool:
+    """``torch.isfinite(x).all()`` with two operators and one device sync in the common case.
+
+    Any NaN or inf element makes the sum NaN or inf, so a finite sum proves every element finite; only a non-finite
+    sum (bad input, or a sum that overflows) needs the elementwise check.
+    """
+    return math.isfinite(x.sum().item()) or bool(torch.isfinite(x).all())
 
 
 def _check_threshold(value: float, name: str) -> float:
@@ -83,35 +92,39 @@ def _check_mask(mask: Tensor, name: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _normalise_by_layer_mean(unit_sums: Tensor, dtype: torch.dtype) -> Tensor:
-    """``H * unit_sums / unit_sums.sum()`` in ``dtype``; NaN everywhere if the sum is 0 (see module docstring)."""
-    scores = (unit_sums * (unit_sums.numel() / unit_sums.sum())).to(dtype)  # 0 * inf -> NaN when the sum is 0
+def _normalise_by_layer_mean(unit_sums: Tensor, total: float, dtype: torch.dtype) -> Tensor:
+    """``H * unit_sums / total`` in ``dtype``, with ``total = unit_sums.sum()``; NaN everywhere if it is 0 (see the
+    module docstring)."""
+    # ``1 / total`` in Python rounds exactly like torch's float64 reciprocal; 0 * inf gives NaN when the total is 0.
+    scale = unit_sums.numel() * (1.0 / total if total != 0 else math.inf)
+    scores = (unit_sums * scale).to(dtype)
     tiny = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # smallest positive subnormal
     return torch.where(unit_sums > 0, scores.clamp_min(tiny), scores)
 
 
-def _abs_sums(x: Tensor, dims: list[int], name: str) -> Tensor:
-    """Sums of |x| over ``dims`` in float64, with one pass over ``x`` in its own dtype in the common case.
+def _abs_sums(x: Tensor, dims: list[int], name: str) -> tuple[Tensor, float]:
+    """Sums of |x| over ``dims`` in float64 and their total, with one pass over ``x`` in its own dtype and one
+    device sync in the common case.
 
     A sum of non-negative numbers is 0 only if every term is 0, so no underflow can fake a zero here. NaN or inf in
-    ``x`` shows up in the sums; a finite float32 input whose sum overflows is summed again in float64.
+    ``x`` shows up in the total; a finite float32 input whose sums overflow is summed again in float64.
     """
-    sums = x.abs().sum(dim=dims)
-    if not bool(torch.isfinite(sums).all()):
+    sums = x.abs().sum(dim=dims).to(torch.float64)
+    total = sums.sum().item()
+    if not math.isfinite(total):
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} contains NaN or inf")
         sums = x.abs().sum(dim=dims, dtype=torch.float64)
-        if not bool(torch.isfinite(sums).all()):
+        total = sums.sum().item()
+        if not math.isfinite(total):
             raise ValueError(f"{name}: the sum of |values| overflows float64")
-    return sums.to(torch.float64)
+    return sums, total
 
 
 def _layer_normalised_abs_mean(x: Tensor, name: str) -> Tensor:
     _check_float_tensor(x, name, min_dim=2, check_finite=False)
-    unit_sums = _abs_sums(x, [0] + list(range(2, x.dim())), name)
-    if not bool(torch.isfinite(unit_sums.sum())):
-        raise ValueError(f"{name}: the sum of |values| overflows float64")
-    return _normalise_by_layer_mean(unit_sums, x.dtype)
+    unit_sums, total = _abs_sums(x, [0] + list(range(2, x.dim())), name)
+    return _normalise_by_layer_mean(unit_sums, total, x.dtype)
 
 
 def dormancy_scores(acts: Tensor) -> Tensor:
@@ -174,7 +187,7 @@ def magi(weight_grad: Tensor) -> Tensor:
     """
     _check_float_tensor(weight_grad, "weight_grad", min_dim=2, check_finite=False)
     flat = weight_grad.flatten(1)
-    return (_abs_sums(flat, [1], "weight_grad") / flat.shape[1]).to(weight_grad.dtype)
+    return (_abs_sums(flat, [1], "weight_grad")[0] / flat.shape[1]).to(weight_grad.dtype)
 
 
 def gradient_scores(G: Tensor) -> Tensor:
@@ -182,10 +195,16 @@ def gradient_scores(G: Tensor) -> Tensor:
 
     NaN everywhere when every :math:`G_k` is exactly 0 (the same 0/0 rule as :func:`dormancy_scores`).
     """
-    _check_float_tensor(G, "G", min_dim=1, max_dim=1)
-    if bool((G < 0).any()):
+    _check_float_tensor(G, "G", min_dim=1, max_dim=1, check_finite=False)
+    G64 = G.to(torch.float64)
+    total, smallest = torch.stack([G64.sum(), G64.min()]).tolist()  # one device sync for both checks
+    if not math.isfinite(total):
+        if not bool(torch.isfinite(G).all()):
+            raise ValueError("G contains NaN or inf")
+        raise ValueError("G: the sum of the values overflows float64")
+    if smallest < 0:
         raise ValueError("G must be non-negative (MAGI values are means of absolute gradients)")
-    return _normalise_by_layer_mean(G.to(torch.float64), G.dtype)
+    return _normalise_by_layer_mean(G64, total, G.dtype)
 
 
 def zero_gradient_mask(z: Tensor, tau: float = 0.0) -> Tensor:
@@ -368,12 +387,14 @@ def weight_statistics(
     _check_float_tensor(weight, "weight", min_dim=1, check_finite=False)
     w = weight.detach()
     names = ["weight_abs_mean", "weight_l2", "weight_abs_max"]
-    values = [w.abs().mean(), torch.linalg.vector_norm(w), w.abs().max()]
+    w_abs = w.abs()
+    values = [w_abs.mean(), torch.linalg.vector_norm(w), w_abs.max()]
     if bias is not None:
         _check_float_tensor(bias, "bias", min_dim=1, max_dim=1, check_finite=False)
         b = bias.detach()
         names += ["bias_abs_mean", "bias_l2", "bias_abs_max"]
-        values += [b.abs().mean(), torch.linalg.vector_norm(b), b.abs().max()]
+        b_abs = b.abs()
+        values += [b_abs.mean(), torch.linalg.vector_norm(b), b_abs.max()]
     if reference_weight is not None:
         if reference_weight.shape != weight.shape:
             raise ValueError(
@@ -386,7 +407,8 @@ def weight_statistics(
             raise ValueError(f"reference_bias has shape {tuple(reference_bias.shape)}, bias has {tuple(bias.shape)}")
         names.append("bias_distance")
         values.append(torch.linalg.vector_norm(bias.detach() - reference_bias.detach().to(bias)))
-    stats = dict(zip(names, torch.stack([v.to(torch.float64) for v in values]).tolist()))  # one device sync
+    # stack promotes mixed dtypes exactly; one conversion and one device sync for all statistics
+    stats = dict(zip(names, torch.stack(values).to(torch.float64).tolist()))
     if not all(math.isfinite(v) for v in stats.values()):
         raise ValueError("weight, bias or a reference contains NaN or inf")
     return stats

@@ -297,7 +297,7 @@ class PlasticityProbe:
                 raise ValueError(f"inputs[{i}] must be a tensor, got {type(a).__name__}")
             if a.dim() == 0 or a.shape[0] == 0:
                 raise ValueError(f"inputs[{i}] has shape {tuple(a.shape)}: need a non-empty batch dimension first")
-            if torch.is_floating_point(a) and not bool(torch.isfinite(a).all()):
+            if torch.is_floating_point(a) and not metrics._all_finite(a):
                 raise ValueError(f"inputs[{i}] contains NaN or inf")
 
     def _traced_forward(self, args: tuple[Tensor, ...]) -> tuple[_Trace, Any]:
@@ -426,7 +426,7 @@ class PlasticityProbe:
             raise ValueError(f"the objective must return a scalar, got shape {tuple(value.shape)}")
         if not value.requires_grad:
             raise ValueError("the objective does not depend on the model's parameters (its value has no gradient)")
-        if not bool(torch.isfinite(value)):
+        if not math.isfinite(value.item()):
             raise ValueError(f"the objective is not finite: {value.item()}")
 
     def _layer_report(self, p: dict[str, Any], weight_grad: Optional[Tensor], act_grad: Optional[Tensor]) -> LayerReport:

@@ -143,6 +143,30 @@ def test_gradient_scores_reject_negative_values():
         M.gradient_scores(torch.tensor([1.0, -1.0]))
 
 
+@pytest.mark.parametrize(
+    "G, message",
+    [
+        (torch.tensor([1.0, float("nan")]), "NaN or inf"),
+        (torch.tensor([float("inf"), 1.0]), "NaN or inf"),
+        (torch.tensor([1e308, 1e308], dtype=torch.float64), "overflows float64"),
+        (torch.tensor([float("nan"), -1.0]), "NaN or inf"),  # the NaN is named before the sign
+    ],
+)
+def test_gradient_scores_bad_values(G, message):
+    with pytest.raises(ValueError, match=message):
+        M.gradient_scores(G)
+
+
+def test_finiteness_check_is_exact_when_the_sum_overflows():
+    # The finiteness check sums first: a finite input whose float32 sum is inf must still pass, and +inf and -inf
+    # (whose sum is NaN, not inf) must still fail.
+    big = torch.tensor([3e38, 3e38, 1.0])
+    assert M.absolute_zero_gradient_mask(big, 2.0).tolist() == [False, False, True]
+    assert M.gradient_scores(big).tolist() == pytest.approx([1.5, 1.5, 3 / 6e38])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.absolute_zero_gradient_mask(torch.tensor([float("inf"), float("-inf")]), 1.0)
+
+
 def test_activation_gradient_scores_do_not_cancel_across_samples(device, dtype):
     # Pitfall "which gradient": per-sample dL/dh of unit 0 are +1 and -1. GraMa's E|dL/dh| = 1 is not zero, while
     # a batch-summed gradient (what a weight gradient with constant input sees) cancels to 0.
