@@ -174,6 +174,7 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float]) -> list[
         for t, task in enumerate(tasks):
             ax_curve, ax_bar = axes[r][2 * t], axes[r][2 * t + 1]
             labels, means, errs, bar_colors = [], [], [], []
+            drawn: list[dict[str, float]] = []
             for g, group in enumerate(groups):
                 for i, init in enumerate(("pretrained", "random")):
                     rows = rows_for(curves, task=task, group=group, init=init, lr=lr)
@@ -185,7 +186,9 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float]) -> list[
                     label = f"{group} {init}"
                     color = colors(2 * g + i)
                     style = dict(color=color, label=label, linestyle="-" if init == "pretrained" else "--")
-                    data.band(ax_curve, f"{task}/lr={lr:g}/curve", label, aggregate(series), **style)
+                    points = aggregate(series)
+                    data.band(ax_curve, f"{task}/lr={lr:g}/curve", label, points, **style)
+                    drawn += points
                     finals = [s[max(s)] for s in series.values()]
                     m, lo, hi = mean_ci(finals)
                     data.rows.append({"panel": f"{task}/lr={lr:g}/final", "series": label, "x": max(series[next(iter(series))]),
@@ -195,15 +198,26 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float]) -> list[
                     errs.append(0.0 if math.isnan(hi) else hi - m)
                     bar_colors.append(color)
             ax_curve.set_yscale("log")
+            _log_limits(ax_curve, drawn)
             ax_curve.set_title(f"{task_title.get(task, task)}, lr {lr:g}")
             ax_curve.set_xlabel("epoch")
             ax_curve.set_ylabel("test MSE")
             ax_bar.bar(range(len(means)), means, yerr=errs, color=bar_colors, capsize=2)
             ax_bar.set_xticks(range(len(means)), labels, fontsize=5)
+            ax_bar.set_ylim(bottom=0)  # an MSE is >= 0: a t-interval reaching below 0 is cut at the axis
             ax_bar.set_title("final test MSE (95% CI)")
             ax_bar.set_ylabel("test MSE")
     axes[0][0].legend(loc="best", fontsize=5)
     return _save(fig, data, out, name)
+
+
+def _log_limits(ax: Any, points: list[dict[str, float]]) -> None:
+    """Log-axis limits from the means (bottom) and the band tops: a t-interval whose lower edge is near or below 0
+    (few, spread seeds) then runs off the bottom of the panel instead of stretching the axis over decades."""
+    lows = [p["mean"] for p in points if p["mean"] > 0 and math.isfinite(p["mean"])]
+    highs = [v for p in points for v in (p["mean"], p["ci_high"]) if v > 0 and math.isfinite(v)]
+    if lows and highs:
+        ax.set_ylim(min(lows) / 2, max(highs) * 1.5)
 
 
 def fig3_transfer(res: Results, out: Path) -> list[Path]:
