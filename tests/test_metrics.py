@@ -157,6 +157,19 @@ def test_gradient_scores_bad_values(G, message):
         M.gradient_scores(G)
 
 
+def test_magi_needs_finite_unit_sums_only():
+    # MAGI never sums across units: a float64 gradient whose layer total overflows still has exact per-unit values.
+    wg = torch.full((2, 1), 1e308, dtype=torch.float64)  # layer total 2e308 = inf
+    assert M.magi(wg).tolist() == [1e308, 1e308]
+    assert M.magi(torch.full((2, 10), 1e307, dtype=torch.float64)).tolist() == [1e307, 1e307]
+    with pytest.raises(ValueError, match="overflows float64"):
+        M.gradient_scores(M.magi(wg))  # the normalised score needs the total
+    with pytest.raises(ValueError, match="non-negative"):
+        M.gradient_scores(torch.tensor([-1e308, -1e308], dtype=torch.float64))
+    with pytest.raises(ValueError, match="overflows float64"):
+        M.dormancy_scores(torch.full((1, 2), 1e308, dtype=torch.float64))
+
+
 def test_finiteness_check_is_exact_when_the_sum_overflows():
     # The finiteness check sums first: a finite input whose float32 sum is inf must still pass, and +inf and -inf
     # (whose sum is NaN, not inf) must still fail.
