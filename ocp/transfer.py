@@ -477,11 +477,15 @@ def _load_groups(cfg: TransferConfig) -> tuple[list[PretrainedAgent], Optional[P
     return groups, shared_policy
 
 
-def part_key(cfg: TransferConfig, groups: Sequence[PretrainedAgent]) -> str:
+def part_key(cfg: TransferConfig, groups: Sequence[PretrainedAgent], shared_policy: Optional[PretrainedAgent]) -> str:
     """What a per-seed part depends on: every setting but the output folder, and the checkpoint files actually read
     (a run directory that gained a newer checkpoint gives a new key)."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"}
-    blob = json.dumps({"settings": settings, "sources": [str(p.source) for p in groups]}, sort_keys=True, default=str)
+    # Checkpoint paths and labels enter as resolved (file actually read, label used), so the config a worker gets
+    # (pinned to those files, see run_transfer) has the same key as the one the user gave.
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out_dir", "checkpoints", "labels", "similar_policy")}
+    blob = json.dumps({"settings": settings, "sources": [[str(p.source), p.label] for p in groups],
+                       "similar_policy": None if shared_policy is None else str(shared_policy.source)},
+                      sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -514,7 +518,7 @@ def transfer_seed(cfg: TransferConfig, seed: int) -> dict[str, Any]:
                         meta = {"task": task, "group": p.label, "init": init, "activation": p.activation, "lr": lr, "seed": seed}
                         curves += [{**meta, **row} for row in c]
                         probes += [{**meta, **row} for row in pr]
-        return {"seed": seed, "key": part_key(cfg, groups), "curves": curves, "probe": probes}
+        return {"seed": seed, "key": part_key(cfg, groups, shared_policy), "curves": curves, "probe": probes}
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -547,12 +551,18 @@ def run_transfer(
     cfg.validate()
     started = time.perf_counter()
     groups, shared_policy = _load_groups(cfg)
-    key = part_key(cfg, groups)
+    key = part_key(cfg, groups, shared_policy)
     parts = {s: _load_part(_part_path(cfg, s), key) for s in cfg.seeds}
     todo = [s for s in cfg.seeds if parts[s] is None]
     if len(todo) < len(cfg.seeds):
         log(f"reusing {len(cfg.seeds) - len(todo)} finished seed(s) from {Path(cfg.out_dir) / 'parts'}")
-    for part in map_seeds(transfer_seed, [cfg] * len(todo), todo):
+    # Workers read exactly the checkpoint files resolved here: a run directory that gains a newer checkpoint while
+    # the seeds run must not give different seeds different critics.
+    pinned = dataclasses.replace(cfg, checkpoints=tuple(p.source for p in groups), labels=tuple(p.label for p in groups),
+                                 similar_policy=None if shared_policy is None else shared_policy.source)  # fmt: skip
+    for part in map_seeds(transfer_seed, [pinned] * len(todo), todo):
+        if part["key"] != key:
+            raise RuntimeError(f"seed {part['seed']} ran on other checkpoint files or settings than this run resolved")
         atomic_write_bytes(_part_path(cfg, part["seed"]), (json.dumps(part) + "\n").encode())
         parts[part["seed"]] = part
         for r in part["curves"]:

@@ -461,3 +461,21 @@ def test_config_validation(tmp_path, change, message):
     cfg = TransferConfig(**{"checkpoints": (tmp_path / "x.ckpt",), **change})
     with pytest.raises(ValueError, match=message):
         cfg.validate()
+
+
+def test_a_checkpoint_written_during_the_run_does_not_reach_the_seeds(tmp_path, ppo_run):
+    # Workers get the checkpoint files resolved at the start: a newer checkpoint appearing in the run directory while
+    # seeds run (a training still going) must not give later seeds a different critic.
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppo_run, run_dir)
+    reference = run_transfer(_tiny_eq1(tmp_path / "ref", run_dir))
+
+    def map_with_a_new_checkpoint(fn, cfgs, seeds):
+        shutil.copy(run_dir / "checkpoints" / "update_0000001.ckpt", run_dir / "checkpoints" / "update_0000003.ckpt")
+        assert load_pretrained(run_dir).source.name == "update_0000003.ckpt"  # what a re-resolving worker would read
+        return map(fn, cfgs, seeds)
+
+    result = run_transfer(_tiny_eq1(tmp_path / "out", run_dir), map_seeds=map_with_a_new_checkpoint)
+    assert result["curves"] == reference["curves"]
+    keys = {json.loads(p.read_text())["key"] for p in (tmp_path / "out" / "parts").iterdir()}
+    assert len(keys) == 1
