@@ -478,10 +478,10 @@ def _load_groups(cfg: TransferConfig) -> tuple[list[PretrainedAgent], Optional[P
 
 
 def part_key(cfg: TransferConfig, groups: Sequence[PretrainedAgent], shared_policy: Optional[PretrainedAgent]) -> str:
-    """What a per-seed part depends on: every setting but the output folder, and the checkpoint files actually read
-    (a run directory that gained a newer checkpoint gives a new key)."""
-    # Checkpoint paths and labels enter as resolved (file actually read, label used), so the config a worker gets
-    # (pinned to those files, see run_transfer) has the same key as the one the user gave.
+    """What a per-seed part depends on: every setting but the output folder, with checkpoints, labels and the
+    similar-task policy as resolved (the files actually read, the labels used). A run directory that gained a newer
+    checkpoint thus gives a new key, and the config a worker gets (pinned to those files, see :func:`run_transfer`)
+    the same key as the one the user gave."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out_dir", "checkpoints", "labels", "similar_policy")}
     blob = json.dumps({"settings": settings, "sources": [[str(p.source), p.label] for p in groups],
                        "similar_policy": None if shared_policy is None else str(shared_policy.source)},
