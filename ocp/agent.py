@@ -35,23 +35,44 @@ class RunningMeanStd(nn.Module):
         # A tiny prior count (gymnasium's 1e-4) keeps the first update well defined.
         self.register_buffer("count", torch.tensor(initial_count, dtype=torch.float64))
 
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """numpy views of (mean, var, count); edits go to the buffers. Cached: ``Tensor.numpy()`` and module
+        attribute lookup cost more than the arithmetic at one update per step. A buffer replaced by another tensor
+        (``load_state_dict`` copies in place, ``.to()`` does not) refreshes the views."""
+        buffers = self._buffers
+        tensors = (buffers["mean"], buffers["var"], buffers["count"])
+        cached = self.__dict__.get("_cache")
+        if cached is None or any(a is not b for a, b in zip(cached[0], tensors)):
+            cached = (tensors, tuple(t.numpy() for t in tensors))
+            self.__dict__["_cache"] = cached
+        return cached[1]
+
     def update(self, x: np.ndarray | torch.Tensor) -> None:
         """Fold a batch ``x`` of shape (B, *shape) into the statistics (population variance of the batch)."""
         x = _as_float64(x)
-        mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()  # views: edits go to the buffers
-        batch_mean, batch_var, batch_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
-        delta = batch_mean - mean
-        total = count + batch_count
-        m2 = var * count + batch_var * batch_count + np.square(delta) * count * batch_count / total
-        mean += delta * batch_count / total
-        var[...] = m2 / total
-        count[...] = total
+        mean, var, count = self._arrays()
+        batch_count = x.shape[0]
+        old, total = float(count), float(count) + batch_count
+        # One row (one env per step, the common case): its mean is the row and its variance 0, so the reductions are
+        # skipped; the values are bit for bit those of the general formula.
+        delta = (x[0] if batch_count == 1 else x.mean(axis=0)) - mean
+        m2 = var * old
+        m2 += np.square(delta) * (old * batch_count / total)
+        if batch_count > 1:
+            m2 += x.var(axis=0) * batch_count
+        mean += delta * (batch_count / total)
+        np.divide(m2, total, out=var)
+        count.fill(total)
 
-    def normalize(self, x: np.ndarray | torch.Tensor, epsilon: float, clip: float, center: bool = True) -> torch.Tensor:
-        """((x − mean) if center else x) / √(var + ε), clipped to ±clip, as float32."""
+    def normalize(self, x: np.ndarray | torch.Tensor, epsilon: float, clip: float, center: bool = True) -> np.ndarray:
+        """((x − mean) if center else x) / √(var + ε), clipped to ±clip, as a float32 array."""
         x = _as_float64(x)
-        z = ((x - self.mean.numpy()) if center else x) / np.sqrt(self.var.numpy() + epsilon)
-        return torch.from_numpy(np.clip(z, -clip, clip).astype(np.float32))
+        mean, var, _ = self._arrays()
+        z = (x - mean) if center else x.copy()
+        z /= np.sqrt(var + epsilon)
+        np.minimum(z, clip, out=z)
+        np.maximum(z, -clip, out=z)
+        return z.astype(np.float32)
 
 
 def _as_float64(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -117,21 +138,21 @@ class Agent(nn.Module):
         self.norm_obs, self.norm_reward = norm_obs, norm_reward
         self.obs_clip, self.reward_clip, self.norm_epsilon = obs_clip, reward_clip, norm_epsilon
 
-    def normalize_obs(self, obs: np.ndarray | torch.Tensor, update: bool) -> torch.Tensor:
-        """(obs − mean)/√(var + ε) clipped to ±obs_clip, float32; ``update`` first folds ``obs`` into the statistics
-        (the gymnasium ``NormalizeObservation`` order)."""
+    def normalize_obs(self, obs: np.ndarray | torch.Tensor, update: bool) -> np.ndarray:
+        """(obs − mean)/√(var + ε) clipped to ±obs_clip, a float32 array; ``update`` first folds ``obs`` into the
+        statistics (the gymnasium ``NormalizeObservation`` order)."""
         if not self.norm_obs:
-            return torch.as_tensor(_as_float64(obs), dtype=torch.float32)
+            return _as_float64(obs).astype(np.float32)
         if update:
             self.obs_rms.update(obs)
         return self.obs_rms.normalize(obs, self.norm_epsilon, self.obs_clip)
 
-    def normalize_reward(self, reward: np.ndarray, discounted_return: np.ndarray, update: bool) -> torch.Tensor:
-        """reward/√(var(G) + ε) clipped to ±reward_clip, float32, where G is the running discounted return per env
+    def normalize_reward(self, reward: np.ndarray, discounted_return: np.ndarray, update: bool) -> np.ndarray:
+        """reward/√(var(G) + ε) clipped to ±reward_clip, a float32 array, where G is the running discounted return per env
         (held by the caller); ``update`` first folds ``discounted_return`` into the statistics. No mean is
         subtracted (gymnasium's ``NormalizeReward``)."""
         if not self.norm_reward:
-            return torch.as_tensor(_as_float64(reward), dtype=torch.float32)
+            return _as_float64(reward).astype(np.float32)
         if update:
             self.ret_rms.update(discounted_return)
         return self.ret_rms.normalize(reward, self.norm_epsilon, self.reward_clip, center=False)
@@ -159,7 +180,7 @@ class Agent(nn.Module):
     @torch.no_grad()
     def act(self, raw_obs: np.ndarray | torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """Action for raw environment observations, normalised with the stored (frozen) statistics — for evaluation."""
-        obs = self.normalize_obs(raw_obs, update=False)
+        obs = torch.from_numpy(self.normalize_obs(raw_obs, update=False))
         if deterministic:
             return self.actor_mean(obs)
         if generator is None:

@@ -137,17 +137,48 @@ def make_vector_env(
     max_episode_steps: int | None = None,
     wrap: Optional[Callable[[gym.Env], gym.Env]] = None,
 ) -> VectorEnv:
-    """A SAME_STEP-autoreset vector env of ``num_envs`` copies of ``env_id`` (see the module docstring for why).
+    """A SAME_STEP-autoreset vector env of ``num_envs`` copies of ``env_id`` (see the module docstring for why):
+    :class:`SameStepSyncVectorEnv` (``sync``, whose step info holds only the final observations) or gymnasium's
+    ``AsyncVectorEnv`` (``async``).
 
     Observations are returned without a defensive copy: use (or copy) them before the next ``step``."""
     check_env(env_id, max_episode_steps)
     fns = [lambda: make_env(env_id, max_episode_steps, wrap) for _ in range(num_envs)]
     # copy=False: the returned observation array is reused by the next step; callers consume it at once.
     if vector_mode == "sync":
-        return SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
+        return SameStepSyncVectorEnv(fns)
     if vector_mode == "async":
         return AsyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
     raise ValueError(f"vector_mode must be 'sync' or 'async', got {vector_mode!r}")
+
+
+class SameStepSyncVectorEnv(SyncVectorEnv):
+    """``SyncVectorEnv`` with SAME_STEP autoreset whose ``step`` returns only what PPO reads.
+
+    gymnasium's ``step`` merges every sub-env's info dict into batched arrays at every step and copies each result;
+    on HalfCheetah that costs about half as much again as the physics. Here the step info holds only ``final_obs``
+    (and its mask ``_final_obs``) at the steps where an episode ended, and is empty otherwise; observations, rewards
+    and flags are the same arrays gymnasium would return. Reset, attributes and closing are gymnasium's.
+    """
+
+    def __init__(self, env_fns: Any):
+        super().__init__(env_fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
+        self._obs_batch = np.zeros((self.num_envs, *self.single_observation_space.shape),
+                                   dtype=self.single_observation_space.dtype)  # fmt: skip
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, rewards = self._obs_batch, np.zeros(self.num_envs)
+        terminated, truncated = np.zeros(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool)
+        infos: dict[str, Any] = {}
+        for i, env in enumerate(self.envs):
+            obs[i], rewards[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            if terminated[i] or truncated[i]:
+                if not infos:
+                    infos = {"final_obs": np.full(self.num_envs, None, dtype=object),
+                             "_final_obs": np.zeros(self.num_envs, dtype=bool)}  # fmt: skip
+                infos["final_obs"][i], infos["_final_obs"][i] = obs[i].copy(), True
+                obs[i], _ = env.reset()
+        return obs, rewards, terminated, truncated, infos
 
 
 def get_env_states(envs: VectorEnv) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ import random
 import shutil
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
@@ -46,11 +46,14 @@ from ocp.checkpoint import (
     load_latest_checkpoint,
     save_rotating,
 )
-from ocp.envs import check_env, final_observations, get_env_states, make_vector_env, set_env_states
+from ocp.envs import check_env, get_env_states, make_vector_env, set_env_states
+from ocp.flat_adam import FlatAdam
 from ocp.interventions import INTERVENTIONS, Intervention, make_intervention
 from ocp.probe import PlasticityProbe, ProbeResult
+from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.runlog import MASK_DIR, CsvLog, delete_masks_after, mask_key, save_masks
 from ocp.scenarios import RECOVERY_COLUMNS, SWITCH_COLUMNS, Scenario, SwitchMonitor, TaskSwitchEnv, recovery_rows
+from ocp.update import PPOUpdate, UpdateSettings
 from ocp import metrics
 
 
@@ -363,35 +366,6 @@ def presets() -> dict[str, tuple[str, PPOConfig]]:
 # ======================================================================================================================
 
 
-def compute_gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    next_values: torch.Tensor,
-    terminated: torch.Tensor,
-    dones: torch.Tensor,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over a (T, N) rollout → (advantages, returns).
-
-    ``next_values[t]`` is V of the state that step t led to: V(s_{t+1}) inside an episode, V(final observation) at a
-    truncation. ``terminated[t]`` zeroes that bootstrap (a true terminal state has value 0); ``dones[t]`` (terminated or
-    truncated) stops the λ-recursion at the episode boundary.
-    """
-    # The backward recursion runs in numpy: T small steps are ~4x cheaper there than as torch ops.
-    r, v, nv = (x.detach().cpu().numpy() for x in (rewards, values, next_values))
-    not_terminated = 1.0 - terminated.detach().cpu().numpy().astype(r.dtype)
-    not_done = 1.0 - dones.detach().cpu().numpy().astype(r.dtype)
-    deltas = r + gamma * nv * not_terminated - v
-    advantages = np.zeros_like(r)
-    last = np.zeros_like(r[0])
-    for t in reversed(range(r.shape[0])):
-        last = deltas[t] + gamma * gae_lambda * not_done[t] * last
-        advantages[t] = last
-    adv = torch.from_numpy(advantages).to(rewards.device)
-    return adv, adv + values
-
-
 def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
     return (adv - adv.mean()) / (adv.std() + 1e-8)
 
@@ -415,52 +389,16 @@ def value_loss(
     return 0.5 * torch.max(unclipped, (clipped - returns).square()).mean()
 
 
-def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
-    var = float(target.var())
-    return math.nan if var == 0 else 1.0 - float((target - pred).var()) / var
+def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
+    var = float(np.var(target, ddof=1))
+    return math.nan if var == 0 else 1.0 - float(np.var(target - pred, ddof=1)) / var
 
 
-def make_optimizer(agent: Agent, cfg: PPOConfig) -> torch.optim.Optimizer:
-    cls = torch.optim.Adam if cfg.weight_decay_mode == "l2" else torch.optim.AdamW
-    # fused: one kernel for all parameters; on CPU ~7x faster than the default per-tensor loop for these small nets.
-    return cls(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
-
-
-# ======================================================================================================================
-# Rollout storage and loop state
-# ======================================================================================================================
-
-
-@dataclass
-class Rollout:
-    """One rollout, (T, N, ...) float32 tensors; ``obs`` are the normalised observations the policy saw."""
-
-    obs: torch.Tensor
-    actions: torch.Tensor
-    logprobs: torch.Tensor
-    values: torch.Tensor
-    rewards: torch.Tensor  # normalised
-    next_values: torch.Tensor
-    terminated: torch.Tensor  # terminations (or every episode end when bootstrap_truncation is off)
-    dones: torch.Tensor
-
-    @classmethod
-    def empty(cls, T: int, N: int, obs_dim: int, act_dim: int) -> "Rollout":
-        z = lambda *s: torch.zeros(s, dtype=torch.float32)  # noqa: E731
-        return cls(z(T, N, obs_dim), z(T, N, act_dim), z(T, N), z(T, N), z(T, N), z(T, N), z(T, N), z(T, N))
-
-
-@dataclass
-class LoopState:
-    """Everything besides agent, optimiser, RNGs and env internals that the next step depends on (checkpointed)."""
-
-    next_obs: torch.Tensor  # normalised observation the next step acts on
-    discounted_return: np.ndarray  # per env, for reward normalisation
-    episode_return: np.ndarray  # per env, raw reward sum of the running episode
-    episode_length: np.ndarray
-    recent_returns: deque = field(default_factory=deque)
-    update: int = 0
-    global_step: int = 0
+def make_optimizer(agent: Agent, cfg: PPOConfig) -> FlatAdam:
+    """Adam (``weight_decay_mode="l2"``) or AdamW (``"decoupled"``) over every agent parameter, which it moves into
+    one flat buffer (``ocp.flat_adam``)."""
+    return FlatAdam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                    decoupled=cfg.weight_decay_mode == "decoupled")  # fmt: skip
 
 
 # ======================================================================================================================
@@ -577,17 +515,16 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
     cfg.validate()
     obs_dim, act_dim = check_env(cfg.env_id, cfg.max_episode_steps)
     run_dir = cfg.resolved_run_dir()
-    prepared = _prepare_run_dir(cfg, run_dir)
-    if prepared == "finished":
+    checkpoint = _prepare_run_dir(cfg, run_dir)
+    if checkpoint == "finished":
         return None
-    checkpoint = prepared
 
+    # ----- seeding, agent, optimiser, environments -----
     torch.set_num_threads(cfg.torch_threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)  # action noise and minibatch order
-
     agent = Agent(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.init_log_std, cfg.norm_obs,
                   cfg.norm_reward, cfg.obs_clip, cfg.reward_clip, cfg.norm_epsilon)  # fmt: skip
     # Weight distances are measured from the parameters at initialisation, which a resumed run takes from its checkpoint.
@@ -596,7 +533,6 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
     scenario = cfg.task_scenario
     wrap = functools.partial(TaskSwitchEnv, scenario=scenario) if scenario.active else None
     envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, wrap)
-    low, high = envs.single_action_space.low, envs.single_action_space.high
     raw_obs, _ = envs.reset(seed=cfg.seed)
     N = cfg.num_envs
     state = LoopState(
@@ -606,6 +542,8 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
         episode_length=np.zeros(N, dtype=np.int64),
         recent_returns=deque(maxlen=cfg.return_window),
     )
+
+    # ----- plasticity: intervention, task-switch monitor, probe -----
     networks = intervention_networks(agent)
     intervention = build_intervention(cfg)
     intervention.bind(networks)  # the agent holds its initial weights here (a resume restores the bound state below)
@@ -623,23 +561,13 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
         if monitor is not None:
             monitor.load_state_dict(checkpoint["switch_monitor"])
     delete_masks_after(run_dir, state.update)
+    logs = RunLogs(run_dir, cfg, offsets, state, scenario_logs=monitor is not None)
 
-    metrics_log = CsvLog(run_dir / "metrics.csv", METRIC_COLUMNS, truncate_to=offsets["metrics"])
-    plasticity_log = CsvLog(run_dir / "plasticity.csv", PLASTICITY_COLUMNS, truncate_to=offsets["plasticity"])
-    episodes_log = CsvLog(run_dir / "episodes.csv", EPISODE_COLUMNS, truncate_to=offsets["episodes"])
-    extra_logs = {}  # only in runs that have a scenario / an intervention
-    if monitor is not None:
-        extra_logs["switches"] = CsvLog(run_dir / "switches.csv", SWITCH_COLUMNS, truncate_to=offsets.get("switches"))
-    if cfg.intervention != "none":
-        extra_logs["interventions"] = CsvLog(run_dir / "interventions.csv", INTERVENTION_COLUMNS,
-                                             truncate_to=offsets.get("interventions"))  # fmt: skip
-    writer = None
-    if cfg.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops events a killed run logged after its last checkpoint.
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.global_step + 1 if state.update else None)
-
+    collector = RolloutCollector(agent, envs, RolloutSettings(cfg.num_steps, cfg.gamma, cfg.bootstrap_truncation,
+                                                              cfg.reward_norm_reset))  # fmt: skip
+    learner = PPOUpdate(agent, optimizer, UpdateSettings(cfg.update_epochs, cfg.num_minibatches, cfg.norm_adv,
+                        cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef, cfg.max_grad_norm, cfg.target_kl),
+                        intervention if cfg.intervention != "none" else None, networks)  # fmt: skip
     buf = Rollout.empty(cfg.num_steps, N, obs_dim, act_dim)
     bar = tqdm(total=cfg.num_updates * cfg.batch_size, initial=state.global_step, unit="step",
                disable=not cfg.progress_bar, dynamic_ncols=True)  # fmt: skip
@@ -651,46 +579,38 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
             state.update += 1
             updates_here += 1
             lr = cfg.learning_rate * (1.0 - (state.update - 1.0) / cfg.num_updates) if cfg.anneal_lr else cfg.learning_rate
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            optimizer.param_groups[0]["lr"] = lr
             if scenario.active:
                 _apply_task(scenario, cfg, agent, envs, state)
 
-            episodes = _collect_rollout(agent, envs, state, buf, cfg, sampler, low, high)
+            # ----- rollout and advantages -----
+            episodes = collector.collect(state, buf, sampler)
             advantages, returns = compute_gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones,
                                               cfg.gamma, cfg.gae_lambda)  # fmt: skip
-            batch = {
-                "obs": buf.obs.reshape(-1, obs_dim), "actions": buf.actions.reshape(-1, act_dim),
-                "logprobs": buf.logprobs.reshape(-1), "values": buf.values.reshape(-1),
-                "advantages": advantages.reshape(-1), "returns": returns.reshape(-1),
-            }  # fmt: skip
+            batch = buf.flat(advantages, returns)
 
+            # ----- plasticity: probe (regular, around a switch, for an intervention), then the intervention acts -----
             probed, probe_time, results = False, 0.0, {}
             regular = cfg.probe_interval > 0 and (state.update == 1 or state.update % cfg.probe_interval == 0)
             at_switch = monitor is not None and monitor.due(state.update)
             acting = intervention.due(state.update)
             if regular or at_switch or (acting and intervention.needs_probe):
                 t0 = time.perf_counter()
-                results = recorder.measure(batch)
-                rows, masks = recorder.rows_and_masks(results, state.update, state.global_step)
-                plasticity_log.write(rows)
-                save_masks(run_dir, state.update, masks)
-                if writer is not None:
-                    for row in rows:
-                        if row["layer"] == "network" or row["metric"].endswith("_ratio"):
-                            tag = f"plasticity/{row['network']}/{row['layer']}/{row['metric']}@{row['threshold']}"
-                            writer.add_scalar(tag, row["value"], state.global_step)
+                results = recorder.measure({k: torch.from_numpy(v) for k, v in batch.items()})
+                logs.plasticity(state, *recorder.rows_and_masks(results, state.update, state.global_step))
                 probed, probe_time = True, time.perf_counter() - t0
                 if at_switch:
-                    extra_logs["switches"].write(monitor.observe(state.update, results))
+                    logs.extra["switches"].write(monitor.observe(state.update, results))
             if acting:  # after the probe, before the update's first optimiser step
                 done = intervention.on_schedule(networks, optimizer, results, intervention_rng)
-                extra_logs["interventions"].write(_intervention_rows(state, intervention, done))
+                logs.extra["interventions"].write(_intervention_rows(state, intervention, done))
 
-            stats = _update(agent, optimizer, batch, cfg, sampler, intervention, networks)
+            # ----- PPO update -----
+            stats = learner.run(batch, sampler)
             if cfg.intervention != "none":
-                extra_logs["interventions"].write(_intervention_rows(state, intervention, intervention.update_log()))
+                logs.extra["interventions"].write(_intervention_rows(state, intervention, intervention.update_log()))
 
+            # ----- logging and checkpoint -----
             for ep in episodes:
                 state.recent_returns.append(ep["episodic_return"])
             elapsed = time.perf_counter() - start_time
@@ -702,38 +622,83 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
                 "return_recent": float(np.mean(state.recent_returns)) if state.recent_returns else math.nan,
                 **stats,
                 "explained_variance": explained_variance(batch["values"], batch["returns"]),
-                "log_std_mean": agent.actor_logstd.detach().mean().item(),
+                "log_std_mean": float(agent.actor_logstd.detach().mean()),
                 "probed": int(probed),
                 "sps": (state.global_step - start_step) / elapsed, "time_s": elapsed, "probe_time_s": probe_time,
             }  # fmt: skip
-            metrics_log.write([row])
-            episodes_log.write([{**e, "update": state.update} for e in episodes])
-            if writer is not None:
-                for key in METRIC_COLUMNS[2:]:
-                    if key not in ("probed",) and not (isinstance(row[key], float) and math.isnan(row[key])):
-                        writer.add_scalar(f"ppo/{key}", row[key], state.global_step)
+            logs.update(state, row, episodes)
             bar.update(cfg.batch_size)
             bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['return_recent']:.0f}")
 
             if state.update % cfg.checkpoint_interval == 0 or state.update == cfg.num_updates:
-                if writer is not None:
-                    writer.flush()
-                offsets = {"metrics": metrics_log.sync(), "plasticity": plasticity_log.sync(), "episodes": episodes_log.sync()}
-                offsets.update({name: log.sync() for name, log in extra_logs.items()})
-                payload = _checkpoint_payload(cfg, agent, initial_state, optimizer, sampler, envs, state, recorder, offsets)
+                payload = _checkpoint_payload(cfg, agent, initial_state, optimizer, sampler, envs, state, recorder,
+                                              logs.sync())  # fmt: skip
                 payload.update(intervention=intervention.state_dict(), intervention_rng=intervention_rng.get_state(),
                                switch_monitor=None if monitor is None else monitor.state_dict())  # fmt: skip
                 save_rotating(run_dir, state.update, payload, cfg.keep_checkpoints)
     finally:
         bar.close()
-        for log in (metrics_log, plasticity_log, episodes_log, *extra_logs.values()):
-            log.close()
-        if writer is not None:
-            writer.close()
+        logs.close()
         envs.close()
     if scenario.active and state.update >= cfg.num_updates:
         _write_recovery(run_dir, cfg)
     return run_dir
+
+
+class RunLogs:
+    """The run's tables (``metrics.csv``, ``plasticity.csv``, ``episodes.csv``, and ``switches.csv`` /
+    ``interventions.csv`` when the run has a scenario / an intervention), its mask files and TensorBoard events,
+    each opened at the length its checkpoint recorded (``offsets``)."""
+
+    def __init__(self, run_dir: Path, cfg: PPOConfig, offsets: Mapping[str, Optional[int]], state: LoopState,
+                 scenario_logs: bool):  # fmt: skip
+        self.run_dir = run_dir
+        self.metrics = CsvLog(run_dir / "metrics.csv", METRIC_COLUMNS, truncate_to=offsets["metrics"])
+        self.plasticity_log = CsvLog(run_dir / "plasticity.csv", PLASTICITY_COLUMNS, truncate_to=offsets["plasticity"])
+        self.episodes = CsvLog(run_dir / "episodes.csv", EPISODE_COLUMNS, truncate_to=offsets["episodes"])
+        self.extra: dict[str, CsvLog] = {}
+        if scenario_logs:
+            self.extra["switches"] = CsvLog(run_dir / "switches.csv", SWITCH_COLUMNS, truncate_to=offsets.get("switches"))
+        if cfg.intervention != "none":
+            self.extra["interventions"] = CsvLog(run_dir / "interventions.csv", INTERVENTION_COLUMNS,
+                                                 truncate_to=offsets.get("interventions"))  # fmt: skip
+        self.writer = None
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a killed run logged after its last checkpoint.
+            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.global_step + 1 if state.update else None)
+
+    def plasticity(self, state: LoopState, rows: list[dict[str, Any]], masks: dict[str, torch.Tensor]) -> None:
+        self.plasticity_log.write(rows)
+        save_masks(self.run_dir, state.update, masks)
+        if self.writer is not None:
+            for row in rows:
+                if row["layer"] == "network" or row["metric"].endswith("_ratio"):
+                    tag = f"plasticity/{row['network']}/{row['layer']}/{row['metric']}@{row['threshold']}"
+                    self.writer.add_scalar(tag, row["value"], state.global_step)
+
+    def update(self, state: LoopState, row: dict[str, Any], episodes: list[dict[str, Any]]) -> None:
+        self.metrics.write([row])
+        self.episodes.write([{**e, "update": state.update} for e in episodes])
+        if self.writer is not None:
+            for key in METRIC_COLUMNS[2:]:
+                if key != "probed" and not (isinstance(row[key], float) and math.isnan(row[key])):
+                    self.writer.add_scalar(f"ppo/{key}", row[key], state.global_step)
+
+    def sync(self) -> dict[str, int]:
+        """Flush everything to disk; return each table's byte length (the offsets a checkpoint records)."""
+        if self.writer is not None:
+            self.writer.flush()
+        offsets = {"metrics": self.metrics.sync(), "plasticity": self.plasticity_log.sync(), "episodes": self.episodes.sync()}
+        offsets.update({name: log.sync() for name, log in self.extra.items()})
+        return offsets
+
+    def close(self) -> None:
+        for log in (self.metrics, self.plasticity_log, self.episodes, *self.extra.values()):
+            log.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _apply_task(scenario: Scenario, cfg: PPOConfig, agent: Agent, envs: Any, state: LoopState) -> None:
@@ -772,109 +737,6 @@ def _write_recovery(run_dir: Path, cfg: PPOConfig) -> None:
     tmp.replace(run_dir / "recovery.csv")
 
 
-def _collect_rollout(
-    agent: Agent, envs: Any, state: LoopState, buf: Rollout, cfg: PPOConfig, sampler: torch.Generator,
-    low: np.ndarray, high: np.ndarray,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Fill ``buf`` with ``num_steps`` vector steps; return the episodes that finished (raw returns)."""
-    episodes = []
-    final_values = torch.zeros(cfg.num_steps, cfg.num_envs)
-    # Per-step writes go through numpy views of the tensors (same memory): much cheaper than tensor indexing.
-    obs_np, actions_np, logprobs_np, values_np = buf.obs.numpy(), buf.actions.numpy(), buf.logprobs.numpy(), buf.values.numpy()
-    rewards_np, dones_np, terminated_np = buf.rewards.numpy(), buf.dones.numpy(), buf.terminated.numpy()
-    for t in range(cfg.num_steps):
-        obs = state.next_obs
-        action, logprob, value = agent.sample(obs, sampler)
-        action = action.numpy()
-        obs_np[t], actions_np[t], logprobs_np[t], values_np[t] = obs.numpy(), action, logprob.numpy(), value.numpy()
-
-        raw_obs, reward, terminated, truncated, infos = envs.step(np.clip(action, low, high))
-        state.global_step += cfg.num_envs
-        done = terminated | truncated
-        state.episode_return += reward
-        state.episode_length += 1
-        keep = ~terminated if cfg.reward_norm_reset == "termination" else np.ones_like(terminated)
-        state.discounted_return = state.discounted_return * cfg.gamma * keep + reward
-        rewards_np[t] = agent.normalize_reward(reward, state.discounted_return, update=True).numpy()
-        # With SAME_STEP autoreset raw_obs holds the reset observation of envs whose episode ended.
-        state.next_obs = agent.normalize_obs(raw_obs, update=True)
-        dones_np[t] = done
-        terminated_np[t] = terminated if cfg.bootstrap_truncation else done
-
-        if done.any():
-            if cfg.bootstrap_truncation and (truncated & ~terminated).any():
-                cut = truncated & ~terminated
-                finals = final_observations(infos, cut, raw_obs)[cut]
-                with torch.no_grad():
-                    final_obs = agent.normalize_obs(finals, update=False)
-                    final_values[t, torch.from_numpy(cut)] = agent.value(final_obs)
-            for i in np.flatnonzero(done):
-                episodes.append({"global_step": state.global_step, "env": int(i),
-                                 "episodic_return": float(state.episode_return[i]),
-                                 "episodic_length": int(state.episode_length[i])})  # fmt: skip
-            state.episode_return[done] = 0.0
-            state.episode_length[done] = 0
-            if cfg.reward_norm_reset == "episode_end":
-                state.discounted_return[done] = 0.0
-
-    with torch.no_grad():
-        last_value = agent.value(state.next_obs)
-    buf.next_values[:-1] = buf.values[1:]
-    buf.next_values[-1] = last_value
-    # At an episode end the successor is the final observation, not the reset one that follows in the buffer.
-    buf.next_values.copy_(torch.where(buf.dones.bool(), final_values, buf.next_values))
-    return episodes
-
-
-def _update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], cfg: PPOConfig,
-            sampler: torch.Generator, intervention: Optional[Intervention] = None,
-            networks: Optional[Mapping[str, nn.Sequential]] = None) -> dict[str, float]:  # fmt: skip
-    """``update_epochs`` passes of ``num_minibatches`` minibatches. Losses, entropy and clip fraction are means over
-    every minibatch; the KL estimates are the last minibatch's (as CleanRL, whose ``target_kl`` test uses them).
-    An ``intervention``'s regulariser is added to every minibatch loss and its ``after_step`` follows every step."""
-    sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clipfrac": 0.0}
-    n_mb, epochs_run = 0, 0
-    old_approx_kl = approx_kl = torch.tensor(0.0)
-    for _ in range(cfg.update_epochs):
-        epochs_run += 1
-        order = torch.randperm(cfg.batch_size, generator=sampler)
-        for start in range(0, cfg.batch_size, cfg.minibatch_size):
-            idx = order[start : start + cfg.minibatch_size]
-            logprob, entropy, new_values = agent.evaluate_actions(batch["obs"][idx], batch["actions"][idx])
-            logratio = logprob - batch["logprobs"][idx]
-            with torch.no_grad():
-                ratio = logratio.exp()
-                old_approx_kl = (-logratio).mean()
-                approx_kl = ((ratio - 1) - logratio).mean()
-                sums["clipfrac"] += float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
-            adv = batch["advantages"][idx]
-            if cfg.norm_adv:
-                adv = normalize_advantages(adv)
-            pg = policy_loss(logprob, batch["logprobs"][idx], adv, cfg.clip_coef)
-            v = value_loss(new_values, batch["values"][idx], batch["returns"][idx], cfg.clip_coef, cfg.clip_vloss)
-            ent = entropy.mean()
-            loss = pg - cfg.ent_coef * ent + cfg.vf_coef * v
-            regulariser = None if intervention is None else intervention.regulariser(networks)
-            if regulariser is not None:
-                loss = loss + regulariser
-
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            if intervention is not None:
-                intervention.after_step(networks)
-            sums["policy_loss"] += pg.detach().item()
-            sums["value_loss"] += v.detach().item()
-            sums["entropy"] += ent.detach().item()
-            n_mb += 1
-        if cfg.target_kl is not None and float(approx_kl) > cfg.target_kl:
-            break
-    out = {k: v / n_mb for k, v in sums.items()}
-    out.update(old_approx_kl=float(old_approx_kl), approx_kl=float(approx_kl), epochs_run=epochs_run)
-    return out
-
-
 # ======================================================================================================================
 # Run directory, checkpoints, resume
 # ======================================================================================================================
@@ -896,7 +758,12 @@ def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
             _clear_outputs(run_dir)
             atomic_write_json(config_path, cfg.to_dict())
             return None
-        _, checkpoint = found
+        path, checkpoint = found
+        if checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"cannot resume: {path} has checkpoint format {checkpoint.get('format')!r}, this version writes and "
+                f"reads format {CHECKPOINT_FORMAT} (its optimiser state differs); start the run again with --overwrite"
+            )
         if checkpoint["finished"]:
             print(f"{run_dir}: run already finished at step {checkpoint['global_step']}; nothing to do")
             return "finished"
@@ -935,12 +802,16 @@ def _clear_outputs(run_dir: Path) -> None:
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
+#: Version of the checkpoint payload. 2: FlatAdam optimiser state, numpy loop state (1 was torch.optim.Adam's).
+CHECKPOINT_FORMAT = 2
+
+
 def _checkpoint_payload(
-    cfg: PPOConfig, agent: Agent, initial_state: dict, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+    cfg: PPOConfig, agent: Agent, initial_state: dict, optimizer: FlatAdam, sampler: torch.Generator,
     envs: Any, state: LoopState, recorder: Optional[PlasticityRecorder], offsets: dict[str, int],
 ) -> dict[str, Any]:  # fmt: skip
     return {
-        "format": 1,
+        "format": CHECKPOINT_FORMAT,
         "config": cfg.to_dict(),
         "update": state.update,
         "global_step": state.global_step,
@@ -968,7 +839,7 @@ def _checkpoint_payload(
 
 
 def _restore(
-    checkpoint: dict[str, Any], agent: Agent, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+    checkpoint: dict[str, Any], agent: Agent, optimizer: FlatAdam, sampler: torch.Generator,
     envs: Any, state: LoopState, recorder: Optional[PlasticityRecorder],
 ) -> None:  # fmt: skip
     agent.load_state_dict(checkpoint["agent"])

@@ -412,7 +412,7 @@ def _prepare(data: RegressionData, p: PretrainedAgent, inputs: InputMode, target
     """Apply the checkpoint's observation normaliser and/or return scale, as chosen."""
     x_train, x_test, y_train, y_test = data.x_train, data.x_test, data.y_train, data.y_test
     if inputs == "checkpoint":
-        x_train, x_test = p.agent.normalize_obs(x_train, update=False), p.agent.normalize_obs(x_test, update=False)
+        x_train, x_test = (torch.from_numpy(p.agent.normalize_obs(x, update=False)) for x in (x_train, x_test))
     if target_scale == "checkpoint" and p.agent.norm_reward:
         scale = float(torch.sqrt(p.agent.ret_rms.var + p.agent.norm_epsilon))
         y_train, y_test = y_train / scale, y_test / scale

@@ -10,7 +10,8 @@ from torch import nn
 
 from ocp.agent import Agent, RunningMeanStd, gaussian_log_prob
 from ocp.envs import get_env_states, make_env, make_vector_env, set_env_states
-from ocp.ppo import LoopState, PPOConfig, Rollout, _collect_rollout, compute_gae, policy_loss, presets, train, value_loss
+from ocp.ppo import PPOConfig, policy_loss, presets, train, value_loss
+from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.probe import PlasticityProbe
 from ocp.train import main, parse
 
@@ -20,11 +21,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # ---------------------------------------------------------------------------------------------------------- GAE
 def test_gae_by_hand_with_termination_and_truncation():
     # One env, 4 steps, gamma = lambda = 0.5. Step 1 terminates, step 3 is truncated with V(final obs) = 3.
-    rewards = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
-    values = torch.tensor([[0.5], [1.0], [1.5], [2.0]])
-    next_values = torch.tensor([[1.0], [7.0], [2.0], [3.0]])  # 7.0 is ignored: a terminal state has value 0
-    terminated = torch.tensor([[0.0], [1.0], [0.0], [0.0]])
-    dones = torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    rewards = np.array([[1.0], [2.0], [3.0], [4.0]], dtype=np.float32)
+    values = np.array([[0.5], [1.0], [1.5], [2.0]], dtype=np.float32)
+    next_values = np.array([[1.0], [7.0], [2.0], [3.0]], dtype=np.float32)  # 7.0 is ignored: a terminal state has value 0
+    terminated = np.array([[0.0], [1.0], [0.0], [0.0]], dtype=np.float32)
+    dones = np.array([[0.0], [1.0], [0.0], [1.0]], dtype=np.float32)
     adv, ret = compute_gae(rewards, values, next_values, terminated, dones, 0.5, 0.5)
     # t=3: 4 + .5*3 - 2 = 3.5; t=2: (3 + .5*2 - 1.5) + .25*3.5 = 3.375; t=1: 2 - 1 = 1 (cut); t=0: (1 + .5 - .5) + .25*1
     assert adv.flatten().tolist() == [1.25, 1.0, 3.375, 3.5]
@@ -32,10 +33,10 @@ def test_gae_by_hand_with_termination_and_truncation():
 
 
 def test_gae_without_truncation_bootstrap_treats_truncation_as_termination():
-    rewards = torch.tensor([[1.0], [4.0]])
-    values = torch.tensor([[0.5], [2.0]])
-    next_values = torch.tensor([[2.0], [3.0]])
-    dones = torch.tensor([[0.0], [1.0]])
+    rewards = np.array([[1.0], [4.0]], dtype=np.float32)
+    values = np.array([[0.5], [2.0]], dtype=np.float32)
+    next_values = np.array([[2.0], [3.0]], dtype=np.float32)
+    dones = np.array([[0.0], [1.0]], dtype=np.float32)
     adv, _ = compute_gae(rewards, values, next_values, dones, dones, 0.5, 0.5)
     assert adv.flatten().tolist() == [1.5 + 0.25 * 2.0, 2.0]
 
@@ -73,12 +74,12 @@ def test_agent_normalisers_clip_and_are_saved_buffers():
     obs = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
     z = agent.normalize_obs(obs, update=True)
     m, v = agent.obs_rms.mean.numpy(), agent.obs_rms.var.numpy()
-    assert z.dtype == torch.float32
-    np.testing.assert_allclose(z.numpy(), ((obs - m) / np.sqrt(v + 1e-8)).astype(np.float32))
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z, ((obs - m) / np.sqrt(v + 1e-8)).astype(np.float32))
     far = agent.normalize_obs(np.array([[1e6, 2.0, -1e6]]), update=False)
-    assert far[0, 0].item() == 10.0 and far[0, 2].item() == -10.0
+    assert far[0, 0] == 10.0 and far[0, 2] == -10.0
     r = agent.normalize_reward(np.array([2.0, -1.0]), np.array([2.0, -1.0]), update=True)
-    np.testing.assert_allclose(r.numpy(), np.array([2.0, -1.0]) / np.sqrt(agent.ret_rms.var.item() + 1e-8), rtol=1e-6)
+    np.testing.assert_allclose(r, np.array([2.0, -1.0]) / np.sqrt(agent.ret_rms.var.item() + 1e-8), rtol=1e-6)
     keys = set(agent.state_dict())
     assert {"obs_rms.mean", "obs_rms.var", "obs_rms.count", "ret_rms.mean", "ret_rms.var", "ret_rms.count"} <= keys
 
@@ -125,7 +126,8 @@ def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3, reward_n
                       np.zeros(num_envs, dtype=np.int64), deque(maxlen=10))  # fmt: skip
     buf = Rollout.empty(num_steps, num_envs, obs_dim, act_dim)
     low, high = envs.single_action_space.low, envs.single_action_space.high
-    episodes = _collect_rollout(agent, envs, state, buf, cfg, torch.Generator().manual_seed(0), low, high)
+    settings = RolloutSettings(cfg.num_steps, cfg.gamma, cfg.bootstrap_truncation, cfg.reward_norm_reset)
+    episodes = RolloutCollector(agent, envs, settings).collect(state, buf, torch.Generator().manual_seed(0))
     envs.close()
     if out is not None:
         out["state"] = state
@@ -142,21 +144,21 @@ def test_rollout_is_exactly_the_real_transitions_no_reset_obs_leak(bootstrap, ve
         env = make_env("HalfCheetah-v4", max_steps)
         obs, _ = env.reset(seed=seed + i)
         for t in range(T):
-            assert np.array_equal(buf.obs[t, i].numpy(), obs.astype(np.float32)), (t, i)
-            obs, reward, terminated, truncated, _ = env.step(np.clip(buf.actions[t, i].numpy(), low, high))
-            assert buf.rewards[t, i].item() == np.float32(reward)
+            assert np.array_equal(buf.obs[t, i], obs.astype(np.float32)), (t, i)
+            obs, reward, terminated, truncated, _ = env.step(np.clip(buf.actions[t, i], low, high))
+            assert buf.rewards[t, i] == np.float32(reward)
             done = terminated or truncated
-            assert buf.dones[t, i].item() == float(done) == float((t + 1) % max_steps == 0)
-            assert buf.terminated[t, i].item() == float(terminated if bootstrap else done)
+            assert buf.dones[t, i] == float(done) == float((t + 1) % max_steps == 0)
+            assert buf.terminated[t, i] == float(terminated if bootstrap else done)
             if done:
                 if bootstrap:  # bootstrap from the true final observation, not the reset one stored next
                     expected = agent.value(torch.from_numpy(obs.astype(np.float32))[None]).item()
-                    assert buf.next_values[t, i].item() == pytest.approx(expected, abs=1e-6)
+                    assert buf.next_values[t, i] == pytest.approx(expected, abs=1e-6)
                     if t + 1 < T:
-                        assert buf.next_values[t, i].item() != pytest.approx(buf.values[t + 1, i].item(), abs=1e-6)
+                        assert buf.next_values[t, i] != pytest.approx(buf.values[t + 1, i], abs=1e-6)
                 obs, _ = env.reset()
             elif t + 1 < T:
-                assert buf.next_values[t, i].item() == buf.values[t + 1, i].item()
+                assert buf.next_values[t, i] == buf.values[t + 1, i]
         env.close()
     assert sorted((e["env"], e["episodic_length"]) for e in episodes) == [(0, 5), (0, 5), (1, 5), (1, 5)]
 
@@ -177,9 +179,9 @@ def test_gymnasium_default_autoreset_would_leak_a_reset_transition():
 
 def test_termination_is_not_bootstrapped():
     agent, buf, episodes, _ = _rollout("InvertedPendulum-v4", 1, 60, None, True, seed=0)
-    term = buf.terminated[:, 0].bool()
-    assert term.any() and torch.equal(term, buf.dones[:, 0].bool())  # only terminations end these episodes
-    assert torch.all(buf.next_values[:, 0][term] == 0)
+    term = buf.terminated[:, 0].astype(bool)
+    assert term.any() and np.array_equal(term, buf.dones[:, 0].astype(bool))  # only terminations end these episodes
+    assert np.all(buf.next_values[:, 0][term] == 0)
     assert len(episodes) == int(term.sum())
 
 
@@ -190,11 +192,11 @@ def test_discounted_return_for_reward_scaling_follows_its_reset_rule(env_id, max
     _, buf, _, _ = _rollout(env_id, 1, 23, max_steps, True, seed=0, reward_norm_reset=rule, out=out)
     g, gamma = 0.0, 0.99
     for t in range(23):  # buffer rewards are raw here (norm_reward=False)
-        term, done = buf.terminated[t, 0].item(), buf.dones[t, 0].item()
+        term, done = float(buf.terminated[t, 0]), float(buf.dones[t, 0])
         if rule == "termination":  # gymnasium NormalizeReward: G = γ(1 − term)G + r
-            g = gamma * (1 - term) * g + buf.rewards[t, 0].item()
+            g = gamma * (1 - term) * g + float(buf.rewards[t, 0])
         else:
-            g = gamma * g + buf.rewards[t, 0].item()
+            g = gamma * g + float(buf.rewards[t, 0])
             g = 0.0 if done else g
     assert buf.dones.any()
     assert out["state"].discounted_return[0] == pytest.approx(g, rel=1e-6)
