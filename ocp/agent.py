@@ -9,7 +9,7 @@ uses ``nn.Identity`` modules in the same positions.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -20,8 +20,47 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "identity": nn.Ident
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def running_update(mean: np.ndarray, var: np.ndarray, count: np.ndarray, x: np.ndarray) -> None:
+    """Fold the float64 batch ``x`` (B, *shape) into the statistics, in place (Chan et al.'s parallel update, as
+    gymnasium's ``RunningMeanStd``: population variance of the batch)."""
+    batch_count = x.shape[0]
+    old, total = float(count), float(count) + batch_count
+    if batch_count == 1 and mean.ndim == 0:
+        # One number (a return, one env): the same operations in the same order on Python floats, which are IEEE
+        # doubles as numpy's float64 is, so the result is bit for bit the array path's, several times cheaper.
+        delta = float(x[0]) - float(mean)
+        m2 = float(var) * old + delta * delta * (old * batch_count / total)
+        mean.fill(float(mean) + delta * (batch_count / total))
+        var.fill(m2 / total)
+        count.fill(total)
+        return
+    # One row (one env per step, the common case): its mean is the row and its variance 0, so the reductions are
+    # skipped; the values are bit for bit those of the general formula.
+    delta = (x[0] if batch_count == 1 else x.mean(axis=0)) - mean
+    m2 = var * old
+    m2 += np.square(delta) * (old * batch_count / total)
+    if batch_count > 1:
+        m2 += x.var(axis=0) * batch_count
+    mean += delta * (batch_count / total)
+    np.divide(m2, total, out=var)
+    count.fill(total)
+
+
+def running_normalize(mean: np.ndarray, var: np.ndarray, x: np.ndarray, epsilon: float, clip: float,
+                      center: bool = True) -> np.ndarray:  # fmt: skip
+    """((x − mean) if center else x) / √(var + ε), clipped to ±clip, as a float32 array; ``x`` float64."""
+    if x.size == 1 and mean.ndim == 0:  # one number: Python floats, bit for bit the array path's result
+        z = ((float(x.flat[0]) - float(mean)) if center else float(x.flat[0])) / math.sqrt(float(var) + epsilon)
+        return np.full(x.shape, min(max(z, -clip), clip), dtype=np.float32)
+    z = (x - mean) if center else x.copy()
+    z /= np.sqrt(var + epsilon)
+    np.minimum(z, clip, out=z)
+    np.maximum(z, -clip, out=z)
+    return z.astype(np.float32)
+
+
 class RunningMeanStd(nn.Module):
-    """Running mean and variance over a stream of batches (Chan et al.'s parallel update, as gymnasium's wrappers).
+    """Running mean and variance over a stream of batches (:func:`running_update`).
 
     Statistics are float64 CPU buffers (the count reaches millions; float32 would lose the small updates). The
     arithmetic runs in numpy on views of the buffers: one update per environment step on a handful of numbers is
@@ -35,44 +74,19 @@ class RunningMeanStd(nn.Module):
         # A tiny prior count (gymnasium's 1e-4) keeps the first update well defined.
         self.register_buffer("count", torch.tensor(initial_count, dtype=torch.float64))
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """numpy views of (mean, var, count); edits go to the buffers. Cached: ``Tensor.numpy()`` and module
-        attribute lookup cost more than the arithmetic at one update per step. A buffer replaced by another tensor
-        (``load_state_dict`` copies in place, ``.to()`` does not) refreshes the views."""
-        buffers = self._buffers
-        tensors = (buffers["mean"], buffers["var"], buffers["count"])
-        cached = self.__dict__.get("_cache")
-        if cached is None or any(a is not b for a, b in zip(cached[0], tensors)):
-            cached = (tensors, tuple(t.numpy() for t in tensors))
-            self.__dict__["_cache"] = cached
-        return cached[1]
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """numpy views of (mean, var, count): edits go to the buffers. ``load_state_dict`` copies into the buffers,
+        so the views stay valid; ``.to()`` or assigning a buffer replaces it, so take them anew after that."""
+        return self.mean.numpy(), self.var.numpy(), self.count.numpy()
 
     def update(self, x: np.ndarray | torch.Tensor) -> None:
-        """Fold a batch ``x`` of shape (B, *shape) into the statistics (population variance of the batch)."""
-        x = _as_float64(x)
-        mean, var, count = self._arrays()
-        batch_count = x.shape[0]
-        old, total = float(count), float(count) + batch_count
-        # One row (one env per step, the common case): its mean is the row and its variance 0, so the reductions are
-        # skipped; the values are bit for bit those of the general formula.
-        delta = (x[0] if batch_count == 1 else x.mean(axis=0)) - mean
-        m2 = var * old
-        m2 += np.square(delta) * (old * batch_count / total)
-        if batch_count > 1:
-            m2 += x.var(axis=0) * batch_count
-        mean += delta * (batch_count / total)
-        np.divide(m2, total, out=var)
-        count.fill(total)
+        """Fold a batch ``x`` of shape (B, *shape) into the statistics."""
+        running_update(*self.arrays(), _as_float64(x))
 
     def normalize(self, x: np.ndarray | torch.Tensor, epsilon: float, clip: float, center: bool = True) -> np.ndarray:
         """((x − mean) if center else x) / √(var + ε), clipped to ±clip, as a float32 array."""
-        x = _as_float64(x)
-        mean, var, _ = self._arrays()
-        z = (x - mean) if center else x.copy()
-        z /= np.sqrt(var + epsilon)
-        np.minimum(z, clip, out=z)
-        np.maximum(z, -clip, out=z)
-        return z.astype(np.float32)
+        mean, var, _ = self.arrays()
+        return running_normalize(mean, var, _as_float64(x), epsilon, clip, center)
 
 
 def _as_float64(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -141,21 +155,43 @@ class Agent(nn.Module):
     def normalize_obs(self, obs: np.ndarray | torch.Tensor, update: bool) -> np.ndarray:
         """(obs − mean)/√(var + ε) clipped to ±obs_clip, a float32 array; ``update`` first folds ``obs`` into the
         statistics (the gymnasium ``NormalizeObservation`` order)."""
-        if not self.norm_obs:
-            return _as_float64(obs).astype(np.float32)
-        if update:
-            self.obs_rms.update(obs)
-        return self.obs_rms.normalize(obs, self.norm_epsilon, self.obs_clip)
+        return self.obs_normalizer(update)(obs)
 
     def normalize_reward(self, reward: np.ndarray, discounted_return: np.ndarray, update: bool) -> np.ndarray:
-        """reward/√(var(G) + ε) clipped to ±reward_clip, a float32 array, where G is the running discounted return per env
-        (held by the caller); ``update`` first folds ``discounted_return`` into the statistics. No mean is
+        """reward/√(var(G) + ε) clipped to ±reward_clip, a float32 array, where G is the running discounted return
+        per env (held by the caller); ``update`` first folds ``discounted_return`` into the statistics. No mean is
         subtracted (gymnasium's ``NormalizeReward``)."""
+        return self.reward_normalizer(update)(reward, discounted_return)
+
+    def obs_normalizer(self, update: bool) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`normalize_obs` with ``update`` fixed, bound to the current statistics buffers: a rollout takes one
+        per rollout and calls it at every step without the module look-ups."""
+        if not self.norm_obs:
+            return lambda obs: _as_float64(obs).astype(np.float32)
+        mean, var, count = self.obs_rms.arrays()
+        epsilon, clip = self.norm_epsilon, self.obs_clip
+
+        def normalize(obs: np.ndarray | torch.Tensor) -> np.ndarray:
+            obs = _as_float64(obs)
+            if update:
+                running_update(mean, var, count, obs)
+            return running_normalize(mean, var, obs, epsilon, clip)
+
+        return normalize
+
+    def reward_normalizer(self, update: bool) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """:meth:`normalize_reward` with ``update`` fixed, bound to the current statistics buffers."""
         if not self.norm_reward:
-            return _as_float64(reward).astype(np.float32)
-        if update:
-            self.ret_rms.update(discounted_return)
-        return self.ret_rms.normalize(reward, self.norm_epsilon, self.reward_clip, center=False)
+            return lambda reward, discounted_return: _as_float64(reward).astype(np.float32)
+        mean, var, count = self.ret_rms.arrays()
+        epsilon, clip = self.norm_epsilon, self.reward_clip
+
+        def normalize(reward: np.ndarray, discounted_return: np.ndarray) -> np.ndarray:
+            if update:
+                running_update(mean, var, count, _as_float64(discounted_return))
+            return running_normalize(mean, var, _as_float64(reward), epsilon, clip, center=False)
+
+        return normalize
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)

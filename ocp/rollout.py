@@ -101,6 +101,7 @@ class RolloutCollector:
         buf.logprobs[...] = (-0.5 * (noise * noise) - log_std).sum(-1) - np.float32(_LOG_SQRT_2PI * act_dim)
         noise *= np.exp(log_std)
         keep_return = cfg.reward_norm_reset == "termination"
+        normalize_obs, normalize_reward = agent.obs_normalizer(update=True), agent.reward_normalizer(update=True)
         finals: list[tuple[int, int, np.ndarray]] = []  # (t, env, normalised final observation) to bootstrap from
         episodes = []
         obs = state.next_obs
@@ -118,11 +119,11 @@ class RolloutCollector:
             else:
                 state.discounted_return *= cfg.gamma
             state.discounted_return += reward
-            buf.rewards[t] = agent.normalize_reward(reward, state.discounted_return, update=True)
+            buf.rewards[t] = normalize_reward(reward, state.discounted_return)
             done = terminated | truncated
             if done.any():
                 ended = np.flatnonzero(done)
-                final_obs = agent.normalize_obs(final_observations(infos, done, raw_obs)[ended], update=True)
+                final_obs = normalize_obs(final_observations(infos, done, raw_obs)[ended])
                 if cfg.bootstrap_truncation:
                     for k, i in enumerate(ended):
                         if truncated[i] and not terminated[i]:
@@ -136,7 +137,7 @@ class RolloutCollector:
                 if not keep_return:
                     state.discounted_return[done] = 0.0
             # With SAME_STEP autoreset raw_obs holds the reset observation of envs whose episode ended.
-            obs = agent.normalize_obs(raw_obs, update=True)
+            obs = normalize_obs(raw_obs)
             buf.dones[t] = done
             buf.terminated[t] = terminated if cfg.bootstrap_truncation else done
         state.next_obs = obs

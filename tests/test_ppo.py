@@ -163,6 +163,51 @@ def test_rollout_is_exactly_the_real_transitions_no_reset_obs_leak(bootstrap, ve
     assert sorted((e["env"], e["episodic_length"]) for e in episodes) == [(0, 5), (0, 5), (1, 5), (1, 5)]
 
 
+def _prior_stats(rows: np.ndarray, c: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population variance of ``rows`` together with the prior (count c at mean 0, variance 1)."""
+    total = len(rows) + c
+    mean = rows.sum(0) / total
+    return mean, (c * 1.0 + c * mean**2 + ((rows - mean) ** 2).sum(0)) / total
+
+
+def test_observation_statistics_see_the_final_observation_before_the_reset_one():
+    """As NormalizeObservation inside each sub-env: an episode's final observation updates the statistics, then the
+    reset observation does; the truncation bootstrap uses the final observation normalised between the two."""
+    T, max_steps, seed = 7, 3, 4
+    torch.manual_seed(0)
+    envs = make_vector_env("HalfCheetah-v4", 1, "sync", max_steps)
+    agent = Agent(17, 6, hidden_sizes=(16,), norm_obs=True, norm_reward=False)
+    raw, _ = envs.reset(seed=seed)
+    state = LoopState(agent.normalize_obs(raw, True), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64), deque())
+    buf = Rollout.empty(T, 1, 17, 6)
+    RolloutCollector(agent, envs, RolloutSettings(T, 0.99, True, "termination")).collect(
+        state, buf, torch.Generator().manual_seed(0))
+    envs.close()
+
+    env = make_env("HalfCheetah-v4", max_steps)
+    seen = [env.reset(seed=seed)[0]]  # every observation the env returned, in order
+    low, high = env.action_space.low, env.action_space.high
+    for t in range(T):
+        obs, _, terminated, truncated, _ = env.step(np.clip(buf.actions[t, 0], low, high))
+        seen.append(obs)
+        if terminated or truncated:
+            seen.append(env.reset()[0])
+    env.close()
+    seen = np.array(seen)
+    assert len(seen) == 1 + T + 2  # two episodes ended: two final observations and two reset observations
+    mean, var = _prior_stats(seen)
+    np.testing.assert_allclose(agent.obs_rms.mean.numpy(), mean, rtol=1e-10)
+    np.testing.assert_allclose(agent.obs_rms.var.numpy(), var, rtol=1e-10)
+    assert agent.obs_rms.count.item() == pytest.approx(len(seen) + 1e-4, rel=1e-15)
+    # Step 2 ended the first episode: its final observation is seen[3], normalised with the statistics of seen[:4];
+    # the next stored observation is the reset one, seen[4], normalised with those of seen[:5].
+    m4, v4 = _prior_stats(seen[:4])
+    final = np.clip((seen[3] - m4) / np.sqrt(v4 + 1e-8), -10, 10).astype(np.float32)
+    assert buf.next_values[2, 0] == pytest.approx(agent.value(torch.from_numpy(final)[None]).item(), abs=1e-6)
+    m5, v5 = _prior_stats(seen[:5])
+    np.testing.assert_allclose(buf.obs[3, 0], np.clip((seen[4] - m5) / np.sqrt(v5 + 1e-8), -10, 10), rtol=1e-5, atol=1e-6)
+
+
 def test_gymnasium_default_autoreset_would_leak_a_reset_transition():
     """The hazard the SAME_STEP vector env avoids: in the default NEXT_STEP mode the step after an episode end
     ignores the action and returns the reset observation with reward 0 and done = False."""
