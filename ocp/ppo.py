@@ -1,8 +1,11 @@
 """PPO for continuous control (clipped surrogate, GAE) with plasticity measured during training.
 
-One configuration dataclass (:class:`PPOConfig`), two presets (:func:`presets`), one training loop (:func:`train`).
-The loop follows CleanRL's ``ppo_continuous_action.py`` step for step; the differences are listed in ``docs/ppo.md``
-(gymnasium 1.x autoreset, bootstrapping at time-limit truncation, normalisers owned by the agent, exact resume).
+One configuration dataclass (:class:`PPOConfig`), two presets (:func:`presets`), one training loop (:func:`train`),
+which reads like CleanRL's ``ppo_continuous_action.py``: collect a rollout (``ocp.rollout``), compute GAE, probe and
+intervene when due, update (``ocp.update``: the loss gradient derived by hand in numpy, applied by
+``ocp.flat_adam.FlatAdam``), log, checkpoint. The losses are defined here once in torch; the probe uses them and the
+update is tested against them. The differences from CleanRL are listed in ``docs/ppo.md`` (gymnasium 1.x autoreset,
+bootstrapping at time-limit truncation, normalisers owned by the agent, exact resume, the numpy update).
 
 Run directory (``PPOConfig.run_dir``)::
 
