@@ -3,8 +3,8 @@
 Every intervention acts on ``nn.Sequential`` MLPs (the PPO actor and critic) and on the Adam optimiser that trains
 them: ``torch.optim.Adam`` / ``AdamW``, or the training loop's ``ocp.flat_adam.FlatAdam``, whose ``param_groups`` and
 ``state[p]`` moment views read and write the same way. Parameters are always edited *in place*, so the optimiser keeps
-pointing at the live tensors (a peer framework rebuilt modules and left Adam updating the old ones), and the Adam moments of every edited
-entry are handled explicitly.
+pointing at the live tensors (a peer framework rebuilt modules and left Adam updating the old ones), and the Adam
+moments of every edited entry are handled explicitly.
 
 The hooks an intervention may implement, called by a training loop:
 

@@ -139,8 +139,9 @@ class PPOConfig:
     weight_decay: float = 0.0
     """Weight decay on every parameter (weights, biases, log-std)."""
     weight_decay_mode: Literal["l2", "decoupled"] = "l2"
-    """``l2``: ``torch.optim.Adam(weight_decay=...)``, an L2 term added to the gradient inside ``step()`` (what a
-    CleanRL-derived script gets by passing weight_decay to Adam; the paper does not say). ``decoupled``: AdamW."""
+    """``l2``: the maths of ``torch.optim.Adam(weight_decay=...)``, an L2 term added to the gradient inside the optimiser
+    step (what a CleanRL-derived script gets by passing weight_decay to Adam; the paper does not say). ``decoupled``:
+    AdamW's. Both run in ``ocp.flat_adam.FlatAdam``."""
     adam_eps: float = 1e-5
     """Adam ε (CleanRL's)."""
 
