@@ -113,6 +113,7 @@ def _linear(i: int, o: int, gain: float) -> nn.Linear:
     layer = nn.Linear(i, o)
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
+    layer.init_gain = gain  # how fresh weights of this layer are drawn (ocp.interventions.layer_initialiser)
     return layer
 
 

@@ -45,12 +45,20 @@ __all__ = [
     "INTERVENTIONS",
 ]
 
-Initialiser = Callable[[Tensor], None]
+Initialiser = Callable[[nn.Linear, Tensor], None]
 
 
-def _default_init(weight: Tensor) -> None:
-    """Orthogonal with gain √2: the PPO agent's hidden-layer initialisation (CleanRL's ``layer_init``)."""
-    nn.init.orthogonal_(weight, math.sqrt(2.0))
+def layer_initialiser(layer: nn.Linear, weight: Tensor) -> None:
+    """Fill ``weight`` (shaped like ``layer.weight``) from ``layer``'s own initialisation: orthogonal with the gain the
+    layer carries as ``init_gain`` (every layer ``ocp.agent.mlp`` builds: √2 hidden, 0.01 actor output, 1 critic
+    output), or PyTorch's default for ``nn.Linear`` (Kaiming-uniform with a = √5, bound 1/√fan_in) for a layer without
+    one. "Fresh" weights must come from the layer's own distribution: one gain of √2 for every layer made a
+    shrink-and-perturb act at p = 0.1 add noise 14× the initial scale of the PPO actor's output layer."""
+    gain = getattr(layer, "init_gain", None)
+    if gain is None:
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5.0))
+    else:
+        nn.init.orthogonal_(weight, gain)
 
 
 def _linears(net: nn.Sequential) -> list[tuple[str, nn.Linear]]:
@@ -63,7 +71,7 @@ def _fresh_weight(layer: nn.Linear, initialiser: Initialiser, generator: torch.G
     fresh = torch.empty_like(layer.weight)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
-        initialiser(fresh)
+        initialiser(layer, fresh)
     return fresh
 
 
@@ -143,13 +151,13 @@ class Intervention:
 class ReDo(Intervention):
     """Recycle τ-dormant units of every hidden layer (Sokar et al. 2023).
 
-    For each selected unit i of hidden layer l: row i of W_l and b_l[i] are drawn afresh from the layer's initialiser,
-    column i of W_{l+1} is zeroed (so the network's function is unchanged at the moment of the reset), and the Adam
-    moments of exactly those entries are zeroed.
+    For each selected unit i of hidden layer l: row i of W_l is drawn afresh from the layer's own initialiser
+    (:func:`layer_initialiser`) and b_l[i] is set to 0, column i of W_{l+1} is zeroed (so the network's function is
+    unchanged at the moment of the reset), and the Adam moments of exactly those entries are zeroed.
     """
 
     tau: float = 0.0
-    initialiser: Initialiser = _default_init
+    initialiser: Initialiser = layer_initialiser
     name: str = field(default="redo", init=False)
 
     #: The name under which :meth:`on_schedule` logs how many units it acted on.
@@ -244,12 +252,13 @@ class GradientReDo(ReDo):
 
 @dataclass
 class ShrinkPerturb(Intervention):
-    """θ ← λ·θ + p·θ_fresh for every weight and bias, θ_fresh a freshly drawn initialisation each time (Ash & Adams
-    2020); biases of θ_fresh are zero, as in the agent's initialisation. Adam moments are kept."""
+    """θ ← λ·θ + p·θ_fresh for every weight and bias, θ_fresh a fresh draw of each layer's own initialisation each time
+    (Ash & Adams 2020; :func:`layer_initialiser`); biases of θ_fresh are zero, as in the agent's initialisation. Adam
+    moments are kept."""
 
     shrink: float = 0.8
     perturb: float = 0.1
-    initialiser: Initialiser = _default_init
+    initialiser: Initialiser = layer_initialiser
     name: str = field(default="shrink_perturb", init=False)
 
     def __post_init__(self) -> None:
@@ -315,11 +324,12 @@ class L2Init(Intervention):
 
 @dataclass
 class WeightClipping(Intervention):
-    """After every optimiser step clip each weight of layer l to ``[-κ·s_l, κ·s_l]`` (Elsayed et al. 2024).
+    """After every optimiser step clip each weight and bias of layer l to ``[-κ·s_l, κ·s_l]`` (Elsayed et al. 2024).
 
-    Elsayed et al. take s_l as the bound of the layer's uniform initial distribution. Our layers are initialised
-    orthogonally, so s_l is the bound of the uniform distribution with the same standard deviation as the layer's
-    initial weights, s_l = √3 · std(W_l at bind time). Biases are not clipped.
+    s_l = 1/√fan_in_l, the bound of PyTorch's default uniform initialisation of the layer, which the authors' PPO code
+    uses for every layer, weights and biases alike, whatever the layer's actual initialisation. An earlier version took
+    s_l from each layer's initial weights (√3·std): with the PPO actor's output layer initialised at gain 0.01 that
+    bound was 0.0043 at κ = 2, which capped the mean action at 64 × 0.0043 ≈ 0.28.
     """
 
     kappa: float = 2.0
@@ -334,7 +344,7 @@ class WeightClipping(Intervention):
 
     def bind(self, networks):
         self._bounds = {
-            n: [self.kappa * math.sqrt(3.0) * float(layer.weight.detach().std()) for _, layer in _linears(net)]
+            n: [self.kappa / math.sqrt(layer.in_features) for _, layer in _linears(net)]
             for n, net in networks.items()
         }
 
@@ -344,11 +354,12 @@ class WeightClipping(Intervention):
         with torch.no_grad():
             for n, net in networks.items():
                 for (_, layer), bound in zip(_linears(net), self._bounds[n]):
-                    self._clipped[n] = self._clipped.get(n, 0) + int((layer.weight.abs() > bound).sum())
-                    layer.weight.clamp_(-bound, bound)
+                    for p in (layer.weight, layer.bias) if layer.bias is not None else (layer.weight,):
+                        self._clipped[n] = self._clipped.get(n, 0) + int((p.abs() > bound).sum())
+                        p.clamp_(-bound, bound)
 
     def update_log(self):
-        """Weight entries clipped per network since the last log (``<network>/weights_clipped``)."""
+        """Weight and bias entries clipped per network since the last log (``<network>/weights_clipped``)."""
         out = {f"{n}/weights_clipped": float(c) for n, c in self._clipped.items()}
         self._clipped = {}
         return out

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import torch
 
@@ -148,6 +149,9 @@ class TaskSwitchEnv(gym.Wrapper):
         elif name == "mass":
             base.model.body_mass[:] = self._mass * k
             base.model.body_inertia[:] = self._inertia * k
+            # The model's derived constants (inverse weights that set constraint softness, subtree masses) follow the
+            # masses only through mj_setConst; computed on scratch data so the env's state is untouched.
+            mujoco.mj_setConst(base.model, mujoco.MjData(base.model))
         elif name == "friction":
             base.model.geom_friction[:] = self._friction * k
         self._task = int(task)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from ocp.agent import mlp
 from ocp.interventions import GradientReDo, L2Init, ReDo, ShrinkPerturb, WeightClipping, make_intervention
 from ocp.probe import PlasticityProbe
 
@@ -121,8 +122,22 @@ def test_shrink_perturb_exact_and_fresh_noise():
     sp.on_schedule({"n": net}, opt, {}, g)
     delta2 = net[0].weight.detach() - second
     assert not torch.allclose(delta1, delta2)  # fresh noise each time, not a fixed perturbation
-    # Each delta is 0.1 x a (4 x 3) orthogonal matrix of gain sqrt 2: orthogonal columns of norm 0.1 sqrt 2.
-    torch.testing.assert_close(delta1.T @ delta1, 0.02 * torch.eye(3), atol=1e-6, rtol=0)
+    # A plain nn.Linear's own initialisation is PyTorch's default: uniform within 1/√fan_in (fan-in 3 here).
+    assert delta1.abs().max() <= 0.1 / math.sqrt(3) and delta1.abs().max() > 0.05 / math.sqrt(3)
+
+
+def test_fresh_weights_come_from_each_layer_of_the_agent_its_own_initialisation():
+    """Shrink & perturb on the PPO actor: the noise of each layer is p times that layer's own orthogonal
+    initialisation, gain √2 for the hidden layers and 0.01 for the output layer."""
+    actor = mlp(5, (8, 6), 3, "tanh", out_gain=0.01)
+    opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    before = [actor[i].weight.detach().clone() for i in (0, 2, 4)]
+    ShrinkPerturb(every=1, shrink=1.0, perturb=0.1).on_schedule({"actor": actor}, opt, {}, torch.Generator().manual_seed(0))
+    deltas = [actor[i].weight.detach() - b for i, b in zip((0, 2, 4), before)]
+    # (8, 5) and (6, 8): tall or wide orthogonal matrices of gain g, times p: Q Qᵀ or Qᵀ Q = (p g)² I.
+    torch.testing.assert_close(deltas[0].T @ deltas[0], 0.02 * torch.eye(5), atol=1e-6, rtol=0)
+    torch.testing.assert_close(deltas[1] @ deltas[1].T, 0.02 * torch.eye(6), atol=1e-6, rtol=0)
+    torch.testing.assert_close(deltas[2] @ deltas[2].T, (0.1 * 0.01) ** 2 * torch.eye(3), atol=1e-10, rtol=0)
 
 
 def test_l2_init_regulariser_value():
@@ -137,17 +152,22 @@ def test_l2_init_regulariser_value():
 
 
 def test_weight_clipping_bounds():
+    """Elsayed et al.'s bound κ/√fan_in for every layer, on weights and biases alike."""
     net, _, _ = setup()
-    clip = WeightClipping(kappa=1.0)
+    clip = WeightClipping(kappa=1.5)
     clip.bind({"n": net})
-    bound0 = math.sqrt(3.0) * float(net[0].weight.detach().std())
+    assert clip.state_dict()["bounds"]["n"] == [1.5 / math.sqrt(3), 1.5 / 2.0, 1.5 / math.sqrt(3)]  # fan-in 3, 4, 3
+    bound0 = 1.5 / math.sqrt(3)
     with torch.no_grad():
         net[0].weight[0, 0] = 10.0
         net[0].weight[0, 1] = -10.0
+        net[0].bias[1] = -1.0  # the dead unit's bias, beyond the bound
+        net[2].bias[0] = 0.7  # inside layer 2's bound 0.75
     before = net[0].weight.detach().clone()
     clip.after_step({"n": net})
     w = net[0].weight.detach()
     assert w[0, 0].item() == pytest.approx(bound0) and w[0, 1].item() == pytest.approx(-bound0)
+    assert net[0].bias[1].item() == pytest.approx(-bound0) and net[2].bias[0].item() == pytest.approx(0.7)
     inside = before.abs() <= bound0
     assert torch.equal(w[inside], before[inside])
 

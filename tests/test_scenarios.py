@@ -4,7 +4,10 @@ recovery times by hand; interventions through the training loop; exact resume wi
 import csv
 import dataclasses
 import math
+from pathlib import Path
 
+import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 import torch
@@ -106,6 +109,31 @@ def test_dynamics_scale_the_model_and_change_the_next_state(name):
     assert np.array_equal(model.body_mass, mass) and np.array_equal(model.geom_friction, friction)
     _, out = step_both_tasks(name, scale=2.0)
     assert not np.array_equal(out[0][0], out[1][0])
+
+
+def test_mass_scenario_is_the_model_compiled_at_that_total_mass():
+    """Task 1 of ``mass`` equals HalfCheetah compiled with ``settotalmass`` scaled by the same factor: masses,
+    inertias and the derived constants MuJoCo computes from them (inverse weights, subtree masses), and so the motion;
+    and task 0 restores the compiled model bit for bit."""
+    xml = (Path(gym.__file__).parent / "envs/mujoco/assets/half_cheetah.xml").read_text()
+    assert 'settotalmass="14"' in xml
+    reference = mujoco.MjModel.from_xml_string(xml.replace('settotalmass="14"', 'settotalmass="42"'))
+    env = make_env("HalfCheetah-v4", wrap=lambda e: TaskSwitchEnv(e, Scenario("mass", 32, 3.0)))
+    model = env.unwrapped.model
+    fields = ("body_mass", "body_inertia", "body_invweight0", "dof_invweight0", "body_subtreemass")
+    compiled = {f: getattr(model, f).copy() for f in fields}
+    env.set_wrapper_attr("task", 1)
+    for f in fields:
+        np.testing.assert_allclose(getattr(model, f), getattr(reference, f), rtol=1e-12, atol=1e-12, err_msg=f)
+    ours, theirs = mujoco.MjData(model), mujoco.MjData(reference)
+    ctrl = np.random.default_rng(0).uniform(-1, 1, size=(20, 6))
+    for a in ctrl:
+        ours.ctrl[:], theirs.ctrl[:] = a, a
+        mujoco.mj_step(model, ours, nstep=5)
+        mujoco.mj_step(reference, theirs, nstep=5)
+    assert np.abs(ours.qpos - theirs.qpos).max() < 1e-9 and np.abs(ours.qvel - theirs.qvel).max() < 1e-9
+    env.set_wrapper_attr("task", 0)
+    assert all(np.array_equal(getattr(model, f), compiled[f]) for f in fields)
 
 
 def test_permute_obs_applies_a_fixed_non_identity_permutation():
@@ -248,9 +276,10 @@ def test_weight_clipping_in_the_loop_bounds_every_weight(tmp_path):
     ckpt = load_latest_checkpoint(run)[1]
     for net in ("actor_mean", "critic"):
         for layer in ("0", "2", "4"):
-            w0 = ckpt["initial_agent"][f"{net}.{layer}.weight"]
-            bound = torch.tensor(math.sqrt(3.0) * float(w0.std()))  # κ = 1; clamp_ rounds the bound to float32
-            assert ckpt["agent"][f"{net}.{layer}.weight"].abs().max() <= bound
+            fan_in = ckpt["agent"][f"{net}.{layer}.weight"].shape[1]
+            bound = torch.tensor(1.0 / math.sqrt(fan_in))  # κ = 1; clamp_ rounds the bound to float32
+            for kind in ("weight", "bias"):
+                assert ckpt["agent"][f"{net}.{layer}.{kind}"].abs().max() <= bound
     rows = read(run / "interventions.csv")
     assert {r["quantity"] for r in rows} == {"weights_clipped"} and sum(float(r["value"]) for r in rows) > 0
 
