@@ -279,7 +279,9 @@ def recovery_rows(
     """Return recovery after each switch, from the finished episodes of a run (``global_step`` at the episode's end,
     ``episodic_return``, ``episodic_length``, in the order they finished).
 
-    * pre-switch level L: the mean return of the last ``window`` episodes that finished at or before the switch step;
+    * pre-switch level L: the mean return of the last ``window`` episodes run entirely in the task before the switch
+      (started at or after the previous switch, finished at or before this one): an episode spanning the previous
+      switch belongs to neither task;
     * recovery threshold: ``L − (1 − fraction)·|L|`` ("``fraction`` of L", also for a negative L);
     * post-switch episodes: those run entirely after the switch (start step ``global_step − length·num_envs`` ≥ the
       switch step) and finished by the next switch (or the end of the run);
@@ -293,7 +295,8 @@ def recovery_rows(
     rows = []
     for k, s in enumerate(steps, start=1):
         end = steps[k] if k < len(steps) else total_steps
-        pre = [r for g, _, r in eps if g <= s][-window:]
+        start = steps[k - 2] if k >= 2 else 0
+        pre = [r for g, n, r in eps if g - n * num_envs >= start and g <= s][-window:]
         level = float(np.mean(pre)) if pre else math.nan
         threshold = level - (1.0 - fraction) * abs(level)
         post = [(g, r) for g, n, r in eps if g - n * num_envs >= s and g <= end]

@@ -230,6 +230,17 @@ def test_recovery_time_by_hand():
     assert second["post_level"] == -65.0
 
 
+def test_pre_switch_level_leaves_out_an_episode_spanning_the_previous_switch():
+    """The same episodes as above with a window of 4: before the second switch the last four episodes to end are
+    999 (steps 35-45, across the first switch), 20, 95 and 87; only the three run entirely in task 1 count."""
+    eps = [(10, 10, 50.0), (20, 10, 100.0), (30, 10, 100.0), (40, 10, 100.0), (45, 10, 999.0), (55, 10, 20.0),
+           (65, 10, 95.0), (75, 10, 87.0), (90, 10, -40.0), (100, 10, -50.0), (110, 10, -60.0), (120, 10, -70.0)]  # fmt: skip
+    episodes = [dict(global_step=g, episodic_length=n, episodic_return=r) for g, n, r in eps]
+    first, second = recovery_rows(episodes, Scenario("reverse", period=40), 120, 10, 1, window=4, fraction=0.9)
+    assert first["pre_level"] == (50.0 + 100.0 + 100.0 + 100.0) / 4
+    assert second["pre_level"] == pytest.approx((20.0 + 95.0 + 87.0) / 3)
+
+
 def test_recovery_threshold_of_a_negative_level():
     episodes = [dict(global_step=10, episodic_length=10, episodic_return=-100.0),
                 dict(global_step=30, episodic_length=10, episodic_return=-109.0)]  # fmt: skip
