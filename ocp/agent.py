@@ -17,7 +17,8 @@ from torch import nn
 
 Activation = Literal["relu", "identity", "tanh"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "identity": nn.Identity, "tanh": nn.Tanh}
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+#: log √(2π), the constant of a Gaussian log-density per action dimension.
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def running_update(mean: np.ndarray, var: np.ndarray, count: np.ndarray, x: np.ndarray) -> None:
@@ -120,12 +121,12 @@ def _linear(i: int, o: int, gain: float) -> nn.Linear:
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """log N(actions; mean, exp(log_std)²), summed over action dimensions → (B,)."""
     z = (actions - mean) * torch.exp(-log_std)
-    return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(-1)
+    return (-0.5 * z.square() - log_std - LOG_SQRT_2PI).sum(-1)
 
 
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
     """Entropy of a diagonal Gaussian, summed over action dimensions → (B,) or ()."""
-    return (0.5 + _LOG_SQRT_2PI + log_std).sum(-1)
+    return (0.5 + LOG_SQRT_2PI + log_std).sum(-1)
 
 
 class Agent(nn.Module):
@@ -211,7 +212,7 @@ class Agent(nn.Module):
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         action = mean + torch.exp(log_std) * noise
         # gaussian_log_prob(mean, log_std, action) with (action − mean)/std = noise: fewer ops per env step.
-        logprob = (-0.5 * noise.square() - log_std).sum(-1) - _LOG_SQRT_2PI * mean.shape[-1]
+        logprob = (-0.5 * noise.square() - log_std).sum(-1) - LOG_SQRT_2PI * mean.shape[-1]
         return action, logprob, self.value(obs)
 
     @torch.no_grad()

@@ -14,7 +14,6 @@ the default, the two are the same.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ocp.agent import Agent
+from ocp.agent import LOG_SQRT_2PI, Agent
 from ocp.envs import final_observations
 from ocp.numpy_nets import NumpyMLP
-
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclass
@@ -98,7 +95,7 @@ class RolloutCollector:
         log_std = agent.actor_logstd.detach().numpy()[0]
         noise = torch.randn((T, N, act_dim), generator=generator).numpy()
         # log N(mean + σ·noise; mean, σ) does not depend on the mean: the whole rollout's log-probs at once.
-        buf.logprobs[...] = (-0.5 * (noise * noise) - log_std).sum(-1) - np.float32(_LOG_SQRT_2PI * act_dim)
+        buf.logprobs[...] = (-0.5 * (noise * noise) - log_std).sum(-1) - np.float32(LOG_SQRT_2PI * act_dim)
         noise *= np.exp(log_std)
         keep_return = cfg.reward_norm_reset == "termination"
         normalize_obs, normalize_reward = agent.obs_normalizer(update=True), agent.reward_normalizer(update=True)

@@ -30,12 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocp.agent import Agent
+from ocp.agent import LOG_SQRT_2PI, Agent
 from ocp.flat_adam import FlatAdam
 from ocp.interventions import Intervention
 from ocp.numpy_nets import NumpyMLP
-
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,7 @@ class PPOUpdate:
         self.critic_grads = ([grads(m.weight) for m in self.critic.linears], [grads(m.bias) for m in self.critic.linears])
         self.log_std_grad = grads(agent.actor_logstd)[0]
         self._reg_params = [p for net in (networks or {}).values() for p in net.parameters()]
+        self._reg_grads = [grads(p) for p in self._reg_params]
 
     def run(self, batch: Mapping[str, np.ndarray], generator: torch.Generator) -> dict[str, float]:
         """``update_epochs`` passes of ``num_minibatches`` minibatches over ``batch`` (flat arrays ``obs``,
@@ -109,9 +108,9 @@ class PPOUpdate:
             regulariser = self.intervention.regulariser(self.networks)
             if regulariser is not None:
                 grads = torch.autograd.grad(regulariser, self._reg_params, allow_unused=True)
-                for p, g in zip(self._reg_params, grads):
+                for view, g in zip(self._reg_grads, grads):
                     if g is not None:
-                        self.optimizer.grad_view(p)[...] += g.numpy()
+                        view += g.numpy()
         self.optimizer.clip_grad_norm_(self.settings.max_grad_norm)
         self.optimizer.step()
         if self.intervention is not None:
@@ -135,7 +134,7 @@ class PPOUpdate:
         inv_std = np.exp(-self.log_std)
         z = (actions - mean) * inv_std
         z_sq = z * z
-        logprob = (np.float32(-0.5) * z_sq - self.log_std).sum(-1) - np.float32(_LOG_SQRT_2PI * mean.shape[-1])
+        logprob = (np.float32(-0.5) * z_sq - self.log_std).sum(-1) - np.float32(LOG_SQRT_2PI * mean.shape[-1])
         logratio = logprob - old_logprob
         ratio = np.exp(logratio)
         unclipped_term = -adv * ratio
@@ -149,7 +148,7 @@ class PPOUpdate:
         grad_mean = (grad_logprob[:, None] * inv_std) * z
         self.log_std_grad[...] = grad_logprob @ (z_sq - np.float32(1.0)) - s.ent_coef
         self.actor.backward(grad_mean, actor_inputs, *self.actor_grads)
-        entropy = float((0.5 + _LOG_SQRT_2PI + self.log_std).sum())
+        entropy = float((0.5 + LOG_SQRT_2PI + self.log_std).sum())
 
         # ----- critic: (clipped) value loss -----
         critic_inputs: list[np.ndarray] = []
