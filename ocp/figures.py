@@ -18,7 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
-from ocp.tables import Results, aggregate, mean_ci, rows_for, to_float  # noqa: E402
+from ocp.statistics import mean_ci  # noqa: E402
+from ocp.tables import Results, aggregate, rows_for, to_float  # noqa: E402
 
 __all__ = ["draw_all", "FIGURES", "DEFAULT_TAU"]
 

@@ -19,7 +19,8 @@ import numpy as np
 from scipy import stats
 
 from ocp.runlog import load_masks, mask_key
-from ocp.tables import Results, mean_ci, rows_for, to_float, welch_test
+from ocp.statistics import mean_ci, welch_test
+from ocp.tables import Results, rows_for, to_float
 
 __all__ = ["Criteria", "Claim", "evaluate_claims", "write_report"]
 

@@ -12,12 +12,12 @@ import os
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional
 
-import numpy as np
-from scipy import stats
 
-__all__ = ["read_csv", "Results", "mean_ci", "welch_test", "aggregate", "write_scenario_tables", "SCENARIO_TABLES"]
+from ocp.statistics import mean_ci
+
+__all__ = ["read_csv", "Results", "aggregate", "write_scenario_tables", "SCENARIO_TABLES"]
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -30,29 +30,6 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 def to_float(value: str) -> float:
     return math.nan if value in ("", "nan") else float(value)
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval ``mean ± t_{(1+c)/2, n−1} · s/√n`` over seeds.
-
-    NaN values are dropped first; with a single value the bounds are NaN (no interval from one seed)."""
-    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    m = float(x.mean())
-    if x.size == 1:
-        return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return m, m - half, m + half
-
-
-def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
-    """Welch's unequal-variance t-test of mean(a) = mean(b): (t, Welch–Satterthwaite df, two-sided p)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else math.nan
-    res = stats.ttest_ind(a, b, equal_var=False)
-    return float(res.statistic), float(df), float(res.pvalue)
 
 
 def aggregate(series: dict[int, dict[float, float]], confidence: float = 0.95) -> list[dict[str, float]]:

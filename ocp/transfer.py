@@ -49,7 +49,7 @@ from ocp.agent import ACTIVATIONS, Agent
 from ocp.checkpoint import CorruptCheckpointError, atomic_write_bytes, load_checkpoint, load_latest_checkpoint
 from ocp.envs import check_env
 from ocp.probe import DEFAULT_THRESHOLDS, PlasticityProbe
-from ocp.tables import mean_ci, welch_test
+from ocp.statistics import mean_ci, welch_test
 from ocp.regression_tasks import (
     EQ1_INPUT_DIM,
     RegressionData,
