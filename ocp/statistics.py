@@ -38,7 +38,17 @@ __all__ = [
     "permutation_test",
     "smallest_sign_flip_p",
     "holm",
+    "SUPPORTED",
+    "NOT_SUPPORTED",
+    "INCONCLUSIVE",
+    "NOT_TESTABLE",
 ]
+
+#: The verdict vocabulary of every report. "inconclusive": the data could have decided but did not; "not testable at
+#: this scale": they could not have (too few runs for the exact test to reach α, no unit ever in the set, the agent
+#: never learned), and the report row says which.
+SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
+INCONCLUSIVE, NOT_TESTABLE = "inconclusive", "not testable at this scale"
 
 Alternative = Literal["greater", "less", "two-sided"]
 
