@@ -8,7 +8,8 @@ moments of every edited entry are handled explicitly.
 
 The hooks an intervention may implement, called by a training loop:
 
-* :meth:`Intervention.regulariser` — a loss term added to the training loss (L2-init);
+* :meth:`Intervention.regulariser` — a loss term added to the training loss (L2-init); :meth:`Intervention.penalty`
+  is the same term without recording it (what the probe adds to its objective);
 * :meth:`Intervention.after_step` — after every optimiser step (weight clipping);
 * :meth:`Intervention.on_schedule` — every ``every`` updates, with a fresh probe result of each network (ReDo,
   gradient-ReDo, shrink & perturb);
@@ -115,8 +116,15 @@ class Intervention:
     def bind(self, networks: Mapping[str, nn.Sequential]) -> None:
         """Called once before training with the networks it will act on (stores what it needs, e.g. θ₀)."""
 
-    def regulariser(self, networks: Mapping[str, nn.Sequential]) -> Optional[Tensor]:
+    def penalty(self, networks: Mapping[str, nn.Sequential]) -> Optional[Tensor]:
+        """The loss term the intervention adds to the training loss, over ``networks`` (a subset of the bound ones
+        is fine), with no side effect; ``None`` when it adds none. The probe adds it to the objective it measures."""
         return None
+
+    def regulariser(self, networks: Mapping[str, nn.Sequential]) -> Optional[Tensor]:
+        """The term added to every minibatch loss: :meth:`penalty`, which an intervention may record for
+        :meth:`update_log`."""
+        return self.penalty(networks)
 
     def after_step(self, networks: Mapping[str, nn.Sequential]) -> None:
         """Called after every optimiser step."""
@@ -298,7 +306,7 @@ class L2Init(Intervention):
     def bind(self, networks):
         self._initial = {n: [p.detach().clone() for p in net.parameters()] for n, net in networks.items()}
 
-    def regulariser(self, networks):
+    def penalty(self, networks):
         if not self._initial:
             raise ValueError("L2Init.bind(networks) must be called before training to store θ₀")
         terms = [
@@ -306,7 +314,10 @@ class L2Init(Intervention):
             for n, net in networks.items()
             for p, p0 in zip(net.parameters(), self._initial[n])
         ]
-        value = self.coef * torch.stack(terms).sum()
+        return self.coef * torch.stack(terms).sum()
+
+    def regulariser(self, networks):
+        value = self.penalty(networks)
         self._terms.append(float(value.detach()))
         return value
 

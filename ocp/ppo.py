@@ -175,6 +175,12 @@ class PPOConfig:
     first optimiser step of the update, where the PPO ratio is 1 (no sample is clipped)."""
     probe_thresholds: tuple[float, ...] = (0.0, 0.025, 0.1)
     """Thresholds τ for dormant (score ≤ τ) and zero-gradient (normalised MAGI ≤ τ) neurons."""
+    probe_objective: Literal["optimised", "ppo_loss"] = "optimised"
+    """The objective whose gradient gives MAGI and the zero-gradient units (every table and every intervention that
+    reads the probe uses it). ``optimised``: what the optimiser follows, the PPO loss plus the intervention's penalty
+    (L2-init's c·Σ‖θ − θ₀‖²) plus ½·weight_decay·‖θ‖² when ``weight_decay_mode="l2"`` adds weight_decay·θ to the
+    gradient; a dead unit's MAGI is then that of the regularisers' gradient, not 0. ``ppo_loss``: the PPO loss alone
+    (the measurements before this choice existed). Dormancy does not depend on it."""
 
     # ----- task switches (ocp.scenarios) -----
     scenario: Literal["none", "reverse", "ctrl_cost", "mass", "friction", "permute_obs"] = "none"
@@ -214,6 +220,10 @@ class PPOConfig:
     """``shrink_perturb``: p in θ ← λθ + p·θ_fresh."""
     intervention_l2_coef: float = 1e-3
     """``l2_init``: coefficient of Σ‖θ − θ₀‖²."""
+    intervention_l2_keep_weight_decay: bool = True
+    """``l2_init``: keep the optimiser's ``weight_decay`` on beside the penalty, so both pull at once, toward 0 and
+    toward θ₀ (the ``paper`` preset's 1e-4 Adam L2 with L2-init; how the task-switch grid has run). False turns weight
+    decay off in ``l2_init`` runs, so the penalty toward θ₀ is the only regulariser. No effect for other interventions."""
     intervention_clip_kappa: float = 2.0
     """``weight_clipping``: κ of the bound κ·s_l (s_l from the layer's initial weights)."""
 
@@ -287,6 +297,8 @@ class PPOConfig:
             f"reward_norm_reset must be 'termination' or 'episode_end', got {self.reward_norm_reset!r}",
         )
         need(self.probe_interval >= 0, f"probe_interval must be >= 0, got {self.probe_interval}")
+        need(self.probe_objective in ("optimised", "ppo_loss"),
+             f"probe_objective must be 'optimised' or 'ppo_loss', got {self.probe_objective!r}")  # fmt: skip
         need(
             len(self.probe_thresholds) >= 1 and all(t >= 0 and math.isfinite(t) for t in self.probe_thresholds),
             f"probe_thresholds must be one or more finite values >= 0, got {self.probe_thresholds}",
@@ -398,10 +410,17 @@ def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
     return math.nan if var == 0 else 1.0 - float(np.var(target - pred, ddof=1)) / var
 
 
+def optimizer_weight_decay(cfg: PPOConfig) -> float:
+    """The optimiser's weight decay: ``weight_decay``, or 0 in an ``l2_init`` run told not to keep it."""
+    if cfg.intervention == "l2_init" and not cfg.intervention_l2_keep_weight_decay:
+        return 0.0
+    return cfg.weight_decay
+
+
 def make_optimizer(agent: Agent, cfg: PPOConfig) -> FlatAdam:
     """Adam (``weight_decay_mode="l2"``) or AdamW (``"decoupled"``) over every agent parameter, which it moves into
     one flat buffer (``ocp.flat_adam``)."""
-    return FlatAdam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+    return FlatAdam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=optimizer_weight_decay(cfg),
                     decoupled=cfg.weight_decay_mode == "decoupled")  # fmt: skip
 
 
@@ -413,16 +432,24 @@ PLASTICITY_COLUMNS = ["update", "global_step", "network", "layer", "kind", "widt
 
 
 class PlasticityRecorder:
-    """Runs :class:`ocp.probe.PlasticityProbe` on actor (``agent.actor_mean``) and critic with the PPO losses.
+    """Runs :class:`ocp.probe.PlasticityProbe` on actor (``agent.actor_mean``) and critic with the training objective.
 
     Objectives are the parts of the PPO loss that reach each network: actor ``policy_loss − ent_coef·entropy`` (the
     entropy of a state-independent Gaussian does not depend on the actor MLP, so it adds no gradient there), critic
-    ``vf_coef·value_loss``. Advantages are normalised over the whole probe batch when ``norm_adv``. Weight distances
-    are from the parameters at initialisation.
+    ``vf_coef·value_loss``. With ``probe_objective="optimised"`` each also gets the regularisers the optimiser follows
+    on that network: ``intervention``'s penalty (L2-init) and ½·weight_decay·‖θ‖² when the optimiser adds L2 weight
+    decay to the gradient (``weight_decay_mode="l2"``). The probe's gradient is not norm-clipped: the loop clips each
+    minibatch's PPO-plus-penalty gradient by one factor, and the probe batch is the whole rollout, which no step sees
+    at once. Advantages are normalised over the whole probe batch when ``norm_adv``. Weight distances are from the
+    parameters at initialisation.
     """
 
-    def __init__(self, agent: Agent, cfg: PPOConfig, initial_state: dict[str, torch.Tensor]):
+    def __init__(self, agent: Agent, cfg: PPOConfig, initial_state: dict[str, torch.Tensor],
+                 intervention: Optional[Intervention] = None):  # fmt: skip
         self.agent, self.cfg = agent, cfg
+        optimised = cfg.probe_objective == "optimised"
+        self.intervention = intervention if optimised else None
+        self.l2_weight_decay = optimizer_weight_decay(cfg) if optimised and cfg.weight_decay_mode == "l2" else 0.0
         self.thresholds = tuple(cfg.probe_thresholds)
         self.probes = {}
         for net in ("actor_mean", "critic"):
@@ -443,16 +470,28 @@ class PlasticityRecorder:
         def actor_objective(mean: torch.Tensor) -> torch.Tensor:
             ls = log_std.expand_as(mean)
             logp = gaussian_log_prob(mean, ls, batch["actions"])
-            return policy_loss(logp, batch["logprobs"], adv, cfg.clip_coef) - cfg.ent_coef * gaussian_entropy(ls).mean()
+            loss = policy_loss(logp, batch["logprobs"], adv, cfg.clip_coef) - cfg.ent_coef * gaussian_entropy(ls).mean()
+            return self._with_regularisers(loss, "actor", agent.actor_mean)
 
         def critic_objective(v: torch.Tensor) -> torch.Tensor:
             new_v = v.squeeze(-1)
-            return cfg.vf_coef * value_loss(new_v, batch["values"], batch["returns"], cfg.clip_coef, cfg.clip_vloss)
+            loss = cfg.vf_coef * value_loss(new_v, batch["values"], batch["returns"], cfg.clip_coef, cfg.clip_vloss)
+            return self._with_regularisers(loss, "critic", agent.critic)
 
         return {
             "actor": self.probes["actor_mean"].measure(batch["obs"], actor_objective),
             "critic": self.probes["critic"].measure(batch["obs"], critic_objective),
         }
+
+    def _with_regularisers(self, loss: torch.Tensor, name: str, net: nn.Sequential) -> torch.Tensor:
+        """``loss`` plus the regularisers the optimiser follows on network ``name`` (none for ``ppo_loss``)."""
+        if self.intervention is not None:
+            penalty = self.intervention.penalty({name: net})
+            if penalty is not None:
+                loss = loss + penalty
+        if self.l2_weight_decay:
+            loss = loss + 0.5 * self.l2_weight_decay * sum(p.square().sum() for p in net.parameters())
+        return loss
 
     def rows_and_masks(self, results: dict[str, ProbeResult], update: int, step: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
         """Tidy rows (PLASTICITY_COLUMNS) and this measurement's masks; overlaps are against the previous
@@ -554,7 +593,7 @@ def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[
     intervention_rng = torch.Generator().manual_seed(cfg.seed + 1)  # fresh weights drawn by an intervention
     monitor = SwitchMonitor(scenario, cfg.batch_size, cfg.num_updates * cfg.batch_size, cfg.probe_thresholds) if scenario.active else None
     needs_recorder = cfg.probe_interval > 0 or monitor is not None or intervention.needs_probe
-    recorder = PlasticityRecorder(agent, cfg, initial_state) if needs_recorder else None
+    recorder = PlasticityRecorder(agent, cfg, initial_state, intervention) if needs_recorder else None
 
     offsets: dict[str, Optional[int]] = {"metrics": 0, "plasticity": 0, "episodes": 0, "switches": 0, "interventions": 0}
     if checkpoint is not None:

@@ -1,5 +1,6 @@
 """PPO pieces: GAE, normalisers, agent, rollout (no reset-observation leak, truncation bootstrap), validation, CLI."""
 
+import csv
 from collections import deque
 
 import gymnasium as gym
@@ -10,7 +11,18 @@ from torch import nn
 
 from ocp.agent import Agent, RunningMeanStd, gaussian_log_prob
 from ocp.envs import get_env_states, make_env, make_vector_env, set_env_states
-from ocp.ppo import PPOConfig, policy_loss, presets, train, value_loss
+from ocp.ppo import (
+    WALL_CLOCK_COLUMNS,
+    PlasticityRecorder,
+    PPOConfig,
+    build_intervention,
+    intervention_networks,
+    make_optimizer,
+    policy_loss,
+    presets,
+    train,
+    value_loss,
+)
 from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.probe import PlasticityProbe
 from ocp.train import main, parse
@@ -263,6 +275,94 @@ def test_env_state_roundtrip_is_bit_exact(mode):
     for s1, s2 in zip(first, second):
         for x1, x2 in zip(s1, s2):
             assert np.array_equal(x1, x2)
+
+
+# ------------------------------------------------------------------------------------------------ probe objective
+def _dead_unit_probe(**cfg_kw):
+    """MAGI of the hidden units of actor and critic (4 inputs, one hidden layer of 2 ReLU units) under the probe of a
+    config. Unit 0 of each network is dead on the batch (bias −8, inputs in [−1, 1]), so the PPO loss gives its
+    incoming weights an exactly zero gradient; its weights moved from θ₀ = 0.5 by (0.25, −0.5, 0.5, −0.25)."""
+    torch.manual_seed(0)
+    cfg = PPOConfig(hidden_sizes=(2,), activation="relu", **cfg_kw)
+    agent = Agent(4, 1, hidden_sizes=(2,), activation="relu")
+    networks = intervention_networks(agent)
+    with torch.no_grad():
+        for net in networks.values():
+            net[0].weight[0] = 0.5
+            net[0].bias[0] = -8.0
+    initial_state = {k: v.clone() for k, v in agent.state_dict().items()}
+    intervention = build_intervention(cfg)
+    intervention.bind(networks)  # θ₀
+    with torch.no_grad():
+        for net in networks.values():
+            net[0].weight[0] = torch.tensor([0.75, 0.0, 1.0, 0.25])
+    gen = torch.Generator().manual_seed(1)
+    n = 16
+    batch = {"obs": torch.rand(n, 4, generator=gen) * 2 - 1, "actions": torch.randn(n, 1, generator=gen),
+             "logprobs": torch.randn(n, generator=gen) - 1, "values": torch.randn(n, generator=gen),
+             "advantages": torch.randn(n, generator=gen), "returns": torch.randn(n, generator=gen)}  # fmt: skip
+    results = PlasticityRecorder(agent, cfg, initial_state, intervention).measure(batch)
+    return {net: results[net].layer("0") for net in ("actor", "critic")}
+
+
+def test_probe_measures_the_objective_the_optimiser_follows():
+    c, wd = 0.0625, 0.015625
+    ppo_only = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd, probe_objective="ppo_loss")
+    # L2-init alone: the dead unit's gradient is 2c(W − W₀) = (0.03125, −0.0625, 0.0625, −0.03125), MAGI 0.1875 / 4.
+    l2 = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c)
+    # With Adam's L2 weight decay, which adds wd·W = (0.01171875, 0, 0.015625, 0.00390625) to that gradient.
+    l2_wd = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd)
+    for net in ("actor", "critic"):
+        assert ppo_only[net].magi[0].item() == 0.0 and ppo_only[net].zero_gradient_mask(0.0)[0]
+        assert l2[net].magi[0].item() == 0.046875 and not l2[net].zero_gradient_mask(0.0)[0]
+        assert l2_wd[net].magi[0].item() == (0.04296875 + 0.0625 + 0.078125 + 0.02734375) / 4 == 0.052734375
+        # The live unit sits at θ₀ and no weight decay is on: the penalty adds nothing there.
+        assert l2[net].magi[1].item() == ppo_only[net].magi[1].item() > 0
+        assert torch.equal(l2[net].dormancy_scores, ppo_only[net].dormancy_scores)
+    # Decoupled decay (AdamW) never enters the gradient; weight decay turned off in an l2_init run does not either.
+    for kw in (dict(weight_decay_mode="decoupled"), dict(intervention_l2_keep_weight_decay=False)):
+        other = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd, **kw)
+        assert other["actor"].magi[0].item() == 0.046875
+    # Weight decay alone (no intervention): wd·W = 0.03125 / 4.
+    assert _dead_unit_probe(weight_decay=wd)["actor"].magi[0].item() == 0.0078125
+    # Nothing but the PPO loss to follow: both objectives are the same measurement.
+    plain, plain_ppo = _dead_unit_probe(), _dead_unit_probe(probe_objective="ppo_loss")
+    assert all(torch.equal(plain[n].magi, plain_ppo[n].magi) and plain[n].magi[0].item() == 0.0 for n in plain)
+
+
+def test_l2_init_can_turn_the_optimisers_weight_decay_off():
+    agent = Agent(3, 1, hidden_sizes=(4,))
+    paper = presets()["paper"][1]
+    l2 = dict(intervention="l2_init")
+    assert make_optimizer(agent, paper).param_groups[0]["weight_decay"] == 1e-4
+    assert make_optimizer(Agent(3, 1, (4,)), PPOConfig(**{**paper.to_dict(), **l2})).param_groups[0]["weight_decay"] == 1e-4
+    off = PPOConfig(**{**paper.to_dict(), **l2, "intervention_l2_keep_weight_decay": False})
+    assert make_optimizer(Agent(3, 1, (4,)), off).param_groups[0]["weight_decay"] == 0.0
+    other = PPOConfig(**{**paper.to_dict(), "intervention_l2_keep_weight_decay": False})  # no effect without l2_init
+    assert make_optimizer(Agent(3, 1, (4,)), other).param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_training_loop_probes_with_the_penalty(tmp_path):
+    def run(objective):
+        cfg = PPOConfig(env_id="HalfCheetah-v4", run_dir=str(tmp_path / objective), num_envs=1, num_steps=64,
+                        total_timesteps=128, num_minibatches=2, update_epochs=1, activation="relu", probe_interval=1,
+                        intervention="l2_init", intervention_l2_coef=1.0, probe_objective=objective,
+                        progress_bar=False, tensorboard=False, seed=3)  # fmt: skip
+        train(cfg)
+        return _read_csv(tmp_path / objective / "metrics.csv", WALL_CLOCK_COLUMNS), _read_csv(tmp_path / objective / "plasticity.csv")
+
+    metrics_opt, plasticity_opt = run("optimised")
+    metrics_ppo, plasticity_ppo = run("ppo_loss")
+    assert metrics_opt == metrics_ppo  # the probe's objective changes what is measured, not the training
+    magi = lambda rows, update: [r["value"] for r in rows if r["update"] == update and r["metric"] == "magi_mean"]
+    assert magi(plasticity_opt, "1") == magi(plasticity_ppo, "1")  # θ = θ₀ at update 1: the penalty has no gradient
+    after_steps = list(zip(magi(plasticity_opt, "2"), magi(plasticity_ppo, "2")))
+    assert len(after_steps) == 6 and all(a != b for a, b in after_steps)  # 3 layers x (actor, critic)
+
+
+def _read_csv(path, drop=()):
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
 
 
 # -------------------------------------------------------------------------------------------------------- bad input
