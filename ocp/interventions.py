@@ -33,6 +33,7 @@ from typing import Callable, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
+from ocp.flat_adam import FlatAdam
 from ocp.probe import ProbeResult
 
 __all__ = [
@@ -47,6 +48,9 @@ __all__ = [
 ]
 
 Initialiser = Callable[[nn.Linear, Tensor], None]
+
+#: What ReDo does with Adam's step count (see :class:`ReDo`).
+ADAM_STEP_CHOICES = ("keep", "reset_tensors", "reset_entries")
 
 
 def layer_initialiser(layer: nn.Linear, weight: Tensor) -> None:
@@ -77,17 +81,27 @@ def _fresh_weight(layer: nn.Linear, initialiser: Initialiser, generator: torch.G
 
 
 def _reset_adam_entries(optimizer: torch.optim.Optimizer, param: Tensor, index: tuple) -> None:
-    """Zero the first and second Adam moments of ``param[index]``; the step count is left alone (torch's is shared by
-    every entry of the tensor, ``FlatAdam``'s by every parameter), as in dopamine's ReDo code. That is not neutral:
-    with the count far past 1/(1 − β₂) the bias corrections are ≈ 1, so a reset entry under a steady gradient moves
-    by (1 − β₁ᵏ)/√(1 − β₂ᵏ) × lr at its k-th step — 3.2× at k = 1, 6.5× at k = 10, 3.2× at k = 100 — where fresh Adam
-    moves by 1× lr; timoklein/redo resets the count instead."""
+    """Zero the first and second Adam moments of ``param[index]``; the step count is :class:`ReDo`'s ``adam_step``
+    choice (left alone by default, as in dopamine's ReDo code). Keeping it is not neutral: with the count far past
+    1/(1 − β₂) the bias corrections are ≈ 1, so a reset entry under a steady gradient moves by (1 − β₁ᵏ)/√(1 − β₂ᵏ) × lr
+    at its k-th step — 3.2× at k = 1, 6.5× at k = 10, 3.2× at k = 100 — where fresh Adam moves by 1× lr."""
     state = optimizer.state.get(param)
     if not state:
         return
     for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
         if key in state:
             state[key][index] = 0.0
+
+
+def _restart_adam_step(optimizer: torch.optim.Optimizer, param: Tensor, index: tuple) -> None:
+    """Restart Adam's step count of ``param[index]`` at 0: per entry in ``FlatAdam``; a torch optimiser's count belongs
+    to the whole tensor, which it restarts (callers pass ``...`` there)."""
+    if isinstance(optimizer, FlatAdam):
+        optimizer.reset_step(param, index)
+        return
+    state = optimizer.state.get(param)
+    if state:
+        state["step"].zero_()
 
 
 def _check_optimizer_holds(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> None:
@@ -165,14 +179,31 @@ class ReDo(Intervention):
     For each selected unit i of hidden layer l: row i of W_l is drawn afresh from the layer's own initialiser
     (:func:`layer_initialiser`) and b_l[i] is set to 0, column i of W_{l+1} is zeroed (so the network's function is
     unchanged at the moment of the reset), and the Adam moments of exactly those entries are zeroed.
+
+    ``adam_step`` says what happens to Adam's step count:
+
+    * ``"keep"`` (default): untouched, as in dopamine's ReDo code (the authors'); the reset entries' first updates are
+      then several times lr (see :func:`_reset_adam_entries`);
+    * ``"reset_tensors"``: as timoklein/redo, every act restarts the count of whole tensors — each hidden layer's
+      weight and bias and the next layer's weight, whether or not a unit of that layer was recycled. The entries of
+      those tensors that were not reset keep their moments, so their next updates shrink to √(1 − β₂ᵏ)/(1 − β₁ᵏ) of
+      their size (0.32× at k = 1 for the default betas);
+    * ``"reset_entries"``: restarts the count of exactly the entries whose moments were zeroed, so they are
+      bias-corrected like a fresh Adam's (needs ``ocp.flat_adam.FlatAdam``, which keeps a count per entry).
     """
 
     tau: float = 0.0
     initialiser: Initialiser = layer_initialiser
+    adam_step: str = "keep"
     name: str = field(default="redo", init=False)
 
     #: The name under which :meth:`on_schedule` logs how many units it acted on.
     log_quantity = "units_reset"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.adam_step not in ADAM_STEP_CHOICES:
+            raise ValueError(f"{type(self).__name__}.adam_step must be one of {ADAM_STEP_CHOICES}, got {self.adam_step!r}")
 
     def select(self, result: ProbeResult, layer: str) -> Tensor:
         return result.layer(layer).dormant_mask(self.tau)
@@ -182,6 +213,9 @@ class ReDo(Intervention):
         return True
 
     def on_schedule(self, networks, optimizer, probes, generator):
+        if self.adam_step == "reset_entries" and not isinstance(optimizer, FlatAdam):
+            raise ValueError(f"{type(optimizer).__name__} keeps one step count per tensor: restarting it for some "
+                             "entries (adam_step='reset_entries') needs ocp.flat_adam.FlatAdam")  # fmt: skip
         log = {}
         for net_name, net in networks.items():
             _check_optimizer_holds(optimizer, list(net.parameters()))
@@ -196,8 +230,24 @@ class ReDo(Intervention):
             # layer's recycled rows were redrawn above.
             for _, nxt, mask in pairs:
                 self._handle_outgoing(nxt, mask, optimizer)
+            self._restart_steps(pairs, optimizer)
             log[f"{net_name}/{self.log_quantity}"] = float(sum(int(mask.sum()) for _, _, mask in pairs))
         return log
+
+    def _restart_steps(self, pairs: list[tuple[nn.Linear, nn.Linear, Tensor]], optimizer) -> None:
+        if self.adam_step == "keep":
+            return
+        for layer, nxt, mask in pairs:
+            if self.adam_step == "reset_tensors":
+                targets = [(layer.weight, ...), (layer.bias, ...), (nxt.weight, ...)]
+            else:
+                rows = mask.nonzero().squeeze(1)
+                if rows.numel() == 0:
+                    continue
+                targets = [(layer.weight, (rows,)), (layer.bias, (rows,)), (nxt.weight, (slice(None), rows))]
+            for param, index in targets:
+                if param is not None:
+                    _restart_adam_step(optimizer, param, index)
 
     def _fresh_rows(self, layer: nn.Linear, rows: Tensor, generator: torch.Generator) -> Tensor:
         return _fresh_weight(layer, self.initialiser, generator)[rows]
@@ -239,6 +289,9 @@ class GradientReDo(ReDo):
             raise ValueError(f"GradientReDo.mode must be 'reset' or 'perturb', got {self.mode!r}")
         if not (self.noise_scale > 0 and math.isfinite(self.noise_scale)):
             raise ValueError(f"GradientReDo.noise_scale must be > 0, got {self.noise_scale}")
+        if self.mode == "perturb" and self.adam_step != "keep":
+            raise ValueError(f"GradientReDo.adam_step={self.adam_step!r} needs mode='reset': perturbation leaves "
+                             "Adam's state alone")  # fmt: skip
 
     def select(self, result: ProbeResult, layer: str) -> Tensor:
         return result.layer(layer).zero_gradient_mask(self.tau)

@@ -212,6 +212,10 @@ class PPOConfig:
     """τ of ``redo`` (dormancy score ≤ τ) and ``gradient_redo`` (normalised MAGI ≤ τ)."""
     intervention_mode: Literal["reset", "perturb"] = "reset"
     """``gradient_redo``: ``reset`` as ReDo, or ``perturb`` (add noise to the incoming weights, keep the rest)."""
+    intervention_adam_step: Literal["keep", "reset_tensors", "reset_entries"] = "keep"
+    """``redo`` and reset-mode ``gradient_redo``: Adam's step count at an act. ``keep``: untouched (dopamine's ReDo
+    code); ``reset_tensors``: restarted for every hidden layer's weight and bias and the next layer's weight, whole
+    tensors (timoklein/redo); ``reset_entries``: restarted for exactly the recycled entries (``ocp.interventions.ReDo``)."""
     intervention_noise_scale: float = 0.1
     """``gradient_redo`` perturb: the noise is this times a fresh initialisation."""
     intervention_shrink: float = 0.8
@@ -225,7 +229,7 @@ class PPOConfig:
     toward θ₀ (the ``paper`` preset's 1e-4 Adam L2 with L2-init; how the task-switch grid has run). False turns weight
     decay off in ``l2_init`` runs, so the penalty toward θ₀ is the only regulariser. No effect for other interventions."""
     intervention_clip_kappa: float = 2.0
-    """``weight_clipping``: κ of the bound κ·s_l (s_l from the layer's initial weights)."""
+    """``weight_clipping``: κ of the bound κ/√fan_in of each layer's weights and biases."""
 
     # ----- derived -----
     @property
@@ -335,9 +339,9 @@ def build_intervention(cfg: PPOConfig) -> Intervention:
     every = dict(every=cfg.intervention_every)
     params = {
         "none": {},
-        "redo": dict(every, tau=cfg.intervention_tau),
+        "redo": dict(every, tau=cfg.intervention_tau, adam_step=cfg.intervention_adam_step),
         "gradient_redo": dict(every, tau=cfg.intervention_tau, mode=cfg.intervention_mode,
-                              noise_scale=cfg.intervention_noise_scale),
+                              noise_scale=cfg.intervention_noise_scale, adam_step=cfg.intervention_adam_step),
         "shrink_perturb": dict(every, shrink=cfg.intervention_shrink, perturb=cfg.intervention_perturb),
         "l2_init": dict(coef=cfg.intervention_l2_coef),
         "weight_clipping": dict(kappa=cfg.intervention_clip_kappa),

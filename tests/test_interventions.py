@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ocp.agent import mlp
+from ocp.flat_adam import FlatAdam
 from ocp.interventions import GradientReDo, L2Init, ReDo, ShrinkPerturb, WeightClipping, make_intervention
 from ocp.probe import PlasticityProbe
 
@@ -80,6 +81,77 @@ def test_redo_recycles_exactly_the_dormant_unit():
         assert torch.equal(st["step"], state[name]["step"])
     # The optimiser still holds the live parameters.
     assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in net.parameters()]
+
+
+def _flat_adam_setup():
+    """``setup()``'s network and batch trained by ``FlatAdam`` instead (2 steps, shared count 2)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    x = torch.randn(32, 3)
+    opt = FlatAdam(net.parameters(), lr=1e-3)
+    for _ in range(2):
+        grads = torch.autograd.grad(net(x).square().mean(), list(net.parameters()))
+        for p, g in zip(net.parameters(), grads):
+            opt.grad_view(p)[...] = g.numpy()
+        opt.step()
+    with torch.no_grad():
+        net[0].weight[1].zero_()
+        net[0].bias[1] = -1.0
+        net[4].weight[0, 2] = 0.0
+    return net, x, opt
+
+
+def _entry_steps(net, opt):
+    steps, out = opt.state_dict()["entry_steps"], {}
+    for name, p in net.named_parameters():
+        offset, n = opt._slices[id(p)]
+        out[name] = steps[offset : offset + n].view(p.shape)
+    return out
+
+
+def test_redo_restarts_adam_step_counts_as_chosen():
+    # reset_entries: exactly the entries whose moments are zeroed start again at t = 0; the rest keep t = 2.
+    net, x, opt = _flat_adam_setup()
+    result = probe(net, x)
+    d0, d2 = result.layer("0").dormant_mask(0.0), result.layer("2").dormant_mask(0.0)
+    assert d0.tolist() == [False, True, False, False]
+    ReDo(every=1, adam_step="reset_entries").on_schedule({"c": net}, opt, {"c": result}, torch.Generator().manual_seed(0))
+    restarted = {"0.weight": d0[:, None].expand(4, 3), "0.bias": d0,
+                 "2.weight": d0[None, :].expand(3, 4) | d2[:, None].expand(3, 4), "2.bias": d2,
+                 "4.weight": d2[None, :].expand(1, 3), "4.bias": torch.zeros(1, dtype=torch.bool)}  # fmt: skip
+    for name, steps in _entry_steps(net, opt).items():
+        assert torch.equal(steps, torch.where(restarted[name], 0.0, 2.0).double()), name
+        assert (opt.state[dict(net.named_parameters())[name]]["exp_avg"][restarted[name]] == 0).all()
+    assert int(opt.state[net[0].weight]["step"]) == 2
+
+    # reset_tensors (timoklein/redo): whole tensors of every hidden layer and of the layer after it, the output bias
+    # excepted, whether or not a unit there was recycled; FlatAdam and torch's Adam alike.
+    net, x, opt = _flat_adam_setup()
+    ReDo(every=1, adam_step="reset_tensors").on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+    assert {n: s.unique().tolist() for n, s in _entry_steps(net, opt).items()} == {
+        "0.weight": [0.0], "0.bias": [0.0], "2.weight": [0.0], "2.bias": [0.0], "4.weight": [0.0], "4.bias": [2.0]}
+    net, x, opt = setup()
+    ReDo(every=1, adam_step="reset_tensors").on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+    assert {n: float(opt.state[p]["step"]) for n, p in net.named_parameters()} == {
+        "0.weight": 0.0, "0.bias": 0.0, "2.weight": 0.0, "2.bias": 0.0, "4.weight": 0.0, "4.bias": 2.0}
+
+    # keep (the default): the shared count stays and no per-entry count is created.
+    net, x, opt = _flat_adam_setup()
+    ReDo(every=1).on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+    assert opt.state_dict()["entry_steps"] is None and int(opt.state[net[0].weight]["step"]) == 2
+
+
+def test_redo_step_restart_refusals():
+    net, x, opt = setup()
+    params, _ = snapshot(net, opt)
+    with pytest.raises(ValueError, match="one step count per tensor"):
+        ReDo(every=1, adam_step="reset_entries").on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+    assert all(torch.equal(p, params[n]) for n, p in net.named_parameters())  # refused before any edit
+    with pytest.raises(ValueError, match="adam_step must be one of"):
+        ReDo(adam_step="zero")
+    with pytest.raises(ValueError, match="needs mode='reset'"):
+        GradientReDo(mode="perturb", adam_step="reset_entries")
+    assert GradientReDo(adam_step="reset_tensors").adam_step == "reset_tensors"
 
 
 def test_gradient_redo_selects_zero_gradient_units_and_perturb_keeps_outgoing_weights():

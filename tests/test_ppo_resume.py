@@ -180,3 +180,22 @@ def test_measuring_plasticity_does_not_change_training(full_run, tmp_path):
     drop = (*WALL_CLOCK_COLUMNS, "probed")
     assert read(quiet / "metrics.csv", drop) == read(full_run / "metrics.csv", drop)
     assert read(quiet / "episodes.csv") == read(full_run / "episodes.csv")
+
+
+def test_redo_with_per_entry_adam_steps_resumes_exactly(tmp_path):
+    """ReDo restarting the step count of the recycled entries: FlatAdam's per-entry counts are checkpointed."""
+    kw = dict(intervention="redo", intervention_every=1, intervention_tau=0.5, intervention_adam_step="reset_entries")
+    reference = tmp_path / "reference"
+    train(tiny(reference, **kw))
+    run_dir = tmp_path / "run"
+    train(tiny(run_dir, **kw), stop_after_updates=3)
+    train(tiny(run_dir, resume=True, **kw))
+    for name, drop in (("metrics.csv", WALL_CLOCK_COLUMNS), ("plasticity.csv", ()), ("episodes.csv", ()),
+                       ("interventions.csv", ())):  # fmt: skip
+        assert read(run_dir / name, drop) == read(reference / name, drop), name
+    assert sum(float(r["value"]) for r in read(reference / "interventions.csv")) > 0  # units were recycled
+    steps = load_checkpoint(list_checkpoints(reference)[-1])["optimizer"]["entry_steps"]
+    assert steps.max().item() == 5 * 2 * 4 and steps.min().item() < steps.max().item()  # 40 steps; some restarted
+    kept = tmp_path / "kept"
+    train(tiny(kept, **{**kw, "intervention_adam_step": "keep"}))
+    assert read(kept / "metrics.csv", WALL_CLOCK_COLUMNS) != read(reference / "metrics.csv", WALL_CLOCK_COLUMNS)
