@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from scipy import stats
@@ -110,21 +110,24 @@ def iqm(values: Sequence[float]) -> float:
 
 def bootstrap_ci(
     values: Sequence[float],
-    statistic: Callable[[np.ndarray], float] = iqm,
+    statistic: Literal["iqm", "mean"] = "iqm",
     confidence: float = 0.95,
     resamples: int = 10_000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """``statistic`` of the values and its percentile bootstrap interval over the values (resampled with
-    replacement, a seeded generator so a report is reproducible). Bounds are NaN with fewer than two values."""
+    """The interquartile mean (or mean) of the values and its percentile bootstrap interval over the values
+    (resampled with replacement by a seeded generator, so a report is reproducible). NaN dropped; bounds NaN with
+    fewer than two values."""
+    reducers = {"iqm": lambda a: stats.trim_mean(a, 0.25, axis=-1), "mean": lambda a: a.mean(axis=-1)}
+    if statistic not in reducers:
+        raise ValueError(f"statistic must be 'iqm' or 'mean', got {statistic!r}")
     x = finite(values)
     if x.size == 0:
         return math.nan, math.nan, math.nan
-    point = float(statistic(x))
+    point = float(reducers[statistic](x))
     if x.size == 1:
         return point, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    draws = np.array([statistic(x[idx]) for idx in rng.integers(0, x.size, (resamples, x.size))])
+    draws = reducers[statistic](x[np.random.default_rng(seed).integers(0, x.size, (resamples, x.size))])
     lo, hi = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
     return point, float(lo), float(hi)
 
