@@ -175,12 +175,16 @@ class PPOConfig:
     first optimiser step of the update, where the PPO ratio is 1 (no sample is clipped)."""
     probe_thresholds: tuple[float, ...] = (0.0, 0.025, 0.1)
     """Thresholds τ for dormant (score ≤ τ) and zero-gradient (normalised MAGI ≤ τ) neurons."""
-    probe_objective: Literal["optimised", "ppo_loss"] = "optimised"
+    probe_objective: Literal["loss", "optimised", "ppo_loss"] = "loss"
     """The objective whose gradient gives MAGI and the zero-gradient units (every table and every intervention that
-    reads the probe uses it). ``optimised``: what the optimiser follows, the PPO loss plus the intervention's penalty
-    (L2-init's c·Σ‖θ − θ₀‖²) plus ½·weight_decay·‖θ‖² when ``weight_decay_mode="l2"`` adds weight_decay·θ to the
-    gradient; a dead unit's MAGI is then that of the regularisers' gradient, not 0. ``ppo_loss``: the PPO loss alone
-    (the measurements before this choice existed). Dormancy does not depend on it."""
+    reads the probe uses it). ``loss`` (default): the loss the training step backpropagates, the PPO loss plus the
+    intervention's penalty (L2-init's c·Σ‖θ − θ₀‖²), which is what ``.grad`` holds in a PyTorch implementation and
+    what the paper's ∂L/∂w is about; the optimiser's own L2 weight decay is left out, as torch's Adam adds it inside
+    ``step()`` (with it, a dead unit of a decayed network is never exactly zero-gradient, so Definition 1 at τ = 0
+    could never meet Theorem 1's zero gradient). ``optimised``: everything the optimiser follows, ``loss`` plus
+    ½·weight_decay·‖θ‖² when ``weight_decay_mode="l2"`` adds weight_decay·θ to the gradient. ``ppo_loss``: the PPO loss
+    alone (the measurements before this choice existed). Every arm of one preset shares the weight decay, so only the
+    penalty differs between arms under ``loss``. Dormancy does not depend on this choice."""
 
     # ----- task switches (ocp.scenarios) -----
     scenario: Literal["none", "reverse", "ctrl_cost", "mass", "friction", "permute_obs"] = "none"
@@ -301,8 +305,8 @@ class PPOConfig:
             f"reward_norm_reset must be 'termination' or 'episode_end', got {self.reward_norm_reset!r}",
         )
         need(self.probe_interval >= 0, f"probe_interval must be >= 0, got {self.probe_interval}")
-        need(self.probe_objective in ("optimised", "ppo_loss"),
-             f"probe_objective must be 'optimised' or 'ppo_loss', got {self.probe_objective!r}")  # fmt: skip
+        need(self.probe_objective in ("loss", "optimised", "ppo_loss"),
+             f"probe_objective must be 'loss', 'optimised' or 'ppo_loss', got {self.probe_objective!r}")  # fmt: skip
         need(
             len(self.probe_thresholds) >= 1 and all(t >= 0 and math.isfinite(t) for t in self.probe_thresholds),
             f"probe_thresholds must be one or more finite values >= 0, got {self.probe_thresholds}",
@@ -440,9 +444,9 @@ class PlasticityRecorder:
 
     Objectives are the parts of the PPO loss that reach each network: actor ``policy_loss − ent_coef·entropy`` (the
     entropy of a state-independent Gaussian does not depend on the actor MLP, so it adds no gradient there), critic
-    ``vf_coef·value_loss``. With ``probe_objective="optimised"`` each also gets the regularisers the optimiser follows
-    on that network: ``intervention``'s penalty (L2-init) and ½·weight_decay·‖θ‖² when the optimiser adds L2 weight
-    decay to the gradient (``weight_decay_mode="l2"``). The probe's gradient is not norm-clipped: the loop clips each
+    ``vf_coef·value_loss``. With ``probe_objective="loss"`` each also gets ``intervention``'s penalty (L2-init) on that
+    network; ``optimised`` adds ½·weight_decay·‖θ‖² as well when the optimiser adds L2 weight decay to the gradient
+    (``weight_decay_mode="l2"``). The probe's gradient is not norm-clipped: the loop clips each
     minibatch's PPO-plus-penalty gradient by one factor, and the probe batch is the whole rollout, which no step sees
     at once. Advantages are normalised over the whole probe batch when ``norm_adv``. Weight distances are from the
     parameters at initialisation.
@@ -451,9 +455,9 @@ class PlasticityRecorder:
     def __init__(self, agent: Agent, cfg: PPOConfig, initial_state: dict[str, torch.Tensor],
                  intervention: Optional[Intervention] = None):  # fmt: skip
         self.agent, self.cfg = agent, cfg
-        optimised = cfg.probe_objective == "optimised"
-        self.intervention = intervention if optimised else None
-        self.l2_weight_decay = optimizer_weight_decay(cfg) if optimised and cfg.weight_decay_mode == "l2" else 0.0
+        self.intervention = intervention if cfg.probe_objective in ("loss", "optimised") else None
+        optimised = cfg.probe_objective == "optimised" and cfg.weight_decay_mode == "l2"
+        self.l2_weight_decay = optimizer_weight_decay(cfg) if optimised else 0.0
         self.thresholds = tuple(cfg.probe_thresholds)
         self.probes = {}
         for net in ("actor_mean", "critic"):

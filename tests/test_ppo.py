@@ -305,29 +305,37 @@ def _dead_unit_probe(**cfg_kw):
     return {net: results[net].layer("0") for net in ("actor", "critic")}
 
 
-def test_probe_measures_the_objective_the_optimiser_follows():
+def test_probe_objective_choices():
     c, wd = 0.0625, 0.015625
     ppo_only = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd, probe_objective="ppo_loss")
-    # L2-init alone: the dead unit's gradient is 2c(W − W₀) = (0.03125, −0.0625, 0.0625, −0.03125), MAGI 0.1875 / 4.
+    # The default ("loss"): the PPO loss plus L2-init's penalty; the dead unit's gradient is 2c(W − W₀) =
+    # (0.03125, −0.0625, 0.0625, −0.03125), MAGI 0.1875 / 4, and Adam's L2 weight decay is left out.
     l2 = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c)
-    # With Adam's L2 weight decay, which adds wd·W = (0.01171875, 0, 0.015625, 0.00390625) to that gradient.
-    l2_wd = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd)
+    l2_wd_loss = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd)
+    # "optimised" adds the weight decay's wd·W = (0.01171875, 0, 0.015625, 0.00390625) to that gradient.
+    l2_wd = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd, probe_objective="optimised")
     for net in ("actor", "critic"):
         assert ppo_only[net].magi[0].item() == 0.0 and ppo_only[net].zero_gradient_mask(0.0)[0]
         assert l2[net].magi[0].item() == 0.046875 and not l2[net].zero_gradient_mask(0.0)[0]
+        assert l2_wd_loss[net].magi[0].item() == 0.046875
         assert l2_wd[net].magi[0].item() == (0.04296875 + 0.0625 + 0.078125 + 0.02734375) / 4 == 0.052734375
         # The live unit sits at θ₀ and no weight decay is on: the penalty adds nothing there.
         assert l2[net].magi[1].item() == ppo_only[net].magi[1].item() > 0
         assert torch.equal(l2[net].dormancy_scores, ppo_only[net].dormancy_scores)
     # Decoupled decay (AdamW) never enters the gradient; weight decay turned off in an l2_init run does not either.
     for kw in (dict(weight_decay_mode="decoupled"), dict(intervention_l2_keep_weight_decay=False)):
-        other = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd, **kw)
+        other = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd,
+                                 probe_objective="optimised", **kw)  # fmt: skip
         assert other["actor"].magi[0].item() == 0.046875
-    # Weight decay alone (no intervention): wd·W = 0.03125 / 4.
-    assert _dead_unit_probe(weight_decay=wd)["actor"].magi[0].item() == 0.0078125
-    # Nothing but the PPO loss to follow: both objectives are the same measurement.
-    plain, plain_ppo = _dead_unit_probe(), _dead_unit_probe(probe_objective="ppo_loss")
-    assert all(torch.equal(plain[n].magi, plain_ppo[n].magi) and plain[n].magi[0].item() == 0.0 for n in plain)
+    # Weight decay alone (no intervention): wd·W = 0.03125 / 4 under "optimised"; a dead unit stays exactly
+    # zero-gradient under the default, as Theorem 1 needs.
+    assert _dead_unit_probe(weight_decay=wd, probe_objective="optimised")["actor"].magi[0].item() == 0.0078125
+    assert _dead_unit_probe(weight_decay=wd)["actor"].magi[0].item() == 0.0
+    # Nothing but the PPO loss to follow: every objective is the same measurement.
+    plain = _dead_unit_probe()
+    for objective in ("optimised", "ppo_loss"):
+        other = _dead_unit_probe(probe_objective=objective)
+        assert all(torch.equal(plain[n].magi, other[n].magi) and plain[n].magi[0].item() == 0.0 for n in plain)
 
 
 def test_l2_init_can_turn_the_optimisers_weight_decay_off():
@@ -351,7 +359,7 @@ def test_training_loop_probes_with_the_penalty(tmp_path):
         train(cfg)
         return _read_csv(tmp_path / objective / "metrics.csv", WALL_CLOCK_COLUMNS), _read_csv(tmp_path / objective / "plasticity.csv")
 
-    metrics_opt, plasticity_opt = run("optimised")
+    metrics_opt, plasticity_opt = run("loss")
     metrics_ppo, plasticity_ppo = run("ppo_loss")
     assert metrics_opt == metrics_ppo  # the probe's objective changes what is measured, not the training
     magi = lambda rows, update: [r["value"] for r in rows if r["update"] == update and r["metric"] == "magi_mean"]

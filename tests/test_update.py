@@ -87,8 +87,10 @@ def test_minibatch_gradient_matches_autograd(activation, options):
     assert ((value - torch.from_numpy(batch["values"])).abs() > eps).any()
     assert ours["clipfrac"] == int(((ratio - 1).abs() > eps).sum()) / len(ratio)
     logratio = logprob - torch.from_numpy(batch["logprobs"])
-    assert ours["approx_kl"] == pytest.approx(float(((ratio - 1) - logratio).mean()), rel=1e-4)
-    assert ours["old_approx_kl"] == pytest.approx(float((-logratio).mean()), rel=1e-4)
+    # Both are means of differences of float32 log-densities of magnitude ~10, each rounded to ~1e-6 (by
+    # CPU-dependent kernels), so the mean of the differences is only that exact in absolute terms.
+    assert ours["approx_kl"] == pytest.approx(float(((ratio - 1) - logratio).mean()), rel=1e-4, abs=4e-6)
+    assert ours["old_approx_kl"] == pytest.approx(float((-logratio).mean()), rel=1e-4, abs=4e-6)
 
 
 def test_value_loss_tie_splits_the_gradient_as_torch_does():
