@@ -5,8 +5,9 @@ Stages (each writes tidy tables that the figure code reads; nothing here draws):
 
 1. **PPO** — the paper's Appendix-B PPO on HalfCheetah-v4 with ReLU and with No-Act (identity) networks, several
    seeds, plasticity probed during training (``ocp.ppo``). Figures 1, 4, 6, 7, 8.
-2. **Transfer** — the critics of one seed per arm initialise regressors for Eq. 1 and for the similar-task control
-   (``ocp.transfer``); its seeds run in parallel on the same pool, each kept on disk when done. Figures 3 and 5.
+2. **Transfer** — the critic of every PPO run of each arm initialises regressors for Eq. 1, its input-permuted control
+   and the similar-task control (``ocp.transfer``); its regression seeds run in parallel on the same pool, each kept
+   on disk when done. Figures 3 and 5, claim C2.
 3. **Scenarios** — PPO with task switches (``ocp.scenarios``), "none" against each plasticity intervention
    (``ocp.interventions``), several seeds; run in the same pool as stage 1. Figure ``fig_switches``, claim C6.
 
@@ -89,13 +90,13 @@ class GridPreset:
 PRESETS: dict[str, GridPreset] = {
     "smoke": GridPreset(
         name="smoke",
-        scaled_down="CI smoke test: 2 seeds x 2,048 PPO steps (8 updates of 256 steps), transfer 2 seeds x 3 epochs; "
+        scaled_down="CI smoke test: 2 seeds x 2,048 PPO steps (8 updates of 256 steps), transfer 2 regression seeds per PPO critic x 3 epochs; "
         "task switches: 1 seed x 3 arms x 3,072 steps, reward reversal every 1,024 steps (2 switches)",
         seeds=(1, 2),
         ppo=dict(total_timesteps=2048, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=1,
                  checkpoint_interval=4),  # fmt: skip
-        transfer=dict(seeds=(0, 1), epochs=3, n_train=200, n_test=200, probe_every=1, bootstrap_resamples=1000,
-                      similar_horizon=100, similar_states_per_episode=100),  # fmt: skip
+        transfer=dict(seeds=(0, 1), epochs=3, n_train=200, n_test=200, probe_every=1, similar_horizon=100,
+                      similar_states_per_episode=100),  # fmt: skip
         scenarios=ScenarioGrid(
             arms=("none", "gradient_perturb", "l2_init"), seeds=(1,), intervention_every=2,
             ppo=dict(total_timesteps=3072, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=2,
@@ -104,7 +105,7 @@ PRESETS: dict[str, GridPreset] = {
     ),
     "quick": GridPreset(
         name="quick",
-        scaled_down="3 seeds x 250,000 PPO steps per arm (paper: 20M steps); transfer 5 seeds x 100 epochs; "
+        scaled_down="3 seeds x 250,000 PPO steps per arm (paper: 20M steps); transfer 5 regression seeds per PPO critic x 100 epochs; "
         "task switches: 2 seeds x 6 arms (no reset-mode gradient-ReDo) x 81,920 steps, reward reversal every 20,480 "
         "steps (3 switches; paper preset: 5 seeds x 7 arms x 10M steps, a switch every 2M)",
         seeds=(1, 2, 3),
@@ -118,7 +119,7 @@ PRESETS: dict[str, GridPreset] = {
     ),
     "paper": GridPreset(
         name="paper",
-        scaled_down="none: 3 seeds x 20M PPO steps per arm, transfer 5 seeds x 200 epochs; task switches (the paper "
+        scaled_down="none: 3 seeds x 20M PPO steps per arm, transfer 5 regression seeds per PPO critic x 200 epochs; task switches (the paper "
         "shows no such experiment; our choice): 5 seeds x 7 arms x 10M steps, reward reversal every ~2M steps (977 updates)",
         seeds=(1, 2, 3),
         ppo=dict(total_timesteps=20_000_000, probe_interval=10),
@@ -320,14 +321,14 @@ def run_grid(specs: Sequence[PPORunSpec], executor: Any, poll_s: float = 2.0) ->
 
 
 def transfer_config(preset: GridPreset, specs: Sequence[PPORunSpec], root: Path) -> TransferConfig:
-    """Eq. 1 and the similar task on the critics of the first seed of each arm (the paper transfers one critic per
-    arm); the output directory is keyed by the transfer settings and by the PPO runs it reads."""
-    first_seed = min(s.seed for s in specs)
-    chosen = [s for s in specs if s.seed == first_seed]
+    """Eq. 1, its input-permuted control and the similar task on the critic of every PPO run of each arm (the paper
+    transfers one critic per arm; here the PPO runs are the replicates, the regression seeds nested in each); the
+    output directory is keyed by the transfer settings and by the PPO runs it reads."""
     cfg = TransferConfig(
-        checkpoints=tuple(s.run_dir for s in chosen),
-        labels=tuple(f"PPO-{s.arm}" for s in chosen),
-        expected_activations=tuple(s.config.activation for s in chosen),
+        checkpoints=tuple(s.run_dir for s in specs),
+        labels=tuple(f"PPO-{s.arm}-seed{s.seed}" for s in specs),
+        arms=tuple(s.arm for s in specs),
+        expected_activations=tuple(s.config.activation for s in specs),
         **preset.transfer,
     )
     key = config_key({**dataclasses.asdict(cfg), "out_dir": None})
@@ -358,7 +359,7 @@ def run_all(
         if (Path(tcfg.out_dir) / "summary.csv").is_file():
             log(f"transfer: reusing {tcfg.out_dir}")
         else:
-            log(f"transfer: {len(tcfg.checkpoints)} critics x {len(tcfg.seeds)} seeds in parallel -> {tcfg.out_dir}")
+            log(f"transfer: {len(tcfg.checkpoints)} critics (one per PPO run) x {len(tcfg.seeds)} regression seeds in parallel -> {tcfg.out_dir}")
             run_transfer(tcfg, log=log, map_seeds=executor_map(pool, "transfer seeds"))
     finally:
         pool.close()

@@ -163,52 +163,56 @@ def fig8_ranks(res: Results, out: Path) -> list[Path]:
 
 
 def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float]) -> list[Path]:
+    """Per task: test-loss curves and final test MSE of each arm's pretrained critics and random inits. The unit is the
+    PPO run: each run's curve is the mean over its regression seeds, the band and bars the 95% t-interval over runs."""
     curves = res.transfer_table("curves.csv")
     tasks = list(dict.fromkeys(r["task"] for r in curves))
-    groups = list(dict.fromkeys(r["group"] for r in curves))
-    fig, axes = plt.subplots(len(lrs), 2 * len(tasks), figsize=(7.0, 1.7 * len(lrs)), constrained_layout=True,
+    arms = list(dict.fromkeys(r["arm"] for r in curves))
+    inits = list(dict.fromkeys(r["init"] for r in curves))
+    fig, axes = plt.subplots(len(lrs), 2 * len(tasks), figsize=(3.5 * len(tasks), 1.9 * len(lrs)), constrained_layout=True,
                              squeeze=False)  # fmt: skip
     colors = plt.get_cmap("tab10")
     data = FigureData()
-    task_title = {"eq1": "Eq. 1 (dissimilar task)", "similar": "similar task (control)"}
+    task_title = {"eq1": "Eq. 1 (dissimilar task)", "eq1_permuted": "Eq. 1, permuted inputs", "similar": "similar task (control)"}
     for r, lr in enumerate(lrs):
         for t, task in enumerate(tasks):
             ax_curve, ax_bar = axes[r][2 * t], axes[r][2 * t + 1]
             labels, means, errs, bar_colors = [], [], [], []
             drawn: list[dict[str, float]] = []
-            for g, group in enumerate(groups):
-                for i, init in enumerate(("pretrained", "random")):
-                    rows = rows_for(curves, task=task, group=group, init=init, lr=lr)
+            for g, arm in enumerate(arms):
+                for i, init in enumerate(inits):
+                    rows = rows_for(curves, task=task, arm=arm, init=init, lr=lr)
                     if not rows:
                         continue
-                    series: dict[int, dict[float, float]] = {}
+                    per_seed: dict[str, dict[float, list[float]]] = {}
                     for row in rows:
-                        series.setdefault(int(row["seed"]), {})[to_float(row["epoch"])] = to_float(row["test_mse"])
-                    label = f"{group} {init}"
-                    color = colors(2 * g + i)
+                        per_seed.setdefault(row["ppo_run"], {}).setdefault(to_float(row["epoch"]), []).append(to_float(row["test_mse"]))
+                    series = {run: {x: sum(v) / len(v) for x, v in epochs.items()} for run, epochs in per_seed.items()}
+                    label = f"{arm} {init}"
+                    color = colors((len(inits) * g + i) % 10)
                     style = dict(color=color, label=label, linestyle="-" if init == "pretrained" else "--")
                     points = aggregate(series)
                     data.band(ax_curve, f"{task}/lr={lr:g}/curve", label, points, **style)
                     drawn += points
                     finals = [s[max(s)] for s in series.values()]
                     m, lo, hi = mean_ci(finals)
-                    data.rows.append({"panel": f"{task}/lr={lr:g}/final", "series": label, "x": max(series[next(iter(series))]),
+                    data.rows.append({"panel": f"{task}/lr={lr:g}/final", "series": label, "x": max(next(iter(series.values()))),
                                       "mean": m, "ci_low": lo, "ci_high": hi, "n": len(finals)})  # fmt: skip
-                    labels.append(label.replace("PPO-", "").replace(" pretrained", "\npretr.").replace(" random", "\nrandom"))
+                    labels.append(f"{arm}\n{init.replace('pretrained', 'pretr.').replace('random_', '')}")
                     means.append(m)
                     errs.append(0.0 if math.isnan(hi) else hi - m)
                     bar_colors.append(color)
             ax_curve.set_yscale("log")
             _log_limits(ax_curve, drawn)
-            ax_curve.set_title(f"{task_title.get(task, task)}, lr {lr:g}")
+            ax_curve.set_title(f"{task_title.get(task, task)}, lr {lr:g}", fontsize=7)
             ax_curve.set_xlabel("epoch")
             ax_curve.set_ylabel("test MSE")
             ax_bar.bar(range(len(means)), means, yerr=errs, color=bar_colors, capsize=2)
-            ax_bar.set_xticks(range(len(means)), labels, fontsize=5)
+            ax_bar.set_xticks(range(len(means)), labels, fontsize=4)
             ax_bar.set_ylim(bottom=0)  # an MSE is >= 0: a t-interval reaching below 0 is cut at the axis
-            ax_bar.set_title("final test MSE (95% CI)")
+            ax_bar.set_title("final test MSE (95% CI over PPO runs)", fontsize=7)
             ax_bar.set_ylabel("test MSE")
-    axes[0][0].legend(loc="best", fontsize=5)
+    axes[0][0].legend(loc="best", fontsize=4)
     return _save(fig, data, out, name)
 
 
@@ -222,7 +226,7 @@ def _log_limits(ax: Any, points: list[dict[str, float]]) -> None:
 
 
 def fig3_transfer(res: Results, out: Path) -> list[Path]:
-    """Figure 3: transfer at lr 0.01 — test-loss curves and final test MSE, Eq. 1 beside the similar-task control."""
+    """Figure 3: transfer at lr 0.01 — test-loss curves and final test MSE, Eq. 1 beside its controls."""
     return _transfer(res, out, "fig3", [0.01])
 
 

@@ -2,7 +2,10 @@
 
 * :func:`make_eq1_data` — the paper's Eq. 1 (= Eq. 15): a fixed nonlinear function of 17 inputs plus Gaussian noise.
   The paper does not say how X is distributed; the default here is i.i.d. standard normal (``x_distribution="normal"``,
-  ``x_scale=1``), with a uniform option on [−x_scale, x_scale].
+  ``x_scale=1``), with a uniform option on [−x_scale, x_scale]. With ``permutation`` each term reads another input
+  (the orthogonal-target control, default :data:`EQ1_PERMUTED_INDICES`).
+* :func:`eq1_linear_floor` — var(y) and the test MSE of the best affine fit of Eq. 1, the floor of an
+  identity-activation network, per input distribution.
 * :func:`collect_return_data` — the similar-task control: states visited by a PPO policy on a MuJoCo task, labelled with
   the discounted return of a re-weighted reward ``w_run · reward_run + w_ctrl · reward_ctrl`` (HalfCheetah's two reward
   terms). With both weights 1 this is exactly the value the critic was trained to predict; other weights give a task
@@ -13,10 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
+from scipy import integrate
 
 from ocp.agent import Agent
 from ocp.envs import make_env
@@ -25,29 +29,61 @@ EQ1_INPUT_DIM = 17
 XDistribution = Literal["normal", "uniform"]
 
 
-def eq1_noise_free(x: np.ndarray) -> np.ndarray:
-    """The deterministic part of Eq. 1 for rows of ``x`` (shape (N, 17)) → (N,), in float64."""
+#: Eq. 1's terms that read one input: (input index, coefficient, function), in the paper's order. Every input enters
+#: exactly one term; inputs 4, 5 and 13, 14 enter the two product terms of :data:`EQ1_PRODUCT_TERMS`.
+EQ1_SINGLE_TERMS: tuple[tuple[int, float, Callable[[np.ndarray], np.ndarray]], ...] = (
+    (0, 2.5, lambda v: v),
+    (1, -1.2, lambda v: v**2),
+    (2, 0.8, np.sin),
+    (3, 1.5, np.cos),
+    (6, -0.3, lambda v: v**3),
+    (7, 1.0, lambda v: np.exp(-0.1 * v**2)),
+    (8, 1.1, lambda v: v),
+    (9, -0.5, lambda v: v**2),
+    (10, 0.9, np.tanh),
+    (11, 0.2, lambda v: v**2),
+    (12, -0.6, lambda v: np.sqrt(np.abs(v))),
+    (15, -0.4, lambda v: v),
+    (16, 0.3, lambda v: v),
+)
+#: Eq. 1's product terms: (first input, second input, coefficient).
+EQ1_PRODUCT_TERMS: tuple[tuple[int, int, float], ...] = ((4, 5, 0.7), (13, 14, 0.5))
+
+#: The orthogonal-target control's default: term k of Eq. 1 reads input ``EQ1_PERMUTED_INDICES[k]``. Four swaps (0↔11,
+#: 1↔12, 7↔8, 10↔13) move the inputs that sit where HalfCheetah-v4 puts the torso height (0), pitch (1), forward
+#: velocity (8) and pitch rate (10) — what a running critic's value depends on most — into Eq. 1's small even terms
+#: (0.2X², −0.6√|X|, e^{−0.1X²}) and a product term, none of which is correlated with its input; Eq. 1's large terms
+#: (2.5X, −1.2X², 1.1X, 0.9 tanh X) then read joint velocities and a joint angle.
+EQ1_PERMUTED_INDICES: tuple[int, ...] = (11, 12, 2, 3, 4, 5, 6, 8, 7, 9, 13, 0, 1, 10, 14, 15, 16)
+
+
+def check_permutation(indices: Sequence[int]) -> tuple[int, ...]:
+    """``indices`` as a tuple if it is a permutation of 0 … 16; ``ValueError`` naming the problem otherwise."""
+    out = tuple(int(i) for i in indices)
+    if sorted(out) != list(range(EQ1_INPUT_DIM)):
+        raise ValueError(f"an Eq. 1 input permutation must hold each of 0 … {EQ1_INPUT_DIM - 1} once, got {out}")
+    return out
+
+
+def eq1_noise_free(x: np.ndarray, permutation: Optional[Sequence[int]] = None) -> np.ndarray:
+    """The deterministic part of Eq. 1 for rows of ``x`` (shape (N, 17)) → (N,), in float64. With ``permutation``,
+    term k reads input ``permutation[k]`` instead of input k (the orthogonal-target control)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != EQ1_INPUT_DIM:
         raise ValueError(f"Eq. 1 needs inputs of shape (N, {EQ1_INPUT_DIM}), got {x.shape}")
-    X = x.T
-    return (
-        2.5 * X[0]
-        - 1.2 * X[1] ** 2
-        + 0.8 * np.sin(X[2])
-        + 1.5 * np.cos(X[3])
-        + 0.7 * X[4] * X[5]
-        - 0.3 * X[6] ** 3
-        + np.exp(-0.1 * X[7] ** 2)
-        + 1.1 * X[8]
-        - 0.5 * X[9] ** 2
-        + 0.9 * np.tanh(X[10])
-        + 0.2 * X[11] ** 2
-        - 0.6 * np.sqrt(np.abs(X[12]))
-        + 0.5 * X[13] * X[14]
-        - 0.4 * X[15]
-        + 0.3 * X[16]
-    )
+    X = x.T if permutation is None else x.T[list(check_permutation(permutation))]
+    products = {a: (b, c) for a, b, c in EQ1_PRODUCT_TERMS}
+    singles = {i: (c, f) for i, c, f in EQ1_SINGLE_TERMS}
+    total = None
+    for i in range(EQ1_INPUT_DIM):  # the paper's order of terms, so the sum rounds the same way as the formula
+        if i in singles:
+            term = singles[i][0] * singles[i][1](X[i])
+        elif i in products:
+            term = products[i][1] * X[i] * X[products[i][0]]
+        else:
+            continue
+        total = term if total is None else total + term
+    return total
 
 
 def sample_eq1_inputs(n: int, rng: np.random.Generator, distribution: XDistribution = "normal", scale: float = 1.0) -> np.ndarray:
@@ -78,18 +114,65 @@ class RegressionData:
 
 
 def make_eq1_data(
-    n_train: int, n_test: int, seed: int, noise_std: float = 0.1, distribution: XDistribution = "normal", scale: float = 1.0
+    n_train: int,
+    n_test: int,
+    seed: int,
+    noise_std: float = 0.1,
+    distribution: XDistribution = "normal",
+    scale: float = 1.0,
+    permutation: Optional[Sequence[int]] = None,
 ) -> RegressionData:
-    """Independent train and test sets of Eq. 1 from one seed (train drawn first, then test)."""
+    """Independent train and test sets of Eq. 1 from one seed (train drawn first, then test); ``permutation`` as in
+    :func:`eq1_noise_free` (the same inputs and noise, another target)."""
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
     rng = np.random.default_rng(seed)
     parts = []
     for n in (n_train, n_test):
         x = sample_eq1_inputs(n, rng, distribution, scale)
-        y = eq1_noise_free(x) + noise_std * rng.standard_normal(n)
+        y = eq1_noise_free(x, permutation) + noise_std * rng.standard_normal(n)
         parts += [torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)]
     return RegressionData(*parts)
+
+
+def input_expectation(g: Callable[[np.ndarray], np.ndarray], distribution: XDistribution, scale: float) -> float:
+    """E[g(X)] for one Eq. 1 input X ~ N(0, scale²) or U[−scale, scale], by adaptive quadrature (split at 0, where
+    √|x| has its kink)."""
+    if not scale > 0:
+        raise ValueError(f"x_scale must be > 0, got {scale}")
+    if distribution == "normal":
+        density, low, high = (lambda v: math.exp(-0.5 * (v / scale) ** 2) / (scale * math.sqrt(2 * math.pi))), -math.inf, math.inf
+    elif distribution == "uniform":
+        density, low, high = (lambda v: 0.5 / scale), -scale, scale
+    else:
+        raise ValueError(f"x_distribution must be 'normal' or 'uniform', got {distribution!r}")
+    def weighted(v: float) -> float:
+        return float(g(np.float64(v))) * density(v)
+
+    return sum(integrate.quad(weighted, a, b, epsabs=1e-13, epsrel=1e-12, limit=200)[0] for a, b in ((low, 0.0), (0.0, high)))
+
+
+def eq1_linear_floor(distribution: XDistribution = "normal", scale: float = 1.0, noise_std: float = 0.1) -> tuple[float, float]:
+    """(var(y), the test MSE of the best affine predictor of y) for Eq. 1 with i.i.d. inputs and noise σ: what an
+    identity-activation (No-Act) network, an affine map, can reach at best with unlimited data.
+
+    Every input enters one term and the inputs are independent, so the least-squares fit decouples: MSE = var(y) −
+    Σⱼ cov(Xⱼ, y)² / var(Xⱼ), where cov(Xⱼ, y) is the covariance of Xⱼ with its own term. The same under any input
+    permutation, and under an affine transform of each input (an observation normaliser)."""
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    mean = input_expectation(lambda v: v, distribution, scale)
+    second = input_expectation(lambda v: v**2, distribution, scale)
+    var_x = second - mean**2
+    variance, explained = noise_std**2, 0.0
+    for _, c, f in EQ1_SINGLE_TERMS:
+        m_f = input_expectation(f, distribution, scale)
+        variance += c**2 * (input_expectation(lambda v, f=f: f(v) ** 2, distribution, scale) - m_f**2)
+        explained += (c * (input_expectation(lambda v, f=f: v * f(v), distribution, scale) - mean * m_f)) ** 2 / var_x
+    for _, _, c in EQ1_PRODUCT_TERMS:
+        variance += c**2 * (second**2 - mean**4)
+        explained += 2 * (c * mean * var_x) ** 2 / var_x  # cov(Xa, c·Xa·Xb) = c·E[Xb]·var(Xa), and the same for Xb
+    return variance, variance - explained
 
 
 def truncated_discounted_returns(rewards: np.ndarray, gamma: float, horizon: int) -> np.ndarray:

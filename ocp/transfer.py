@@ -1,26 +1,35 @@
-"""Task-relevance transfer experiment (paper Section 3.2, Appendix A, Figures 3 and 5) and the similar-task control.
+"""Task-relevance transfer experiment (paper Section 3.2, Appendix A, Figures 3 and 5) with two controls.
 
-The critic of a trained PPO agent initialises a regressor that is then trained on
+The critic of every PPO run of each arm initialises a regressor that is then trained, whole (no layer frozen), on
 
-* ``eq1`` — the paper's Eq. 1, a task unrelated to the critic's (the paper's experiment), and
+* ``eq1`` — the paper's Eq. 1, a task the paper calls unrelated to the critic's (the paper's experiment);
+* ``eq1_permuted`` — Eq. 1 with its inputs permuted (``eq1_permutation``), the orthogonal-target control: Eq. 1
+  puts its largest linear and quadratic terms on the inputs where HalfCheetah-v4 has the forward velocity, torso
+  pitch and height, which the critic already reads, so the pretrained critic starts correlated with Eq. 1's target;
+  the permutation moves those inputs into Eq. 1's small even terms;
 * ``similar`` — discounted returns of a re-weighted HalfCheetah reward on states visited by the agent's own policy,
   a task close to the critic's (a control the paper does not run: OCP says a critic whose neurons are trapped in its
-  task's optimum learns a *similar* task worse than a random init, and a dissimilar one, Eq. 1, as well),
+  task's optimum learns a *similar* task worse than a random init, and a dissimilar one as well),
 
-against a random initialisation of the same architecture (PPO's own orthogonal init). Every (task, checkpoint, init,
-lr, seed) run logs train/test MSE per epoch and probes the regressor (``ocp.probe``, MSE objective on the training
-set) at intervals; a summary compares pretrained and random init per (task, checkpoint, lr) with Welch's t-test, a
-bootstrap CI of the mean difference and Cohen's d.
+against random initialisations of the same architecture: PPO's own orthogonal init and PyTorch's default
+``nn.Linear`` init, both first-class arms (the paper does not say which it used, and the verdict can differ between
+them). Every (task, PPO run, init, lr, regression seed) logs train/test MSE and the test-set correlation of output and
+target per epoch, and probes the regressor (``ocp.probe``, MSE objective on the training set) at intervals.
+``summary.csv`` compares pretrained and each random init with paired statistics replicated over PPO runs
+(:mod:`ocp.transfer_statistics`); ``linear_floor.csv`` gives the best affine fit's test MSE on Eq. 1 per input
+distribution, the floor of an identity-activation (No-Act) network.
 
 Choices where the paper is silent (all configurable, see :class:`TransferConfig`):
 
-* Adam (PyTorch defaults besides lr), 200 epochs of minibatches of 100 samples, reshuffled every epoch.
-* Seed ``s`` draws the data (Eq. 1 samples, or the similar task's episodes), the random init and the minibatch order;
-  both inits of one seed see the same data, so the two arms differ only by their initial weights.
-* Eq. 1 inputs go into the network as they are (the paper feeds X straight in); ``eq1_inputs="checkpoint"`` passes
-  them through the checkpoint's observation normaliser first. Similar-task inputs are normalised with the checkpoint's
-  normaliser by default (that is how the critic saw states) and targets divided by its return scale √(var(G) + ε), the
-  reward scaling the critic was trained under; both arms get the same transformed data.
+* Adam (PyTorch defaults besides lr), 200 epochs of minibatches of 100 samples, reshuffled every epoch; 1,000 training
+  and 1,000 test samples (the paper's "1,000 samples" may also mean 1,000 in total).
+* Regression seed ``s`` of the PPO run with seed ``k`` draws, from a seed derived from (k, s), the data (Eq. 1
+  samples, or the similar task's episodes), the random inits and the minibatch order; every init of one (k, s) sees
+  the same data in the same order, so the arms differ only by their initial weights.
+* Eq. 1 inputs go into the network as they are (``eq1_inputs="raw"``; the paper does not mention the observation
+  normaliser); ``eq1_inputs="checkpoint"`` passes them through the checkpoint's normaliser first. Similar-task inputs
+  are normalised with the checkpoint's normaliser by default (that is how the critic saw states) and targets divided
+  by its return scale √(var(G) + ε), the reward scaling the critic was trained under; every arm gets the same data.
 """
 
 from __future__ import annotations
@@ -49,32 +58,30 @@ from ocp.agent import ACTIVATIONS, Agent
 from ocp.checkpoint import CorruptCheckpointError, atomic_write_bytes, load_checkpoint, load_latest_checkpoint
 from ocp.envs import check_env
 from ocp.probe import DEFAULT_THRESHOLDS, PlasticityProbe
-from ocp.statistics import mean_ci, welch_test
 from ocp.regression_tasks import (
     EQ1_INPUT_DIM,
+    EQ1_PERMUTED_INDICES,
     RegressionData,
     ReturnTaskSpec,
     XDistribution,
+    check_permutation,
     collect_return_data,
+    eq1_linear_floor,
     make_eq1_data,
 )
+from ocp.transfer_statistics import LINEAR_FLOOR_COLUMNS, SUMMARY_COLUMNS, format_summary, summarise
 
-Task = Literal["eq1", "similar"]
+Task = Literal["eq1", "eq1_permuted", "similar"]
+TASKS = ("eq1", "eq1_permuted", "similar")
 InputMode = Literal["raw", "checkpoint"]
 TargetScale = Literal["none", "checkpoint"]
 RandomInit = Literal["ppo", "torch"]
-INITS = ("pretrained", "random")
+X_DISTRIBUTIONS = ("normal", "uniform")
 
-CURVE_COLUMNS = ["task", "group", "init", "activation", "lr", "seed", "epoch", "train_mse", "test_mse"]
-PROBE_COLUMNS = ["task", "group", "init", "activation", "lr", "seed", "epoch", "layer", "kind", "width", "tau",
-                 "dormant_ratio", "zero_gradient_ratio", "still_dormant", "still_zero_gradient"]  # fmt: skip
-SUMMARY_COLUMNS = [
-    "task", "group", "activation", "lr", "metric", "epochs",
-    "n_pretrained", "pretrained_mean", "pretrained_ci_low", "pretrained_ci_high",
-    "n_random", "random_mean", "random_ci_low", "random_ci_high",
-    "diff_mean", "diff_ci_low", "diff_ci_high", "relative_diff", "cohens_d",
-    "welch_t", "welch_df", "welch_p", "significant",
-]  # fmt: skip
+CURVE_COLUMNS = ["task", "arm", "ppo_run", "ppo_seed", "init", "activation", "lr", "seed", "epoch", "train_mse",
+                 "test_mse", "output_target_corr"]  # fmt: skip
+PROBE_COLUMNS = ["task", "arm", "ppo_run", "ppo_seed", "init", "activation", "lr", "seed", "epoch", "layer", "kind",
+                 "width", "tau", "dormant_ratio", "zero_gradient_ratio", "still_dormant", "still_zero_gradient"]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -203,9 +210,14 @@ def random_critic(p: PretrainedAgent, seed: int, scheme: RandomInit = "ppo") -> 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """MSE and the Pearson correlation of output and target (NaN when either is constant)."""
     with torch.no_grad():
-        return float(F.mse_loss(model(x).squeeze(-1), y))
+        out = model(x).squeeze(-1)
+        mse = float(F.mse_loss(out, y))
+        o, t = out.double() - out.double().mean(), y.double() - y.double().mean()
+        norm = float(torch.sqrt((o * o).sum() * (t * t).sum()))
+        return mse, float((o * t).sum()) / norm if norm > 0 else math.nan
 
 
 def train_regressor(
@@ -220,7 +232,8 @@ def train_regressor(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Adam on the MSE, ``epochs`` passes of shuffled minibatches (``batch_size >= n_train``: full batch).
 
-    Returns curve rows ``{epoch, train_mse, test_mse}`` for epochs 0 (before training) … ``epochs``, and probe rows
+    Returns curve rows ``{epoch, train_mse, test_mse, output_target_corr}`` (the last on the test set) for epochs 0
+    (before training) … ``epochs``, and probe rows
     for epochs 0, ``probe_every``, 2·``probe_every``, …, and the last (none if ``probe_every`` is 0). Probe rows hold
     per layer and threshold the dormant and zero-gradient ratios, and the share of the units flagged at epoch 0 that
     are still flagged (``still_*``: 1 means none woke up; NaN when none was flagged at epoch 0).
@@ -246,7 +259,8 @@ def train_regressor(
                 loss.backward()
                 optimizer.step()
             model.eval()
-        curves.append({"epoch": epoch, "train_mse": _mse(model, x, y), "test_mse": _mse(model, data.x_test, data.y_test)})
+        test_mse, test_corr = _fit(model, data.x_test, data.y_test)
+        curves.append({"epoch": epoch, "train_mse": _fit(model, x, y)[0], "test_mse": test_mse, "output_target_corr": test_corr})
         if probe is not None and (epoch % probe_every == 0 or epoch == epochs):
             probes += _probe_rows(probe.measure(x, objective), epoch, start_masks)
     return curves, probes
@@ -271,75 +285,45 @@ def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, An
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Statistics
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def bootstrap_diff_ci(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of mean(a) − mean(b), resampling each group independently with replacement."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    diffs = rng.choice(a, (resamples, len(a))).mean(1) - rng.choice(b, (resamples, len(b))).mean(1)
-    alpha = 1 - confidence
-    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
-    """(mean(a) − mean(b)) / pooled standard deviation (ddof 1); NaN when both groups are constant."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
-    return float((a.mean() - b.mean()) / math.sqrt(pooled)) if pooled > 0 else math.nan
-
-
-def compare(pretrained: Sequence[float], random: Sequence[float], confidence: float, resamples: int, seed: int) -> dict[str, Any]:
-    """Every summary statistic of one pretrained-vs-random comparison (``diff`` = pretrained − random)."""
-    pm, plo, phi = mean_ci(pretrained, confidence)
-    rm, rlo, rhi = mean_ci(random, confidence)
-    t, df, p = welch_test(pretrained, random)
-    dlo, dhi = bootstrap_diff_ci(pretrained, random, confidence, resamples, seed)
-    return {"n_pretrained": len(pretrained), "pretrained_mean": pm, "pretrained_ci_low": plo, "pretrained_ci_high": phi,
-            "n_random": len(random), "random_mean": rm, "random_ci_low": rlo, "random_ci_high": rhi,
-            "diff_mean": pm - rm, "diff_ci_low": dlo, "diff_ci_high": dhi,
-            "relative_diff": (pm - rm) / rm if rm != 0 else math.nan, "cohens_d": cohens_d(pretrained, random),
-            "welch_t": t, "welch_df": df, "welch_p": p, "significant": bool(p < 1 - confidence)}  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # The experiment
 # ----------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TransferConfig:
-    """Transfer PPO critics to Eq. 1 (paper Sec. 3.2) and to a similar return-regression task, against random init."""
+    """Transfer PPO critics to Eq. 1 (paper Sec. 3.2), its input-permuted control and a similar return-regression task,
+    against random inits; one critic per PPO run, regression seeds nested in each run."""
 
     checkpoints: tuple[Path, ...]
-    """PPO checkpoint files, or run directories (their newest valid checkpoint is used)."""
+    """PPO checkpoint files, or run directories (their newest valid checkpoint is used); one per PPO run."""
     labels: tuple[str, ...] = ()
-    """One name per checkpoint for the ``group`` column; default ``<activation>:<run>``."""
+    """One name per checkpoint for the ``ppo_run`` column; default ``<activation>:<run>``."""
+    arms: tuple[str, ...] = ()
+    """One arm name per checkpoint: the PPO runs of an arm are its replicates (distinct PPO seeds); default the
+    critic's activation."""
     expected_activations: tuple[str, ...] = ()
     """If given, one per checkpoint: refuse a checkpoint whose critic uses another activation."""
-    random_init: RandomInit = "ppo"
-    """Random arm: ``ppo``, PPO's orthogonal init; ``torch``, PyTorch's default nn.Linear init (see random_critic)."""
+    random_inits: tuple[RandomInit, ...] = ("ppo", "torch")
+    """Random-init arms: ``ppo``, PPO's orthogonal init; ``torch``, PyTorch's default nn.Linear init (see random_critic)."""
     out_dir: Path = Path("results/transfer")
-    """Where curves.csv, probe.csv, summary.csv and config.json are written."""
-    tasks: tuple[Task, ...] = ("eq1", "similar")
-    """``eq1``: the paper's Eq. 1; ``similar``: the similar-task control."""
+    """Where curves.csv, probe.csv, summary.csv, linear_floor.csv and config.json are written."""
+    tasks: tuple[Task, ...] = TASKS
+    """``eq1``: the paper's Eq. 1; ``eq1_permuted``: Eq. 1 with permuted inputs; ``similar``: the similar-task control."""
+    eq1_permutation: tuple[int, ...] = EQ1_PERMUTED_INDICES
+    """Task ``eq1_permuted``: term k of Eq. 1 reads input ``eq1_permutation[k]`` (default: see regression_tasks)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    """Seeds per arm; seed s draws the data, the random init and the minibatch order."""
+    """Regression seeds per PPO run; seed s of the run with PPO seed k draws, from a seed derived from (k, s), the data,
+    the random inits and the minibatch order."""
     lrs: tuple[float, ...] = (0.01, 0.005)
     """Adam learning rates (the paper's two)."""
     epochs: int = 200
-    """Passes over the training set (the paper does not say how long it trains)."""
+    """Passes over the training set (our choice: the paper does not say how long it trains)."""
     batch_size: int = 100
-    """Minibatch size; >= n_train gives full-batch training."""
+    """Minibatch size (our choice); >= n_train gives full-batch training."""
     n_train: int = 1000
-    """Training samples (the paper's 1,000)."""
+    """Training samples (our reading of the paper's "1,000 samples", which may also mean 1,000 in total)."""
     n_test: int = 1000
-    """Test samples (the paper's 1,000), drawn independently of the training set."""
+    """Test samples (our choice), drawn independently of the training set."""
     noise_std: float = 0.1
     """σ of Eq. 1's noise."""
     x_distribution: XDistribution = "normal"
@@ -347,7 +331,8 @@ class TransferConfig:
     x_scale: float = 1.0
     """Standard deviation (normal) or half-width (uniform) of each Eq. 1 input."""
     eq1_inputs: InputMode = "raw"
-    """``raw``: X straight into the network, as the paper; ``checkpoint``: through the checkpoint's obs normaliser."""
+    """``raw``: X straight into the network (our choice; the paper does not mention the observation normaliser);
+    ``checkpoint``: through the checkpoint's normaliser."""
     similar_env_id: str = "HalfCheetah-v4"
     """Environment of the similar task (HalfCheetah's reward terms are needed)."""
     similar_reward_run_weight: float = 1.0
@@ -374,10 +359,8 @@ class TransferConfig:
     """Probe the regressor every k epochs (and at the first and last); 0 turns probing off."""
     probe_thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     """τ values for the dormant and zero-gradient ratios."""
-    confidence: float = 0.95
-    """Level of every interval; a Welch p below 1 − confidence counts as significant."""
-    bootstrap_resamples: int = 10_000
-    """Resamples of the bootstrap CI of the mean difference."""
+    alpha: float = 0.05
+    """One-sided level of the summary: the interval of the paired difference is at 1 − 2α (TOST at α)."""
     threads: int = 1
     """torch CPU threads (the networks are tiny; more threads mostly add overhead)."""
 
@@ -389,17 +372,24 @@ class TransferConfig:
         need(len(self.checkpoints) >= 1, "give at least one checkpoint")
         need(not self.labels or len(self.labels) == len(self.checkpoints), f"{len(self.labels)} labels for {len(self.checkpoints)} checkpoints")
         need(len(set(self.labels)) == len(self.labels), f"labels must be distinct, got {self.labels}")
+        need(not self.arms or len(self.arms) == len(self.checkpoints), f"{len(self.arms)} arms for {len(self.checkpoints)} checkpoints")
         need(not self.expected_activations or len(self.expected_activations) == len(self.checkpoints),
              f"{len(self.expected_activations)} expected activations for {len(self.checkpoints)} checkpoints")  # fmt: skip
-        need(len(self.tasks) >= 1 and set(self.tasks) <= {"eq1", "similar"}, f"tasks must be eq1 and/or similar, got {self.tasks}")
-        need(len(self.seeds) >= 2 and len(set(self.seeds)) == len(self.seeds), f"need >= 2 distinct seeds, got {self.seeds}")
+        need(len(self.random_inits) >= 1 and len(set(self.random_inits)) == len(self.random_inits)
+             and set(self.random_inits) <= {"ppo", "torch"}, f"random_inits must be distinct of ppo, torch, got {self.random_inits}")  # fmt: skip
+        need(len(self.tasks) >= 1 and len(set(self.tasks)) == len(self.tasks) and set(self.tasks) <= set(TASKS),
+             f"tasks must be distinct of {', '.join(TASKS)}, got {self.tasks}")  # fmt: skip
+        check_permutation(self.eq1_permutation)
+        need(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), f"need >= 1 distinct seeds, got {self.seeds}")
+        need(min(self.seeds) >= 0, f"seeds must be >= 0, got {self.seeds}")
         need(len(self.lrs) >= 1 and all(lr > 0 for lr in self.lrs), f"learning rates must be > 0, got {self.lrs}")
         need(self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         need(self.n_train >= 1 and self.n_test >= 1, f"n_train and n_test must be >= 1, got {self.n_train}, {self.n_test}")
         need(self.noise_std >= 0 and self.x_scale > 0, f"need noise_std >= 0 and x_scale > 0, got {self.noise_std}, {self.x_scale}")
         need(self.probe_every >= 0, f"probe_every must be >= 0, got {self.probe_every}")
-        need(0 < self.confidence < 1, f"confidence must be in (0, 1), got {self.confidence}")
-        need(self.bootstrap_resamples >= 1 and self.threads >= 1, "bootstrap_resamples and threads must be >= 1")
+        need(0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}")
+        need(self.x_distribution in X_DISTRIBUTIONS, f"x_distribution must be one of {X_DISTRIBUTIONS}, got {self.x_distribution!r}")
+        need(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         self.return_spec().validate()
 
     def return_spec(self) -> ReturnTaskSpec:
@@ -432,93 +422,114 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) 
     atomic_write_bytes(path, _csv_bytes(rows, columns))
 
 
-def summarise(curves: list[dict[str, Any]], confidence: float, resamples: int) -> list[dict[str, Any]]:
-    """Pretrained vs random per (task, group, lr) on two metrics: the final test MSE, and the test MSE averaged over
-    epochs 1…E (lower means faster convergence as well as a lower end point)."""
-    final_epoch = max(r["epoch"] for r in curves)
-    per_run: dict[tuple, list[float]] = {}
-    for r in curves:
-        per_run.setdefault((r["task"], r["group"], r["activation"], r["lr"], r["init"], r["seed"]), [0.0] * (final_epoch + 1))[r["epoch"]] = r["test_mse"]  # fmt: skip
-    metrics_of: dict[str, Callable[[list[float]], float]] = {
-        "final_test_mse": lambda c: c[-1],
-        "mean_test_mse_over_epochs": lambda c: float(np.mean(c[1:])),
-    }
-    keys = sorted({k[:4] for k in per_run}, key=lambda k: (k[0], k[1], -k[3]))
+def linear_floor_rows(cfg: TransferConfig) -> list[dict[str, Any]]:
+    """The best affine fit's test MSE on Eq. 1 (:func:`ocp.regression_tasks.eq1_linear_floor`) for every input
+    distribution the suite offers, at the run's input scale and noise; ``used`` marks the run's distribution."""
     rows = []
-    for i, (task, group, activation, lr) in enumerate(keys):
-        for name, fn in metrics_of.items():
-            arms = {init: [fn(c) for (t, g, _, l, ini, _), c in sorted(per_run.items()) if (t, g, l, ini) == (task, group, lr, init)]
-                    for init in INITS}  # fmt: skip
-            if min(len(v) for v in arms.values()) < 2:
-                continue
-            rows.append({"task": task, "group": group, "activation": activation, "lr": lr, "metric": name,
-                         "epochs": final_epoch, **compare(arms["pretrained"], arms["random"], confidence, resamples, seed=i)})  # fmt: skip
+    for distribution in X_DISTRIBUTIONS:
+        variance, floor = eq1_linear_floor(distribution, cfg.x_scale, cfg.noise_std)
+        rows.append({"distribution": distribution, "x_scale": cfg.x_scale, "noise_std": cfg.noise_std,
+                     "target_variance": variance, "linear_floor_mse": floor, "floor_share": floor / variance,
+                     "used": int(distribution == cfg.x_distribution)})  # fmt: skip
     return rows
 
 
-def _load_groups(cfg: TransferConfig) -> tuple[list[PretrainedAgent], Optional[PretrainedAgent]]:
-    """The checkpoints' agents (checked against the tasks' input widths and for distinct labels) and the optional
-    shared similar-task policy."""
-    task_dims = {"eq1": EQ1_INPUT_DIM}
+@dataclass(frozen=True)
+class Critic:
+    """One PPO run's critic as the experiment uses it: its agent, its arm and its PPO seed."""
+
+    pretrained: PretrainedAgent
+    arm: str
+    ppo_seed: int
+
+
+def replicate_seed(ppo_seed: int, seed: int) -> int:
+    """The seed of regression seed ``seed`` nested in the PPO run with seed ``ppo_seed``: that pair's data, random
+    inits and minibatch order come from it, so they differ between PPO runs of an arm."""
+    return int(np.random.SeedSequence([ppo_seed, seed]).generate_state(1)[0])
+
+
+def _load_groups(cfg: TransferConfig) -> tuple[list[Critic], Optional[PretrainedAgent]]:
+    """The checkpoints' critics (checked against the tasks' input widths, for distinct labels and for distinct PPO
+    seeds within an arm) and the optional shared similar-task policy."""
+    task_dims = {"eq1": EQ1_INPUT_DIM, "eq1_permuted": EQ1_INPUT_DIM}
     if "similar" in cfg.tasks:
         task_dims["similar"] = check_env(cfg.similar_env_id)[0]
-    groups = []
+    critics = []
     for i, path in enumerate(cfg.checkpoints):
         p = load_pretrained(path, cfg.expected_activations[i] if cfg.expected_activations else None,
                             label=cfg.labels[i] if cfg.labels else None)  # fmt: skip
         for task in cfg.tasks:
             if p.obs_dim != task_dims[task]:
                 raise ValueError(f"{p.source}: the critic takes {p.obs_dim} inputs, task {task!r} has {task_dims[task]}")
-        groups.append(p)
-    labels = [p.label for p in groups]
+        ppo_seed = p.provenance.get("ppo_seed")
+        if not isinstance(ppo_seed, int) or ppo_seed < 0:
+            raise ValueError(f"{p.source}: the checkpoint's config has PPO seed {ppo_seed!r}; the regression seeds of "
+                             "a PPO run are derived from it, so it must be an integer >= 0")  # fmt: skip
+        critics.append(Critic(p, cfg.arms[i] if cfg.arms else p.activation, ppo_seed))
+    labels = [c.pretrained.label for c in critics]
     if len(set(labels)) != len(labels):
         raise ValueError(f"checkpoints share a label ({labels}); pass distinct --labels")
+    runs = [(c.arm, c.ppo_seed) for c in critics]
+    if len(set(runs)) != len(runs):
+        raise ValueError(f"two checkpoints of one arm come from the same PPO seed ((arm, seed): {runs}); an arm's "
+                         "replicates are its PPO runs, one critic each")  # fmt: skip
     shared_policy = load_pretrained(cfg.similar_policy, input_dim=task_dims.get("similar")) if cfg.similar_policy else None
-    return groups, shared_policy
+    return critics, shared_policy
 
 
-def part_key(cfg: TransferConfig, groups: Sequence[PretrainedAgent], shared_policy: Optional[PretrainedAgent]) -> str:
+def part_key(cfg: TransferConfig, critics: Sequence[Critic], shared_policy: Optional[PretrainedAgent]) -> str:
     """What a per-seed part depends on: every setting but the output folder, with checkpoints, labels and the
     similar-task policy as resolved (the files actually read, the labels used). A run directory that gained a newer
     checkpoint thus gives a new key, and the config a worker gets (pinned to those files, see :func:`run_transfer`)
     the same key as the one the user gave."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out_dir", "checkpoints", "labels", "similar_policy")}
-    blob = json.dumps({"settings": settings, "sources": [[str(p.source), p.label] for p in groups],
+    blob = json.dumps({"settings": settings, "sources": [[str(c.pretrained.source), c.pretrained.label] for c in critics],
                        "similar_policy": None if shared_policy is None else str(shared_policy.source)},
                       sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def transfer_seed(cfg: TransferConfig, seed: int) -> dict[str, Any]:
-    """Every (checkpoint, task, init, lr) of one seed: the unit of work a pool runs in parallel. Runs with
+    """Every (PPO run, task, init, lr) of one regression seed: the unit of work a pool runs in parallel. Runs with
     ``cfg.threads`` torch threads wherever it runs, so a seed's numbers do not depend on the process it ran in."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        groups, shared_policy = _load_groups(cfg)
+        critics, shared_policy = _load_groups(cfg)
         curves: list[dict[str, Any]] = []
         probes: list[dict[str, Any]] = []
-        eq1 = make_eq1_data(cfg.n_train, cfg.n_test, seed, cfg.noise_std, cfg.x_distribution, cfg.x_scale) if "eq1" in cfg.tasks else None
-        shared_returns = None
-        for p in groups:
+        eq1_cache: dict[tuple[str, int], RegressionData] = {}
+        shared_returns: dict[int, RegressionData] = {}
+        inits = ("pretrained", *(f"random_{scheme}" for scheme in cfg.random_inits))
+        for critic in critics:
+            p, pair_seed = critic.pretrained, replicate_seed(critic.ppo_seed, seed)
             for task in cfg.tasks:
-                if task == "eq1":
-                    data = _prepare(eq1, p, cfg.eq1_inputs, "none")
+                if task in ("eq1", "eq1_permuted"):
+                    # Both Eq. 1 variants of one (run, seed) share inputs and noise; only the target's wiring differs.
+                    permutation = cfg.eq1_permutation if task == "eq1_permuted" else None
+                    raw = eq1_cache.get((task, pair_seed))
+                    if raw is None:
+                        raw = eq1_cache[(task, pair_seed)] = make_eq1_data(cfg.n_train, cfg.n_test, pair_seed, cfg.noise_std,
+                                                                           cfg.x_distribution, cfg.x_scale, permutation)  # fmt: skip
+                    data = _prepare(raw, p, cfg.eq1_inputs, "none")
                 else:
                     if shared_policy is not None:
-                        shared_returns = shared_returns or collect_return_data(shared_policy.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, seed)
-                        raw = shared_returns
+                        if pair_seed not in shared_returns:
+                            shared_returns[pair_seed] = collect_return_data(shared_policy.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, pair_seed)
+                        raw = shared_returns[pair_seed]
                     else:
-                        raw = collect_return_data(p.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, seed)
+                        raw = collect_return_data(p.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, pair_seed)
                     data = _prepare(raw, p, cfg.similar_inputs, cfg.similar_target_scale)
-                for init in INITS:
+                for init in inits:
                     for lr in cfg.lrs:
-                        model = pretrained_critic(p) if init == "pretrained" else random_critic(p, seed, cfg.random_init)
-                        c, pr = train_regressor(model, data, lr, cfg.epochs, cfg.batch_size, seed, cfg.probe_every, cfg.probe_thresholds)
-                        meta = {"task": task, "group": p.label, "init": init, "activation": p.activation, "lr": lr, "seed": seed}
+                        model = pretrained_critic(p) if init == "pretrained" else random_critic(p, pair_seed, init.removeprefix("random_"))
+                        c, pr = train_regressor(model, data, lr, cfg.epochs, cfg.batch_size, pair_seed, cfg.probe_every, cfg.probe_thresholds)
+                        meta = {"task": task, "arm": critic.arm, "ppo_run": p.label, "ppo_seed": critic.ppo_seed, "init": init,
+                                "activation": p.activation, "lr": lr, "seed": seed}  # fmt: skip
                         curves += [{**meta, **row} for row in c]
                         probes += [{**meta, **row} for row in pr]
-        return {"seed": seed, "key": part_key(cfg, groups, shared_policy), "curves": curves, "probe": probes}
+        return {"seed": seed, "key": part_key(cfg, critics, shared_policy), "curves": curves, "probe": probes}
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -541,7 +552,8 @@ def run_transfer(
     log: Callable[[str], None] = lambda s: None,
     map_seeds: Callable[..., Iterable[dict[str, Any]]] = map,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run every (task, checkpoint, init, lr, seed), write the CSVs and config.json to ``cfg.out_dir``, return the rows.
+    """Run every (task, checkpoint, init, lr, seed), write the CSVs and config.json to ``cfg.out_dir``, return the rows
+    (``curves``, ``probe``, ``summary``, ``linear_floor``).
 
     Seeds are independent units (:func:`transfer_seed`); ``map_seeds(fn, cfgs, seeds)`` runs them — the builtin
     ``map`` in this process, or an executor's parallel map (``ocp.experiments``). Each finished seed is kept in
@@ -550,15 +562,16 @@ def run_transfer(
     """
     cfg.validate()
     started = time.perf_counter()
-    groups, shared_policy = _load_groups(cfg)
-    key = part_key(cfg, groups, shared_policy)
+    critics, shared_policy = _load_groups(cfg)
+    key = part_key(cfg, critics, shared_policy)
     parts = {s: _load_part(_part_path(cfg, s), key) for s in cfg.seeds}
     todo = [s for s in cfg.seeds if parts[s] is None]
     if len(todo) < len(cfg.seeds):
         log(f"reusing {len(cfg.seeds) - len(todo)} finished seed(s) from {Path(cfg.out_dir) / 'parts'}")
     # Workers read exactly the checkpoint files resolved here: a run directory that gains a newer checkpoint while
     # the seeds run must not give different seeds different critics.
-    pinned = dataclasses.replace(cfg, checkpoints=tuple(p.source for p in groups), labels=tuple(p.label for p in groups),
+    pinned = dataclasses.replace(cfg, checkpoints=tuple(c.pretrained.source for c in critics),
+                                 labels=tuple(c.pretrained.label for c in critics),
                                  similar_policy=None if shared_policy is None else shared_policy.source)  # fmt: skip
     for part in map_seeds(transfer_seed, [pinned] * len(todo), todo):
         if part["key"] != key:
@@ -567,40 +580,25 @@ def run_transfer(
         parts[part["seed"]] = part
         for r in part["curves"]:
             if r["epoch"] == cfg.epochs:
-                log(f"seed {r['seed']} {r['task']:<7} {r['group']} {r['init']:<10} lr {r['lr']:g}: final test MSE {r['test_mse']:.4g}")
+                log(f"seed {r['seed']} {r['task']:<12} {r['ppo_run']} {r['init']:<12} lr {r['lr']:g}: final test MSE {r['test_mse']:.4g}")
     curves = [row for s in cfg.seeds for row in parts[s]["curves"]]
     probes = [row for s in cfg.seeds for row in parts[s]["probe"]]
-    summary = summarise(curves, cfg.confidence, cfg.bootstrap_resamples)
+    summary = summarise(curves, cfg.alpha)
+    floors = linear_floor_rows(cfg)
     out = Path(cfg.out_dir)
     write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
     write_csv(out / "probe.csv", probes, PROBE_COLUMNS)
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    write_csv(out / "linear_floor.csv", floors, LINEAR_FLOOR_COLUMNS)
     info = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-            "checkpoints": {p.label: str(p.source) for p in groups},
-            "provenance": {p.label: p.provenance for p in groups},
+            "checkpoints": {c.pretrained.label: str(c.pretrained.source) for c in critics},
+            "arms": {c.pretrained.label: c.arm for c in critics},
+            "provenance": {c.pretrained.label: c.pretrained.provenance for c in critics},
             "similar_policy": None if shared_policy is None else str(shared_policy.source),
             "seeds_computed_now": todo,
             "wall_seconds": time.perf_counter() - started}  # fmt: skip
     atomic_write_bytes(out / "config.json", (json.dumps(info, indent=2) + "\n").encode())
-    return {"curves": curves, "probe": probes, "summary": summary}
-
-
-def format_summary(rows: list[dict[str, Any]]) -> str:
-    """The summary as a fixed-width table, Eq. 1 and the similar task side by side per checkpoint and lr."""
-    head = (f"{'task':<8} {'group':<26} {'lr':>6}  {'metric':<26} {'pretrained [95% CI]':>30} {'random [95% CI]':>30} "
-            f"{'diff [bootstrap CI]':>34} {'d':>6} {'Welch p':>9}")  # fmt: skip
-    lines = [head]
-
-    def cell(r: dict[str, Any], m: str, lo: str, hi: str) -> str:
-        return f"{r[m]:.4g} [{r[lo]:.4g}, {r[hi]:.4g}]"
-
-    for r in rows:
-
-        lines.append(f"{r['task']:<8} {r['group']:<26} {r['lr']:>6g}  {r['metric']:<26} "
-                     f"{cell(r, 'pretrained_mean', 'pretrained_ci_low', 'pretrained_ci_high'):>30} "
-                     f"{cell(r, 'random_mean', 'random_ci_low', 'random_ci_high'):>30} "
-                     f"{cell(r, 'diff_mean', 'diff_ci_low', 'diff_ci_high'):>34} {r['cohens_d']:>6.2f} {r['welch_p']:>9.3g}")  # fmt: skip
-    return "\n".join(lines)
+    return {"curves": curves, "probe": probes, "summary": summary, "linear_floor": floors}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -612,7 +610,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except ValueError as err:
         raise SystemExit(f"error: {err}") from err
     print(format_summary(result["summary"]))
-    print(f"wrote {cfg.out_dir}/curves.csv, probe.csv, summary.csv, config.json")
+    print(f"wrote {cfg.out_dir}/curves.csv, probe.csv, summary.csv, linear_floor.csv, config.json")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Tests of the transfer experiment: Eq. 1 term by term, the similar-task targets, checkpoint loading and its errors,
-training and probing of one regressor, the statistics against hand formulas, and a tiny end-to-end run with a
-checkpoint written by the real PPO loop."""
+"""Tests of the transfer experiment: Eq. 1 term by term, its permuted-input control and its linear floor against closed
+forms, the similar-task targets, checkpoint loading and its errors, training and probing of one regressor, and a tiny
+end-to-end run with checkpoints written by the real PPO loop. The statistics are in test_transfer_statistics.py."""
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -10,36 +11,34 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import special
 from torch import nn
 
 from ocp.agent import Agent
 from ocp.checkpoint import load_checkpoint, save_checkpoint
 from ocp.ppo import PPOConfig, train
 from ocp.regression_tasks import (
+    EQ1_PERMUTED_INDICES,
     RegressionData,
     ReturnTaskSpec,
+    eq1_linear_floor,
     eq1_noise_free,
     make_eq1_data,
     rollout_returns,
     truncated_discounted_returns,
 )
 from ocp.transfer import (
-    SUMMARY_COLUMNS,
     TransferConfig,
     _prepare,
-    bootstrap_diff_ci,
-    cohens_d,
-    compare,
     load_pretrained,
     main,
-    mean_ci,
     pretrained_critic,
     random_critic,
+    replicate_seed,
     run_transfer,
     train_regressor,
-    welch_test,
 )
+from ocp.transfer_statistics import SUMMARY_COLUMNS
 
 # ---------------------------------------------------------------------------------------------------------------
 # Eq. 1
@@ -109,6 +108,71 @@ def test_eq1_data_noise_and_seeding():
     assert float(uni.x_train.abs().max()) <= 2.0 and float(uni.x_train.abs().max()) > 1.9
 
 
+def test_permuted_eq1_moves_each_term_to_its_new_input():
+    # Term k reads input π[k]: the unit vector e_j switches on the term k with π[k] = j.
+    inverse = {j: k for k, j in enumerate(EQ1_PERMUTED_INDICES)}
+    np.testing.assert_allclose(eq1_noise_free(np.eye(17), EQ1_PERMUTED_INDICES),
+                               [UNIT_VECTOR_Y[inverse[j]] for j in range(17)], rtol=0, atol=1e-14)  # fmt: skip
+    # The default swaps 0↔11, 1↔12, 7↔8, 10↔13: height, pitch, forward velocity and pitch rate of HalfCheetah-v4
+    # feed 0.2X², −0.6√|X|, e^{−0.1X²} and the product term 0.5·X13·X14.
+    assert EQ1_PERMUTED_INDICES == (11, 12, 2, 3, 4, 5, 6, 8, 7, 9, 13, 0, 1, 10, 14, 15, 16)
+    x = np.zeros((1, 17))
+    x[0, 8], x[0, 14] = 3.0, 2.0  # input 8 → e^{−0.1·9} in place of e^0; inputs 10 and 14 stay 0, so the product is 0
+    assert eq1_noise_free(x, EQ1_PERMUTED_INDICES)[0] == pytest.approx(1.5 + math.exp(-0.9), abs=1e-14)
+    # The same inputs and noise as Eq. 1: only the target's wiring changes.
+    plain, permuted = make_eq1_data(30, 20, seed=2), make_eq1_data(30, 20, seed=2, permutation=EQ1_PERMUTED_INDICES)
+    assert torch.equal(plain.x_train, permuted.x_train) and torch.equal(plain.x_test, permuted.x_test)
+    x_train = plain.x_train.double().numpy()
+    np.testing.assert_allclose(permuted.y_train.double().numpy() - eq1_noise_free(x_train, EQ1_PERMUTED_INDICES),
+                               plain.y_train.double().numpy() - eq1_noise_free(x_train), atol=2e-6)  # fmt: skip
+    for bad in [(0,) * 17, tuple(range(16)), tuple(range(1, 18))]:
+        with pytest.raises(ValueError, match="permutation must hold each of 0 … 16 once"):
+            eq1_noise_free(np.zeros((1, 17)), bad)
+
+
+def _normal_floor_by_hand(noise_std):
+    # X ~ N(0, 1). Variances of the terms: sin: (1 − e^{−2})/2; cos: (1 + e^{−2})/2 − e^{−1}; X³: 15; X², and products
+    # of two: 2 and 1; e^{−0.1X²}: E = 1.2^{−1/2}, E[·²] = 1.4^{−1/2}; √|X|: E|X| − (E|X|^{1/2})² with E|X| = √(2/π),
+    # E|X|^{1/2} = 2^{1/4} Γ(3/4) / √π. Covariances with X (Stein: E[X g(X)] = E[g'(X)]): X: 1; sin X: e^{−1/2};
+    # X³: 3; tanh X: E[sech² X]. tanh has no closed form: 200-point Gauss–Hermite quadrature.
+    nodes, weights = np.polynomial.hermite_e.hermegauss(200)
+    weights = weights / math.sqrt(2 * math.pi)
+    e_tanh2, e_sech2 = float(weights @ np.tanh(nodes) ** 2), float(weights @ (1 / np.cosh(nodes) ** 2))
+    e_sqrt_abs = 2**0.25 * special.gamma(0.75) / math.sqrt(math.pi)
+    variance = (2.5**2 + 1.2**2 * 2 + 0.8**2 * (1 - math.exp(-2)) / 2 + 1.5**2 * ((1 + math.exp(-2)) / 2 - math.exp(-1))
+                + 0.7**2 + 0.3**2 * 15 + (1.4**-0.5 - 1 / 1.2) + 1.1**2 + 0.5**2 * 2 + 0.9**2 * e_tanh2 + 0.2**2 * 2
+                + 0.6**2 * (math.sqrt(2 / math.pi) - e_sqrt_abs**2) + 0.5**2 + 0.4**2 + 0.3**2 + noise_std**2)  # fmt: skip
+    explained = 2.5**2 + (0.8 * math.exp(-0.5)) ** 2 + (0.3 * 3) ** 2 + 1.1**2 + (0.9 * e_sech2) ** 2 + 0.4**2 + 0.3**2
+    return variance, variance - explained
+
+
+def test_linear_floor_against_closed_forms():
+    variance, floor = eq1_linear_floor("normal", 1.0, 0.1)
+    assert (variance, floor) == pytest.approx(_normal_floor_by_hand(0.1), abs=1e-9)
+    assert (round(variance, 3), round(floor, 3)) == (14.371, 5.319)  # 37 % of var(y)
+    # X ~ U[−1, 1]: E[X²] = 1/3. Linear terms c·X explain all of their c²/3. sin: E[X sin X] = sin 1 − cos 1,
+    # E[sin² X] = 1/2 − sin 2/4. X³: E[X⁴] = 1/5, E[X⁶] = 1/7. X²: var = 1/5 − 1/9. cos: E = sin 1,
+    # E[cos²] = 1/2 + sin 2/4. e^{−0.1X²}: E[e^{−aX²}] = √(π/a) erf(√a) / 2. tanh: E[tanh²] = 1 − tanh 1,
+    # E[X tanh X] = ∫₀¹ x tanh x dx (Gauss–Legendre). √|X|: E = 2/3, E[|X|] = 1/2. Products: (1/3)².
+    nodes, weights = np.polynomial.legendre.leggauss(60)
+    x_tanh = float(weights @ ((nodes + 1) / 2 * np.tanh((nodes + 1) / 2))) / 2
+    e_exp = lambda a: math.sqrt(math.pi / a) * math.erf(math.sqrt(a)) / 2  # noqa: E731
+    linear = (2.5**2 + 1.1**2 + 0.4**2 + 0.3**2) / 3
+    variance_u = (linear + 0.8**2 * (0.5 - math.sin(2) / 4) + 1.5**2 * (0.5 + math.sin(2) / 4 - math.sin(1) ** 2)
+                  + 0.3**2 / 7 + (1.2**2 + 0.5**2 + 0.2**2) * (1 / 5 - 1 / 9) + (e_exp(0.2) - e_exp(0.1) ** 2)
+                  + 0.9**2 * (1 - math.tanh(1)) + 0.6**2 * (1 / 2 - 4 / 9) + (0.7**2 + 0.5**2) / 9 + 0.1**2)  # fmt: skip
+    explained_u = linear + 3 * ((0.8 * (math.sin(1) - math.cos(1))) ** 2 + (0.3 / 5) ** 2 + (0.9 * x_tanh) ** 2)
+    assert eq1_linear_floor("uniform", 1.0, 0.1) == pytest.approx((variance_u, variance_u - explained_u), abs=1e-9)
+    # Least squares on 400,000 samples reaches the floor (and no lower), permuted inputs or not.
+    data = make_eq1_data(400_000, 1, seed=0, noise_std=0.1, permutation=EQ1_PERMUTED_INDICES)
+    x = np.hstack([data.x_train.double().numpy(), np.ones((400_000, 1))])
+    y = data.y_train.double().numpy()
+    residual = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    assert float(residual @ residual) / 400_000 == pytest.approx(floor, rel=0.01)
+    with pytest.raises(ValueError, match="x_distribution"):
+        eq1_linear_floor("laplace")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Similar-task targets
 # ---------------------------------------------------------------------------------------------------------------
@@ -138,9 +202,9 @@ def ppo_run(tmp_path_factory):
     return run_dir
 
 
-def _save_agent(path, obs_dim, act_dim, activation, config_activation=None, hidden=(8, 8)):
+def _save_agent(path, obs_dim, act_dim, activation, config_activation=None, hidden=(8, 8), seed=1):
     agent = Agent(obs_dim, act_dim, hidden, activation)
-    cfg = PPOConfig(hidden_sizes=hidden, activation=activation).to_dict()
+    cfg = PPOConfig(hidden_sizes=hidden, activation=activation, seed=seed).to_dict()
     if config_activation is not None:
         cfg["activation"] = config_activation
     save_checkpoint(path, {"config": cfg, "agent": agent.state_dict()})
@@ -261,52 +325,6 @@ def test_train_regressor_is_seeded():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Statistics, against hand formulas on fixed numbers
-# ---------------------------------------------------------------------------------------------------------------
-
-A, B = [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 4.0, 6.0, 8.0, 10.0]
-T_975_4 = 2.7764451051977987  # Student t, 97.5% quantile, 4 degrees of freedom
-
-
-def test_mean_ci():
-    mean, lo, hi = mean_ci(A)
-    half = T_975_4 * math.sqrt(2.5) / math.sqrt(5)  # s² = 2.5
-    assert (mean, lo, hi) == pytest.approx((3.0, 3.0 - half, 3.0 + half), abs=1e-12)
-    assert math.isnan(mean_ci([2.0])[1])
-
-
-def test_welch_and_cohens_d():
-    t, df, p = welch_test(A, B)
-    # s²/n: 2.5/5 = 0.5 and 10/5 = 2; t = −3/√2.5; df = 2.5² / (0.5²/4 + 2²/4).
-    assert t == pytest.approx(-3 / math.sqrt(2.5), abs=1e-12)
-    assert df == pytest.approx(6.25 / (0.0625 + 1.0), abs=1e-12)
-    assert p == pytest.approx(2 * stats.t.sf(3 / math.sqrt(2.5), 6.25 / 1.0625), abs=1e-12)
-    assert cohens_d(A, B) == pytest.approx(-3 / 2.5, abs=1e-12)  # pooled variance (4·2.5 + 4·10)/8 = 6.25
-
-
-def test_bootstrap_diff_ci():
-    assert bootstrap_diff_ci([1.0] * 4, [3.0] * 5) == (-2.0, -2.0)
-    lo, hi = bootstrap_diff_ci(A, B, resamples=4000, seed=1)
-    assert (lo, hi) == bootstrap_diff_ci(A, B, resamples=4000, seed=1)
-    assert 1 - 10 <= lo < -3 < hi <= 5 - 2
-    # Large samples: close to the normal-theory interval ±1.96·SE.
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(0, 1, 400), rng.normal(0.5, 2, 400)
-    se = math.sqrt(a.var(ddof=1) / 400 + b.var(ddof=1) / 400)
-    lo, hi = bootstrap_diff_ci(a, b, resamples=20000, seed=0)
-    assert hi - lo == pytest.approx(2 * 1.959964 * se, rel=0.05)
-    assert (lo + hi) / 2 == pytest.approx(a.mean() - b.mean(), abs=0.1 * se)
-
-
-def test_compare_row():
-    row = compare(A, B, confidence=0.95, resamples=1000, seed=0)
-    assert row["diff_mean"] == -3.0 and row["relative_diff"] == pytest.approx(-0.5)
-    assert row["n_pretrained"] == row["n_random"] == 5
-    assert row["significant"] is False and row["welch_p"] > 0.05
-    assert set(row) | {"task", "group", "activation", "lr", "metric", "epochs"} == set(SUMMARY_COLUMNS)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Rollouts and end to end
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -331,21 +349,30 @@ def _read(path):
 def test_end_to_end_tiny(tmp_path, ppo_run):
     cfg = TransferConfig(checkpoints=(ppo_run,), out_dir=tmp_path / "out", seeds=(0, 1), lrs=(0.01,), epochs=3,
                          batch_size=16, n_train=40, n_test=30, similar_horizon=5, similar_states_per_episode=20,
-                         similar_state_stride=1, probe_every=2, bootstrap_resamples=200)  # fmt: skip
+                         similar_state_stride=1, probe_every=2)  # fmt: skip
     result = run_transfer(cfg)
-    curves, probes, summary = (_read(tmp_path / "out" / f"{n}.csv") for n in ("curves", "probe", "summary"))
+    curves, probes, summary, floors = (_read(tmp_path / "out" / f"{n}.csv") for n in ("curves", "probe", "summary", "linear_floor"))
     assert (tmp_path / "out" / "config.json").exists()
-    assert len(curves) == 2 * 2 * 1 * 2 * 4  # tasks × inits × lrs × seeds × epochs 0..3
-    assert {(r["task"], r["init"]) for r in curves} == {(t, i) for t in ("eq1", "similar") for i in ("pretrained", "random")}
-    assert len(summary) == 2 * 2 and {r["metric"] for r in summary} == {"final_test_mse", "mean_test_mse_over_epochs"}
+    assert len(curves) == 3 * 3 * 1 * 2 * 4  # tasks × inits × lrs × seeds × epochs 0..3
+    inits = ("pretrained", "random_ppo", "random_torch")
+    assert {(r["task"], r["init"]) for r in curves} == {(t, i) for t in ("eq1", "eq1_permuted", "similar") for i in inits}
+    assert {(r["arm"], r["ppo_run"], r["ppo_seed"]) for r in curves} == {("relu", "relu:relu_run", "1")}
+    assert len(summary) == 3 * 2 * 2 and {r["metric"] for r in summary} == {"final_test_mse", "mean_test_mse_over_epochs"}
+    assert {(r["random_init"], r["n_runs"], r["seeds_per_run"], r["unit"]) for r in summary} == {
+        ("ppo", "1", "2", "PPO run"), ("torch", "1", "2", "PPO run")}  # fmt: skip
+    assert [(r["distribution"], r["used"]) for r in floors] == [("normal", "1"), ("uniform", "0")]
+    assert float(floors[0]["linear_floor_mse"]) == pytest.approx(eq1_linear_floor("normal", 1.0, 0.1)[1], rel=1e-12)
     assert {r["epoch"] for r in probes} == {"0", "2", "3"}
-    # Epoch 0 of the pretrained arm on Eq. 1 is the checkpoint's critic on raw X (the paper's setting).
+    # Epoch 0 of the pretrained arm on Eq. 1 is the checkpoint's critic on raw X (our default), the data drawn from
+    # the seed of (PPO seed 1, regression seed 1); the correlation is that of its output with the test target.
     p = load_pretrained(ppo_run)
-    data = make_eq1_data(40, 30, seed=1)
+    data = make_eq1_data(40, 30, seed=replicate_seed(1, 1))
     with torch.no_grad():
-        expected = float(((p.agent.critic(data.x_test).squeeze(-1) - data.y_test) ** 2).mean())
+        out = p.agent.critic(data.x_test).squeeze(-1).double()
+    y = data.y_test.double()
     row = next(r for r in result["curves"] if (r["task"], r["init"], r["seed"], r["epoch"]) == ("eq1", "pretrained", 1, 0))
-    assert row["test_mse"] == pytest.approx(expected, rel=1e-6)
+    assert row["test_mse"] == pytest.approx(float(((out - y) ** 2).mean()), rel=1e-6)
+    assert row["output_target_corr"] == pytest.approx(float(torch.corrcoef(torch.stack([out, y]))[0, 1]), abs=1e-12)
     # Recomputing from scratch writes the same curves (everything is seeded).
     shutil.copy(tmp_path / "out" / "curves.csv", tmp_path / "first.csv")
     shutil.rmtree(tmp_path / "out" / "parts")
@@ -355,7 +382,7 @@ def test_end_to_end_tiny(tmp_path, ppo_run):
 
 def _tiny_eq1(out, ppo_run, **changes):
     settings = dict(checkpoints=(ppo_run,), tasks=("eq1",), out_dir=out, seeds=(0, 1, 2), lrs=(0.01,), epochs=2,
-                    batch_size=16, n_train=40, n_test=30, probe_every=1, bootstrap_resamples=100)  # fmt: skip
+                    batch_size=16, n_train=40, n_test=30, probe_every=1)  # fmt: skip
     return TransferConfig(**{**settings, **changes})
 
 
@@ -436,7 +463,7 @@ def test_similar_task_with_another_policy(tmp_path, ppo_run):
     older = ppo_run / "checkpoints" / "update_0000001.ckpt"
     cfg = TransferConfig(checkpoints=(ppo_run,), tasks=("similar",), out_dir=tmp_path / "out", seeds=(0, 1), lrs=(0.01,),
                          epochs=1, n_train=10, n_test=10, similar_horizon=3, similar_states_per_episode=10,
-                         similar_state_stride=1, similar_policy=older, probe_every=0, bootstrap_resamples=50)  # fmt: skip
+                         similar_state_stride=1, similar_policy=older, probe_every=0, random_inits=("ppo",))  # fmt: skip
     result = run_transfer(cfg)
     assert len(result["curves"]) == 2 * 2 * 2 and result["probe"] == []
     groups = json.loads((tmp_path / "out" / "config.json").read_text())["checkpoints"]
@@ -449,12 +476,17 @@ def test_similar_task_with_another_policy(tmp_path, ppo_run):
         (dict(checkpoints=()), "at least one checkpoint"),
         (dict(labels=("a", "b")), "2 labels for 1 checkpoints"),
         (dict(expected_activations=("relu", "tanh")), "2 expected activations"),
-        (dict(seeds=(3,)), ">= 2 distinct seeds"),
+        (dict(arms=("a", "b")), "2 arms for 1 checkpoints"),
+        (dict(seeds=(3, 3)), ">= 1 distinct seeds"),
+        (dict(seeds=(-1,)), "seeds must be >= 0"),
         (dict(lrs=(0.01, 0.0)), "learning rates must be > 0"),
-        (dict(tasks=("eq2",)), "tasks must be eq1 and/or similar"),
+        (dict(tasks=("eq2",)), "tasks must be distinct of eq1, eq1_permuted, similar"),
+        (dict(random_inits=("ppo", "xavier")), "random_inits must be distinct of ppo, torch"),
+        (dict(eq1_permutation=(0,) * 17), "permutation must hold each of 0 … 16 once"),
+        (dict(x_distribution="laplace"), "x_distribution must be one of"),
         (dict(x_scale=0.0), "x_scale > 0"),
         (dict(similar_gamma=1.5), "gamma must be in"),
-        (dict(confidence=1.0), "confidence must be in"),
+        (dict(alpha=0.5), "alpha must be in"),
     ],
 )
 def test_config_validation(tmp_path, change, message):
@@ -479,3 +511,22 @@ def test_a_checkpoint_written_during_the_run_does_not_reach_the_seeds(tmp_path, 
     assert result["curves"] == reference["curves"]
     keys = {json.loads(p.read_text())["key"] for p in (tmp_path / "out" / "parts").iterdir()}
     assert len(keys) == 1
+
+
+def test_every_ppo_run_of_an_arm_is_a_replicate_with_its_own_regression_data(tmp_path):
+    # Two critics of one arm from PPO seeds 1 and 2: two runs in the summary, and regression seed s of each run draws
+    # other data and other random inits (seeded by (PPO seed, s)), so the runs are independent replicates.
+    paths = [tmp_path / f"run{k}.ckpt" for k in (1, 2)]
+    for k, path in zip((1, 2), paths):
+        _save_agent(path, 17, 6, "relu", seed=k)
+    cfg = TransferConfig(checkpoints=tuple(paths), labels=("r1", "r2"), arms=("relu-arm", "relu-arm"), tasks=("eq1",),
+                         out_dir=tmp_path / "out", seeds=(0,), lrs=(0.01,), epochs=1, n_train=20, n_test=10,
+                         probe_every=0)  # fmt: skip
+    result = run_transfer(cfg)
+    assert {(r["arm"], r["n_runs"], r["seeds_per_run"]) for r in result["summary"]} == {("relu-arm", 2, 1)}
+    start = {(r["ppo_run"], r["init"]): r["test_mse"] for r in result["curves"] if r["epoch"] == 0}
+    assert start[("r1", "random_ppo")] != start[("r2", "random_ppo")]
+    assert replicate_seed(1, 0) != replicate_seed(2, 0) and replicate_seed(1, 0) == replicate_seed(1, 0)
+    twin = dataclasses.replace(cfg, checkpoints=(paths[0], paths[0]), out_dir=tmp_path / "twin")
+    with pytest.raises(ValueError, match="same PPO seed"):
+        run_transfer(twin)
