@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import gzip
+import io
 import json
 import os
+import tarfile
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any, Iterable, Optional
 
 from ocp.statistics import mean_ci
 
-__all__ = ["read_csv", "Results", "aggregate", "write_scenario_tables", "SCENARIO_TABLES"]
+__all__ = ["read_csv", "Results", "aggregate", "write_scenario_tables", "SCENARIO_TABLES", "pack_tables", "unpack_tables"]
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -152,3 +155,45 @@ def write_scenario_tables(root: str | Path) -> list[Path]:
         os.replace(tmp, path)
         paths.append(path)
     return paths
+
+
+#: Folders of a results tree that are not tables: checkpoints (a resume needs them, a report does not), figures and
+#: the transfer experiment's per-seed cache (both regenerated from the tables).
+NOT_TABLES = {"checkpoints", "figures", "parts", "tb"}
+
+
+def pack_tables(root: str | Path, archive: str | Path) -> Path:
+    """Write every table a report and its figures are drawn from (CSV, JSON and the stored neuron masks of a results
+    folder, without checkpoints, figures and caches) into a gzip-compressed tar. Byte-for-byte reproducible: sorted
+    members, zero timestamps, no owners."""
+    root, archive = Path(root), Path(archive)
+    if not (root / "index.json").is_file():
+        raise ValueError(f"{root} has no index.json: not a results folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not NOT_TABLES & set(p.relative_to(root).parts[:-1])
+                   and p.suffix in (".csv", ".json", ".npz"))  # fmt: skip
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in files:
+            data = path.read_bytes()
+            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    compressed = io.BytesIO()
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=9) as gz:
+        gz.write(buf.getvalue())
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    tmp = archive.with_name(archive.name + ".tmp")
+    tmp.write_bytes(compressed.getvalue())
+    os.replace(tmp, archive)
+    return archive
+
+
+def unpack_tables(archive: str | Path, root: str | Path) -> Path:
+    """Extract an archive of :func:`pack_tables` into ``root`` (members that would leave ``root`` are refused)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, mode="r:gz") as tar:
+        tar.extractall(root, filter="data")
+    if not (root / "index.json").is_file():
+        raise ValueError(f"{archive} holds no index.json: not an archive of results tables")
+    return root

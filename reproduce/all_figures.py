@@ -4,6 +4,8 @@
     python reproduce/all_figures.py --preset smoke   # CI: every figure, tiny runs, ~2 min
     python reproduce/all_figures.py --preset paper   # the paper's scale (20M steps x 3 seeds per arm)
     python reproduce/all_figures.py --preset paper --ray-address auto   # the same grid on a Ray cluster
+    python reproduce/all_figures.py --from-tables docs/tables/quick.tar.gz   # figures and report from committed
+                                                                            # tables, without training
 
 Finished runs are reused and interrupted ones resume: the command can be stopped and started again. Outputs go to
 ``results/<preset>/``: ``figures/`` (PNG, PDF and the CSV each figure was drawn from) and ``REPORT.md``.
@@ -12,6 +14,7 @@ Finished runs are reused and interrupted ones resume: the command can be stopped
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -23,6 +26,7 @@ sys.path.insert(0, str(REPO))  # runs from a checkout without installing too
 from ocp.experiments import PRESETS, run_all  # noqa: E402
 from ocp.figures import draw_all  # noqa: E402
 from ocp.report import write_report  # noqa: E402
+from ocp.tables import pack_tables, unpack_tables  # noqa: E402
 
 
 def theory_table() -> str:
@@ -42,13 +46,25 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--ray-address", default=None, help="address of a Ray cluster (implies --executor ray)")
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of CPU cores)")
     parser.add_argument("--figures-only", action="store_true", help="redraw figures and report from existing tables")
+    parser.add_argument("--from-tables", metavar="ARCHIVE", default=None,
+                        help="extract an archive of tables (docs/tables/<preset>.tar.gz) into the results folder of "
+                             "its preset, then redraw figures and report from it (implies --figures-only)")
+    parser.add_argument("--pack-tables", metavar="ARCHIVE", default=None,
+                        help="afterwards, write the tables the report was drawn from into this archive")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be >= 1")
 
     started = time.perf_counter()
     root = Path(args.results) / args.preset
-    if args.figures_only:
+    if args.from_tables:
+        staging = unpack_tables(args.from_tables, Path(args.results) / ".unpacked")
+        preset = json.loads((staging / "index.json").read_text())["preset"]
+        root = Path(args.results) / preset
+        if root.exists():
+            parser.error(f"--from-tables: {root} exists; remove it or choose another --results folder")
+        staging.rename(root)
+    elif args.figures_only:
         if not (root / "index.json").is_file():
             parser.error(f"--figures-only: {root} holds no results yet; run without it first")
     else:
@@ -56,6 +72,8 @@ def main(argv: list[str] | None = None) -> Path:
     figures = draw_all(root, root / "figures")
     report = write_report(root, root / "REPORT.md", theory_table=theory_table())
     print(f"{len(figures) // 3} figures in {root / 'figures'}; claims report {report}")
+    if args.pack_tables:
+        print(f"tables: {pack_tables(root, args.pack_tables)}")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return root
 

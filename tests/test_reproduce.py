@@ -1,13 +1,16 @@
 """The smoke preset end to end: grid -> tidy tables -> every figure -> claims report; then the cache."""
 
 import csv
+import io
 import json
+import tarfile
 
 import pytest
 
 from ocp import experiments
 from ocp.figures import FIGURES, draw_all
 from ocp.report import write_report
+from ocp.tables import pack_tables, unpack_tables
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +102,33 @@ def test_ray_executor_runs_the_smoke_grid(tmp_path):
     for run in index["ppo_runs"]:
         with open(root / run["run_dir"] / "metrics.csv") as f:
             assert len(list(csv.DictReader(f))) == 8
+
+
+def test_tables_archive_regenerates_the_report_without_training(smoke_results, tmp_path):
+    root, _ = smoke_results
+    first = pack_tables(root, tmp_path / "a.tar.gz")
+    assert pack_tables(root, tmp_path / "b.tar.gz").read_bytes() == first.read_bytes()  # reproducible bytes
+    with tarfile.open(first) as tar:
+        names = tar.getnames()
+    assert "index.json" in names and not any("checkpoints" in n or "/parts/" in n for n in names)
+    assert any(n.endswith(".npz") for n in names)  # the stored masks C3 and C4 read
+    copy = unpack_tables(first, tmp_path / "copy")
+    assert (write_report(copy, tmp_path / "copy.md").read_text()
+            == write_report(root, tmp_path / "original.md").read_text())  # fmt: skip
+
+
+def test_unpack_tables_refuses_foreign_archives(tmp_path):
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        data = b"{}"
+        info = tarfile.TarInfo("../outside.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(tarfile.OutsideDestinationError):
+        unpack_tables(evil, tmp_path / "dest")
+    assert not (tmp_path / "outside.json").exists()
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz"):
+        pass
+    with pytest.raises(ValueError, match="no index.json"):
+        unpack_tables(empty, tmp_path / "dest2")
