@@ -59,7 +59,9 @@ class Criteria:
     """Multiple-comparison correction over the directional sub-tests of each claim. Holm controls the family-wise
     error of the claim; for a claim that needs every sub-test it is conservative."""
     tau: float = 0.025
-    """Threshold of the dormant and zero-gradient sets (as in the figures)."""
+    """Threshold of the dormant and zero-gradient sets the verdicts use (as in the figures)."""
+    other_taus: tuple[float, ...] = (0.0, 0.1)
+    """Thresholds shown beside ``tau`` in the C3–C5 rows (τ = 0 is Definition 1's exact zero); no verdict rests on them."""
     late_fraction: float = 0.25
     """"Late in training" = the last quarter of a run's measurements."""
     learned_gain: float = 500.0
@@ -109,6 +111,8 @@ def _fmt(x: Optional[float], digits: int = 3) -> str:
 def _agg(values: Sequence[float]) -> str:
     """Interquartile mean over runs, its 95 % bootstrap interval and the runs' values."""
     x = finite(values)
+    if x.size == 0:
+        return "n/a (no run has a value)"
     point, lo, hi = bootstrap_ci(x)
     each = ", ".join(_fmt(float(v)) for v in x)
     return f"IQM {_fmt(point)} [{_fmt(lo)}, {_fmt(hi)}] (n={x.size}: {each})"
@@ -201,6 +205,11 @@ def level_test(values: Sequence[float], low: float, high: float, c: Criteria) ->
     if hi < low or lo > high:
         return NOT_SUPPORTED, m, lo, hi
     return INCONCLUSIVE, m, lo, hi
+
+
+def _other_taus(c: Criteria, per_run: Callable[[float], Sequence[float]]) -> str:
+    """The same per-run statistic at the other thresholds, for the reader (no verdict rests on it)."""
+    return "".join(f"; at τ={tau:g}: {_agg(per_run(tau))}" for tau in c.other_taus)
 
 
 def _interval(m: float, lo: float, hi: float, c: Criteria) -> str:
@@ -335,12 +344,15 @@ def jaccard_per_run(dormant: dict[tuple[int, str, str], list[np.ndarray]],
 def claim_c3(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     statement = "Dormancy and zero gradient coincide in practice (Fig. 4/6)"
     unit = "PPO run (seed); per run: mean Jaccard over its hidden layers and measurements where D∪Z is not empty"
-    per_run, with_empty, where = jaccard_per_run(_mask_sequences(res, arm, "dormant", c.tau),
-                                                 _mask_sequences(res, arm, "zero_gradient", c.tau))  # fmt: skip
+    def at(tau: float):
+        return jaccard_per_run(_mask_sequences(res, arm, "dormant", tau), _mask_sequences(res, arm, "zero_gradient", tau))
+
+    per_run, with_empty, where = at(c.tau)
     cases = ", ".join(f"{k} {v}" for k, v in sorted(where.items())) or "none"
     measured = (f"{arm} networks, τ={c.tau:g}: per-run mean Jaccard |D∩Z|/|D∪Z| {_agg(list(per_run.values()))}; "
                 f"non-empty cases by layer: {cases}; cases with D and Z both empty are left out (counted as agreement "
-                f"the per-run means would be {_agg(list(with_empty.values()))})")  # fmt: skip
+                f"the per-run means would be {_agg(list(with_empty.values()))})"
+                + _other_taus(c, lambda tau: list(at(tau)[0].values())))  # fmt: skip
     if not where:
         return Claim("C3", statement, unit, measured,
                      f"{NOT_TESTABLE} (no dormant or zero-gradient unit at τ={c.tau:g} in any measurement)")
@@ -378,12 +390,12 @@ def set_stability_per_run(zero: dict[tuple[int, str, str], list[np.ndarray]], ho
 def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     statement = "Zero-gradient neurons do not recover (overlap, Fig. 4/6)"
     unit = "PPO run (seed); per run: mean over its hidden layers and consecutive measurements with Z_t not empty"
-    zero = _mask_sequences(res, arm, "zero_gradient", c.tau)
-    persistence, overlap, pairs = set_stability_per_run(zero)
+    persistence, overlap, pairs = set_stability_per_run(_mask_sequences(res, arm, "zero_gradient", c.tau))
     measured = (f"{arm} networks, τ={c.tau:g}: persistence |Z_t ∩ Z_t+1|/|Z_t| (the verdict's statistic: it asks "
                 f"whether trapped units leave the set) {_agg(list(persistence.values()))} over "
                 f"{sum(pairs.values())} pairs; Definition 3's overlap |Z_t ∩ Z_t+1|/min(|Z_t|, |Z_t+1|) "
-                f"{_agg(list(overlap.values()))} (1 whenever one set contains the other, so it misses recovery)")  # fmt: skip
+                f"{_agg(list(overlap.values()))} (1 whenever one set contains the other, so it misses recovery)"
+                + _other_taus(c, lambda tau: list(set_stability_per_run(_mask_sequences(res, arm, "zero_gradient", tau))[0].values())))  # fmt: skip
     if not sum(pairs.values()):
         return Claim("C4", statement, unit, measured, f"{NOT_TESTABLE} (no zero-gradient unit at τ={c.tau:g})")
     verdict, m, lo, hi = level_test(list(persistence.values()), c.persistence, 1.0, c)
@@ -403,18 +415,23 @@ def claim_c5(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     nets = [net for net in ("actor", "critic") if len(res.layers(net)) >= 2]
     if not nets:
         return Claim("C5", statement, unit, "no network with two hidden layers", f"{NOT_TESTABLE} (one hidden layer)")
-    parts, diffs = [], {}
-    for metric, name in (("dormant_ratio", "dormant"), ("zero_gradient_ratio", "zero-gradient")):
+    def last_minus_first(metric: str, tau: float) -> tuple[dict[str, dict[int, float]], list[float]]:
+        """Per network and seed, and per seed averaged over the networks."""
         per_net = {}
         for net in nets:
             layers = res.layers(net)
-            first, last = (res.plasticity_series(arm, net, layer, metric, c.tau) for layer in (layers[0], layers[-1]))
+            first, last = (res.plasticity_series(arm, net, layer, metric, tau) for layer in (layers[0], layers[-1]))
             per_net[net] = {s: _late(last[s], c.late_fraction) - _late(first[s], c.late_fraction) for s in last}
-            parts.append(f"{net} {name} last − first hidden {_agg(list(per_net[net].values()))}")
         seeds = sorted(set.intersection(*(set(v) for v in per_net.values())))
-        diffs[f"{name} (last − first)"] = [float(np.mean([per_net[net][s] for net in nets])) for s in seeds]
+        return per_net, [float(np.mean([per_net[net][s] for net in nets])) for s in seeds]
+
+    parts, diffs = [], {}
+    for metric, name in (("dormant_ratio", "dormant"), ("zero_gradient_ratio", "zero-gradient")):
+        per_net, diffs[f"{name} (last − first)"] = last_minus_first(metric, c.tau)
+        parts += [f"{net} {name} last − first hidden {_agg(list(v.values()))}" for net, v in per_net.items()]
     tests = directional_tests(diffs, c)
     parts += [_directional_text(name, r) for name, r in tests.items()]
+    parts.append("dormant (last − first), mean of the networks" + _other_taus(c, lambda tau: last_minus_first("dormant_ratio", tau)[1]).removeprefix(";"))
     measured = f"{arm}, late fractions at τ={c.tau:g}: " + "; ".join(parts)
     return Claim("C5", statement, unit, measured, _combine([r[0] for r in tests.values()]))
 
