@@ -21,7 +21,9 @@ Statements (Definition 1 / Theorem 1 of the paper):
   ``grad_x`` ∇ₓh on all of D (the theorem's), ``grad_w`` ∂h/∂w on all of D, or ``loss`` ∂L/∂w of the training loss
   L = E_μ ½(v·h(x) − tᵀx)² through a linear read-out v (what experiments measure).
 
-A gradient that does not exist (σ has a kink there) is not zero: the theorem assumes it exists.
+At a kink of σ the gradient does not exist; each gradient function takes the convention that reads it
+(:data:`theory.activations.CONVENTIONS`: ``strict`` counts it as non-zero, ``autograd`` uses PyTorch's value, ``clarke``
+asks whether 0 lies in Clarke's generalised gradient).
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ from theory.activations import (
     Activation,
     Z,
     analyse,
+    autograd_slope,
     derivative,
     in_flat,
     in_zeros,
+    interval_in_flat,
+    interval_in_zeros,
     is_empty,
-    interval_in,
+    is_kink,
     is_zero_number,
-    one_sided_limit,
+    kink_slopes,
 )
 
 KINDS: tuple[str, ...] = ("open", "batch", "finite", "affine", "disconnected")
@@ -125,7 +130,7 @@ class NeuronCase:
 def _zero_on(case: NeuronCase, pieces: tuple[Piece, ...]) -> bool:
     for piece in pieces:
         lo, hi = case.z_range(piece)
-        if not (in_zeros(case.act, lo) if lo == hi else interval_in(case.act, lo, hi, "zeros")):
+        if not (in_zeros(case.act, lo) if lo == hi else interval_in_zeros(case.act, lo, hi)):
             return False
     return True
 
@@ -153,52 +158,85 @@ def has_zero(case: NeuronCase) -> bool:
     return False
 
 
-def grad_x_zero(case: NeuronCase) -> bool:
-    """∇ₓh = σ'(z)·w exists and is 0 at every x ∈ D (w = 0 makes h constant in x)."""
+def _flat_on(case: NeuronCase, piece: Piece, convention: str) -> bool:
+    lo, hi = case.z_range(piece)
+    return in_flat(case.act, lo, convention) if lo == hi else interval_in_flat(case.act, lo, hi, convention)
+
+
+def grad_x_zero(case: NeuronCase, convention: str) -> bool:
+    """∇ₓh = σ'(z)·w is 0 at every x ∈ D under the convention (w = 0 makes h constant in x)."""
     if all(wi == 0 for wi in case.w):
         return True
-    for piece in case.domain.region:
-        lo, hi = case.z_range(piece)
-        if not (in_flat(case.act, lo) if lo == hi else interval_in(case.act, lo, hi, "flat")):
-            return False
-    return True
+    return all(_flat_on(case, piece, convention) for piece in case.domain.region)
 
 
-def _grad_w_zero_on(case: NeuronCase, pieces: tuple[Piece, ...]) -> bool:
+def _grad_w_zero_on(case: NeuronCase, pieces: tuple[Piece, ...], convention: str) -> bool:
     for piece in pieces:
-        lo, hi = case.z_range(piece)
         if piece.dim == 0 and all(x == 0 for x in piece.point):
             continue  # ∂h/∂w = σ'(b)·x with x = 0, and h(0) = σ(b) does not depend on w at all
-        if not (in_flat(case.act, lo) if lo == hi else interval_in(case.act, lo, hi, "flat")):
+        if not _flat_on(case, piece, convention):
             return False
     return True
 
 
-def grad_w_zero(case: NeuronCase) -> bool:
-    """∂h/∂w = σ'(z)·x exists and is 0 at every x ∈ D."""
-    return _grad_w_zero_on(case, case.domain.region)
+def grad_w_zero(case: NeuronCase, convention: str) -> bool:
+    """∂h/∂w = σ'(z)·x is 0 at every x ∈ D under the convention."""
+    return _grad_w_zero_on(case, case.domain.region, convention)
 
 
-def _one_sided_derivatives(case: NeuronCase, c: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
-    d = derivative(case.act)
-    if analyse(case.act).kinks.contains(c) is sp.true:
-        return one_sided_limit(d, c, "-"), one_sided_limit(d, c, "+")
-    value = sp.simplify(d.subs(Z, c))
-    return value, value
+def symmetric_about_origin(pieces: tuple[Piece, ...]) -> bool:
+    """The pieces, each weighted equally, form a law invariant under x ↦ −x."""
+    key = lambda p: (p.point, p.basis, p.radius, p.ball)  # noqa: E731
+    negated = [Piece(tuple(-c for c in p.point), p.basis, p.radius, p.ball) for p in pieces]
+    return sorted(map(key, pieces), key=str) == sorted(map(key, negated), key=str)
 
 
-def loss_grad_zero(case: NeuronCase) -> Optional[bool]:
-    """B's gradient part for the training loss: ∂L/∂w exists and is 0. None where this module cannot decide exactly.
+def _kink_loss_gradient_zero(case: NeuronCase, moments: list[sp.Expr], convention: str) -> Optional[bool]:
+    """w = 0 and b a kink of σ: the loss gradient near w = 0 is v·σ'(z)·E[(v·σ(z) − tᵀx)·x] with σ'(z) the slope on
+    the side of b that z falls on, so only the side each sample falls on matters."""
+    left, right = kink_slopes(case.act, case.b)
+    support = case.domain.support
+    if convention == "autograd":
+        return all(is_zero_number(case.v * autograd_slope(case.act, case.b) * m) for m in moments)
+    if symmetric_about_origin(support) and in_zeros(case.act, case.b):
+        # x ↦ −x swaps the sides of every hyperplane through 0 and σ(b) = 0 makes the integrand even, so every
+        # nearby gradient tends to the mean slope times the moments: L is differentiable at w = 0 (strict and Clarke
+        # read the same gradient)
+        return all(is_zero_number(case.v * (left + right) / 2 * m) for m in moments)
+    if not all(p.coordinate_range(0)[0] > 0 for p in support):
+        return None
+    # support in {x₀ > 0}: w = ±εe₀ puts every sample on one side; those limits are v·σ'_±(b)·moments
+    one_sided = [[case.v * slope * m for m in moments] for slope in (left, right)]
+    if convention == "strict":
+        return False if any(not is_zero_number(g) for side in one_sided for g in side) else None
+    if all(is_zero_number(g) for g in one_sided[0]) or all(is_zero_number(g) for g in one_sided[1]):
+        return True  # a limit of gradients is 0, so 0 is in Clarke's generalised gradient
+    # every limit's first coordinate is v·E[σ'_±(b)·(v·σ(b) − tᵀx)·x₀]: bounded away from 0 when both slopes and
+    # v·(v·σ(b) − tᵀx) keep one strict sign on the support, so 0 is not in the convex hull
+    ranges = []
+    for p in support:
+        centre = sum(ti * xi for ti, xi in zip(case.t, p.point))
+        ranges += [case.v * (case.v * case.act.expr.subs(Z, case.b) - centre - s * p.spread(case.t)) for s in (-1, 1)]
+    if left * right > 0 and (all(r > 0 for r in ranges) or all(r < 0 for r in ranges)):
+        return False
+    return None
+
+
+def loss_grad_zero(case: NeuronCase, convention: str) -> Optional[bool]:
+    """B's gradient part for the training loss: ∂L/∂w is 0 under the convention. None where this module cannot
+    decide exactly.
 
     ∂L/∂w_j = v·E[(v·σ(z) − tᵀx)·σ'(z)·x_j], with each piece of the support weighted equally. Decided exactly when:
-    the read-out weight is 0 (∂L/∂h ≡ 0); ∂h/∂w = 0 on the support; w = 0 (σ(z), σ'(z) are constants and only the
-    moments E[x], E[xxᵀ] remain; at a kink of σ, with the support in {x₀ > 0}, the one-sided derivatives along e₀
-    use σ'_±(b), and a non-zero one means the gradient is not 0); or a finite support meeting no kink (a finite sum).
+    the read-out weight is 0 (L does not depend on w); ∂h/∂w = 0 on the support; w = 0 (σ(z), σ'(z) are constants
+    and only the moments E[x], E[xxᵀ] remain; at a kink see :func:`_kink_loss_gradient_zero`); or a finite support
+    (a finite sum; at a kink only autograd's slope gives it a value).
     """
-    if case.v == 0 or _grad_w_zero_on(case, case.domain.support):
+    if case.v == 0:
+        return True
+    # Clarke's gradient of a sum can miss 0 when every term's contains it: only kink-free flatness carries over
+    if _grad_w_zero_on(case, case.domain.support, "strict" if convention == "clarke" else convention):
         return True
     support, n = case.domain.support, case.domain.n
-    kinks = analyse(case.act).kinks
     if all(wi == 0 for wi in case.w):
         s_b = case.act.expr.subs(Z, case.b)
         moments = [
@@ -206,40 +244,37 @@ def loss_grad_zero(case: NeuronCase) -> Optional[bool]:
             - sum(sum(case.t[i] * p.second_moment(i, j) for i in range(n)) for p in support) / len(support)
             for j in range(n)
         ]
-        if kinks.contains(case.b) is not sp.true:
-            return all(is_zero_number(case.v * derivative(case.act).subs(Z, case.b) * m) for m in moments)
-        if all(p.coordinate_range(0)[0] > 0 for p in support):
-            left, right = _one_sided_derivatives(case, case.b)
-            if any(not is_zero_number(case.v * slope * moments[0]) for slope in (left, right)):
-                return False
-        return None
+        if is_kink(case.act, case.b):
+            return _kink_loss_gradient_zero(case, moments, convention)
+        return all(is_zero_number(case.v * derivative(case.act).subs(Z, case.b) * m) for m in moments)
     if all(p.dim == 0 for p in support):
         zs = [sum(wi * xi for wi, xi in zip(case.w, p.point)) + case.b for p in support]
-        if any(kinks.contains(z) is sp.true for z in zs):
+        if any(is_kink(case.act, z) for z in zs) and convention != "autograd":
             return None
         d = derivative(case.act)
+        slopes = [autograd_slope(case.act, z) if is_kink(case.act, z) else d.subs(Z, z) for z in zs]
         grads = [
-            sum((case.v * case.act.expr.subs(Z, z) - sum(ti * xi for ti, xi in zip(case.t, p.point))) * d.subs(Z, z) * p.point[j]
-                for z, p in zip(zs, support))
+            sum((case.v * case.act.expr.subs(Z, z) - sum(ti * xi for ti, xi in zip(case.t, p.point))) * slope * p.point[j]
+                for z, slope, p in zip(zs, slopes, support))
             for j in range(n)
         ]  # fmt: skip
         return all(is_zero_number(case.v * g) for g in grads)
     return None
 
 
-def gradient_zero(case: NeuronCase, notion: str) -> Optional[bool]:
+def gradient_zero(case: NeuronCase, notion: str, convention: str) -> Optional[bool]:
     if notion == "grad_x":
-        return grad_x_zero(case)
+        return grad_x_zero(case, convention)
     if notion == "grad_w":
-        return grad_w_zero(case)
+        return grad_w_zero(case, convention)
     if notion == "loss":
-        return loss_grad_zero(case)
+        return loss_grad_zero(case, convention)
     raise ValueError(f"unknown gradient notion {notion!r}")
 
 
-def statement_b(case: NeuronCase, notion: str) -> Optional[bool]:
-    """B[notion]: zero gradient on D and a zero of h somewhere in D."""
-    g = gradient_zero(case, notion)
+def statement_b(case: NeuronCase, notion: str, convention: str) -> Optional[bool]:
+    """B[notion]: zero gradient on D (under the convention) and a zero of h somewhere in D."""
+    g = gradient_zero(case, notion, convention)
     if g is False:
         return False
     if not has_zero(case):
@@ -247,10 +282,10 @@ def statement_b(case: NeuronCase, notion: str) -> Optional[bool]:
     return g
 
 
-def implication(case: NeuronCase, notion: str, direction: str) -> Optional[bool]:
+def implication(case: NeuronCase, notion: str, direction: str, convention: str) -> Optional[bool]:
     """Truth of A ⇒ B[notion] or B[notion] ⇒ A on this case; None where B cannot be decided exactly."""
     a = dormant(case)
-    b = statement_b(case, notion)
+    b = statement_b(case, notion, convention)
     if direction == "A=>B":
         return True if not a else b
     if direction == "B=>A":
@@ -265,13 +300,13 @@ def lemma1(case: NeuronCase) -> bool:
     return (not dormant(case)) or zero_on_region(case)
 
 
-def lemma3(case: NeuronCase) -> bool:
+def lemma3(case: NeuronCase, convention: str) -> bool:
     """Lemma 3's first claim on this case: ∇ₓh = 0 on D ⇒ h is constant on D.
 
     With ∇ₓh = 0, h is constant on each piece (w = 0, or z(piece) lies in the flat set), so comparing one value per
     piece decides it.
     """
-    if not grad_x_zero(case):
+    if not grad_x_zero(case, convention):
         return True
     values = [case.act.expr.subs(Z, case.z_range(p)[0] if p.dim == 0 else sum(case.z_range(p)) / 2) for p in case.domain.region]
     return all(is_zero_number(v - values[0]) for v in values[1:])

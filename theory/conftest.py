@@ -6,7 +6,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from theory.activations import ACTIVATIONS
+from theory.activations import ACTIVATIONS, CONVENTIONS, analyse, critical_point_count
 from theory.verdicts import set_facts
 
 settings.register_profile(
@@ -32,4 +32,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def warm_activation_facts():
     """Compute the sympy facts once before any timed hypothesis example (SiLU/GELU take about a second each)."""
     for act in ACTIVATIONS:
-        set_facts(act)
+        if not analyse(act).flat_solved:
+            critical_point_count(act)
+        for convention in CONVENTIONS:
+            set_facts(act, convention)

@@ -17,7 +17,20 @@ import sympy as sp
 import torch
 
 from theory.symbolic import literal_magi_gradient
-from theory.activations import ACTIVATIONS, Activation, Z, analyse, by_name, derivative, in_flat, in_zeros, is_empty, sign_at
+from theory.activations import (
+    ACTIVATIONS,
+    CONVENTIONS,
+    Activation,
+    Z,
+    analyse,
+    by_name,
+    derivative,
+    in_flat,
+    in_zeros,
+    is_empty,
+    is_kink,
+    sign_at,
+)
 from theory.cases import (
     DIRECTIONS,
     KINDS,
@@ -33,14 +46,21 @@ from theory.cases import (
     lemma3,
     vec,
 )
-from theory.verdicts import FAILS, lemma1_verdict, lemma3_verdict, theorem_verdict
+from theory.verdicts import FAILS, Verdict, lemma1_verdict, lemma3_verdict, theorem_verdict
 
-#: A statement a counterexample breaks: ("theorem", notion, direction), a lemma, or ("metric", reading, conclusion)
-#: for the numerical readings experiments use.
-Claim = tuple[str, str, str]
-LEMMA1: Claim = ("lemma1", "", "")
-LEMMA3: Claim = ("lemma3", "", "")
-COMPUTED_ZERO: Claim = ("metric", "computed s = 0", "⇒ exact s = 0")
+#: A statement a counterexample breaks: ("theorem", notion, direction, convention), ("lemma3", "", "", convention),
+#: Lemma 1, or ("metric", reading, conclusion, "") for the numerical readings experiments use.
+Claim = tuple[str, str, str, str]
+LEMMA1: Claim = ("lemma1", "", "", "")
+COMPUTED_ZERO: Claim = ("metric", "computed s = 0", "⇒ exact s = 0", "")
+
+
+def theorem_claim(notion: str, direction: str, convention: str) -> Claim:
+    return ("theorem", notion, direction, convention)
+
+
+def lemma3_claim(convention: str) -> Claim:
+    return ("lemma3", "", "", convention)
 
 
 @dataclass(frozen=True)
@@ -54,30 +74,39 @@ class Counterexample:
     case: Optional[NeuronCase] = None
     data: dict = field(default_factory=dict)
     check: Optional[Callable[[], bool]] = None
+    #: the break is shown by the intermediate-value theorem; ``case`` only approximates the irrational point
+    by_ivt: bool = False
 
     def verify(self) -> bool:
         """True when every claimed break really happens."""
         if self.check is not None:
             return self.check()
         assert self.case is not None
-        for claim in self.breaks:
-            if claim == LEMMA1:
+        for statement, notion, direction, convention in self.breaks:
+            if statement == "lemma1":
                 broken = not lemma1(self.case)
-            elif claim == LEMMA3:
-                broken = not lemma3(self.case)
+            elif statement == "lemma3":
+                broken = not lemma3(self.case, convention)
             else:
-                broken = implication(self.case, claim[1], claim[2]) is False
+                broken = implication(self.case, notion, direction, convention) is False
             if not broken:
                 return False
         return True
 
 
 # --------------------------------------------------------------------------------------------------------- builders
-def _sloped_zero(act: Activation) -> sp.Expr:
-    """A zero of σ that is not a flat point: σ' ≠ 0 there, or a kink."""
+def _zero_candidates(act: Activation) -> list[sp.Expr]:
     zeros = analyse(act).zeros
-    candidates = list(zeros) if isinstance(zeros, sp.FiniteSet) else [zeros.sup]
-    return next(c for c in candidates if not in_flat(act, c))
+    return list(zeros) if isinstance(zeros, sp.FiniteSet) else [zeros.sup]
+
+
+def _sloped_zero(act: Activation) -> sp.Expr:
+    """A zero of σ where σ' exists and is not 0."""
+    return next(c for c in _zero_candidates(act) if not is_kink(act, c) and not in_flat(act, c, "strict"))
+
+
+def _kink_zero(act: Activation) -> sp.Expr:
+    return next(c for c in _zero_candidates(act) if is_kink(act, c))
 
 
 def _flat_zero(act: Activation) -> sp.Expr:
@@ -89,10 +118,6 @@ def _flat_nonzero(act: Activation) -> sp.Expr:
     return sp.Complement(f.flat.interior, f.zeros).inf + 1
 
 
-def _kink_or_slope(act: Activation, c: sp.Expr) -> str:
-    return "a kink (Assumption 1)" if analyse(act).kinks.contains(c) is sp.true else "a zero with σ' ≠ 0"
-
-
 def _box(centre: tuple, radius: object = 1) -> Piece:
     n = len(centre)
     return Piece(vec(*centre), tuple(vec(*[int(i == j) for j in range(n)]) for i in range(n)), sp.Rational(radius))
@@ -102,16 +127,24 @@ def _points(*pts: tuple) -> tuple[Piece, ...]:
     return tuple(Piece(vec(*p)) for p in pts)
 
 
-def sloped_zero_hyperplane(act: Activation, kind: str) -> NeuronCase:
-    """w ⟂ D and z ≡ c on D with σ(c) = 0 but σ'(c) ≠ 0 (or a kink): h ≡ 0 on D, ∇ₓh = σ'(c)·w ≠ 0."""
-    c = _sloped_zero(act)
+def _hyperplane_case(act: Activation, kind: str, c: sp.Expr) -> NeuronCase:
+    """w ⟂ D and z ≡ c on D: h ≡ σ(c) on D and ∇ₓh = σ'(c)·w."""
     support = _points((0, -1), (0, 1)) if kind == "finite" else (Piece(vec(0, 0), (vec(0, 1),)),)
     return NeuronCase(act, vec(1, 0), c, Domain(kind, support))
 
 
-def zero_weights_at_zero(act: Activation, kind: str) -> NeuronCase:
-    """w = 0, b = c with σ(c) = 0 ≠ σ'(c): h ≡ 0 and ∇ₓh = 0, yet ∂h/∂w = σ'(c)·x and ∂L/∂w ≠ 0 (target t = x₀)."""
-    c = _sloped_zero(act)
+def sloped_zero_hyperplane(act: Activation, kind: str) -> NeuronCase:
+    """w ⟂ D and z ≡ c on D with σ(c) = 0 but σ'(c) ≠ 0: h ≡ 0 on D, ∇ₓh = σ'(c)·w ≠ 0."""
+    return _hyperplane_case(act, kind, _sloped_zero(act))
+
+
+def kink_hyperplane(act: Activation, kind: str) -> NeuronCase:
+    """w ⟂ D and z ≡ c on D with c a zero and a kink of σ: h ≡ 0 on D, ∇ₓh = σ'(c)·w does not exist."""
+    return _hyperplane_case(act, kind, _kink_zero(act))
+
+
+def _zero_weights_case(act: Activation, kind: str, c: sp.Expr) -> NeuronCase:
+    """w = 0, b = c with σ(c) = 0 on D ⊂ {x₀ > 0}: h ≡ 0 and ∇ₓh = 0; ∂h/∂w = σ'(c)·x, target t = x₀."""
     domains = {
         "open": Domain("open", (_box((2, 0)),)),
         "finite": Domain("finite", _points((1, 1), (2, -1), (3, 0))),
@@ -122,13 +155,42 @@ def zero_weights_at_zero(act: Activation, kind: str) -> NeuronCase:
     return NeuronCase(act, vec(0, 0), c, domains[kind], v=sp.Integer(1), target=vec(1, 0))
 
 
+def zero_weights_at_zero(act: Activation, kind: str) -> NeuronCase:
+    """w = 0, b = c with σ(c) = 0 ≠ σ'(c): h ≡ 0 and ∇ₓh = 0, yet ∂h/∂w = σ'(c)·x and ∂L/∂w ≠ 0 (target t = x₀)."""
+    return _zero_weights_case(act, kind, _sloped_zero(act))
+
+
+def kink_zero_weights(act: Activation, kind: str) -> NeuronCase:
+    """w = 0, b = c a zero and a kink of σ: h ≡ 0 and ∇ₓh = 0, ∂h/∂w = σ'(c)·x does not exist (or is non-zero under
+    the convention)."""
+    return _zero_weights_case(act, kind, _kink_zero(act))
+
+
+def kink_symmetric_inputs(act: Activation, kind: str) -> NeuronCase:
+    """w = 0, b = c a zero and a kink of σ, inputs symmetric about 0, read-out 1, target t = x₀: h ≡ 0, and the two
+    sides of the kink see mirror images of the data, so L is differentiable at w = 0 with gradient
+    −½(σ'₋(c) + σ'₊(c))·E[x₀·x] ≠ 0."""
+    domains = {
+        "open": Domain("open", (_box((0, 0)),)),
+        "finite": Domain("finite", _points((2, 1), (-2, -1))),
+        "affine": Domain("affine", (Piece(vec(0, 0), (vec(1, 0),)),)),
+        "disconnected": Domain("disconnected", (_box((2, 0)), _box((-2, 0)))),
+        "batch": Domain("batch", _points((sp.Rational(1, 2), sp.Rational(1, 2)), (-sp.Rational(1, 2), -sp.Rational(1, 2))), (_box((0, 0)),)),
+    }  # fmt: skip
+    return NeuronCase(act, vec(0, 0), _kink_zero(act), domains[kind], v=sp.Integer(1), target=vec(1, 0))
+
+
+def _some_zero(act: Activation) -> sp.Expr:
+    return _zero_candidates(act)[0]
+
+
 def batch_misses(act: Activation, kind: str) -> NeuronCase:
     """h = 0 on every batch point but not on the box the batch came from."""
     zeros = analyse(act).zeros
     if not is_empty(zeros.interior):
         b, x0 = zeros.sup, -sp.Rational(1, 2)
     else:
-        b, x0 = _sloped_zero(act), sp.Integer(0)
+        b, x0 = _some_zero(act), sp.Integer(0)
     batch = _points((x0, sp.Rational(1, 2)), (x0, -sp.Rational(1, 2)))
     return NeuronCase(act, vec(1, 0), b, Domain("batch", batch, (_box((0, 0)),)))
 
@@ -152,13 +214,13 @@ def origin_plus_flat(act: Activation, kind: str) -> NeuronCase:
     else:
         a, hi = f.flat_brackets[0]
         root = sp.nsolve(derivative(act), Z, (a + hi) / 2, prec=80)
-        b, x1 = sp.Integer(0), sp.Rational(str(root))  # h(0) = 0; σ'(x₁) = 0 up to 1e-70, σ(x₁) ≠ 0
+        b, x1 = sp.Integer(0), sp.Rational(str(root))  # h(0) = 0; x₁ approximates the flat point: σ'(x₁) ≠ 0
     return NeuronCase(act, vec(1), b, Domain("finite", _points((0,), (x1,))))
 
 
 def dead_outgoing(act: Activation, kind: str) -> NeuronCase:
     """Read-out weight v = 0: ∂L/∂w = 0 exactly, while the unit is live and has a zero inside D."""
-    c = _sloped_zero(act) if not isinstance(analyse(act).zeros, sp.Interval) else analyse(act).zeros.sup
+    c = _some_zero(act)
     domains = {
         "open": Domain("open", (_box((0,)),)),
         "finite": Domain("finite", _points((0,), (1,))),
@@ -192,11 +254,23 @@ class Mechanism:
     why: str
 
 
+KINK = "Assumption 1 (σ not C¹ at the zero)"
+
 MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
     Mechanism("sloped-zero-hyperplane", sloped_zero_hyperplane, "D not open (finite or lower-dimensional)",
               "Lemma 2's mean-value step moves x off D; on a hyperplane orthogonal to w the unit is 0 but not flat"),
+    Mechanism("kink-hyperplane", kink_hyperplane, KINK,
+              "z ≡ c on a D orthogonal to w, with c a zero of σ at its kink: h ≡ 0 on D and ∇ₓh = σ'(c)·w does not "
+              "exist (or the convention reads it as non-zero)"),
     Mechanism("zero-weights-at-zero", zero_weights_at_zero, "gradient notion: ∂h/∂w and ∂L/∂w, not ∇ₓh",
               "h ≡ 0 on an open D forces w = 0 and σ(b) = 0 only; ∂h/∂w = σ'(b)·x stays non-zero"),
+    Mechanism("kink-zero-weights", kink_zero_weights, KINK,
+              "w = 0 and b a zero of σ at its kink: h ≡ 0 and ∇ₓh = 0, but ∂h/∂w = σ'(b)·x does not exist (or the "
+              "convention reads it as non-zero)"),
+    Mechanism("kink-symmetric-inputs", kink_symmetric_inputs, KINK,
+              "w = 0, b a zero of σ at its kink, inputs symmetric about 0: the two sides of the kink see mirror "
+              "images of the data, so L is differentiable at w = 0 with gradient −½(σ'₋ + σ'₊)·E[(tᵀx)·x] ≠ 0; "
+              "only autograd's ReLU'(0) = 0 reads it as 0"),
     Mechanism("batch-misses", batch_misses, "finite samples (s from a batch, ∀x over the box)",
               "a batch has measure zero in the box: h can vanish on it and nowhere else"),
     Mechanism("two-flat-levels", two_flat_levels, "D disconnected (or finite)",
@@ -207,39 +281,33 @@ MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
               "∂L/∂w = E[∂L/∂h · σ'(z) x] is 0 when the unit's outgoing weights are 0, however live the unit is"),
 )}  # fmt: skip
 
-
-def _label(act: Activation, mech: Mechanism, case: NeuronCase) -> str:
-    """Mechanisms at a kink of σ are Assumption-1 counterexamples: say so in the id."""
-    if mech.name in ("sloped-zero-hyperplane", "zero-weights-at-zero") and analyse(act).kinks.contains(case.b) is sp.true:
-        return "kink"
-    return mech.name
+IVT_NOTE = ("; shown by the intermediate-value theorem: σ' changes sign on a rational bracket free of zeros of σ, so "
+            "an irrational x₁ in it is flat and h(x₁) ≠ 0; the stored rational x₁ only approximates it and is not "
+            "itself a counterexample (σ'(x₁) ≠ 0 there)")  # fmt: skip
 
 
 @lru_cache(maxsize=None)
 def neuron_catalogue() -> tuple[Counterexample, ...]:
-    """One entry per (mechanism, activation, domain kind) that some failing cell of the verdict table names."""
+    """One entry per (mechanism, activation, domain kind) that some failing cell of the verdict table names, under
+    any gradient convention; the entry lists every (claim, convention) it breaks."""
     wanted: dict[tuple[str, str, str], list[Claim]] = {}
     for act in ACTIVATIONS:
         for kind in KINDS:
-            for notion in NOTIONS:
-                for direction in DIRECTIONS:
-                    v = theorem_verdict(act, kind, notion, direction)
-                    if v.status == FAILS:
-                        wanted.setdefault((v.mechanism, act.name, kind), []).append(("theorem", notion, direction))
-            for claim, rule in ((LEMMA1, lemma1_verdict), (LEMMA3, lemma3_verdict)):
-                v = rule(act, kind)
+            rules: list[tuple[Claim, Verdict]] = [(LEMMA1, lemma1_verdict(act, kind))]
+            for convention in CONVENTIONS:
+                rules += [(theorem_claim(n, d, convention), theorem_verdict(act, kind, n, d, convention))
+                          for n in NOTIONS for d in DIRECTIONS]  # fmt: skip
+                rules.append((lemma3_claim(convention), lemma3_verdict(act, kind, convention)))
+            for claim, v in rules:
                 if v.status == FAILS:
                     wanted.setdefault((v.mechanism, act.name, kind), []).append(claim)
     entries = []
     for (mech_name, act_name, kind), claims in sorted(wanted.items()):
         mech, act = MECHANISMS[mech_name], by_name(act_name)
-        case = mech.build(act, kind)
-        label = _label(act, mech, case)
-        violates = "Assumption 1 (σ not C¹ at the zero)" if label == "kink" else mech.violates
-        why = mech.why + (f"; here the zero z = {case.b} is {_kink_or_slope(act, case.b)}" if label == "kink" else "")
-        check = partial(_ivt_origin_plus_flat, act) if mech_name == "origin-plus-flat" and not analyse(act).flat_solved else None
-        entries.append(Counterexample(f"{label}/{kind}/{act_name}", act_name, violates, tuple(claims), why, kind, case,
-                                      check=check))  # fmt: skip
+        by_ivt = mech_name == "origin-plus-flat" and not analyse(act).flat_solved
+        entries.append(Counterexample(f"{mech_name}/{kind}/{act_name}", act_name, mech.violates, tuple(claims),
+                                      mech.why + (IVT_NOTE if by_ivt else ""), kind, mech.build(act, kind),
+                                      check=partial(_ivt_origin_plus_flat, act) if by_ivt else None, by_ivt=by_ivt))  # fmt: skip
     return tuple(entries)
 
 
@@ -266,7 +334,7 @@ def _all_zero_layer() -> bool:
     if not all(dormant(u) for u in layer):
         return False
     s = sp.Integer(0) / sp.Integer(0)  # E|h_i| / ((1/H) Σ_k E|h_k|) with every expectation exactly 0
-    return grad_x_zero(unit) and has_zero(unit) and s is sp.nan
+    return all(grad_x_zero(unit, c) for c in CONVENTIONS) and has_zero(unit) and s is sp.nan
 
 
 def _underflow(dtype: torch.dtype, z: int) -> bool:
@@ -313,11 +381,15 @@ def _literal_magi() -> bool:
 
 
 LAYER_CATALOGUE: tuple[Counterexample, ...] = (
-    Counterexample("a2-heavy-tail", "identity", "Assumption 2 (E|h_k| unbounded for a neighbour k)", (LEMMA1, ("theorem", "grad_x", "A=>B")),
+    Counterexample("a2-heavy-tail", "identity", "Assumption 2 (E|h_k| unbounded for a neighbour k)",
+                   (LEMMA1,) + tuple(theorem_claim("grad_x", "A=>B", c) for c in CONVENTIONS),
                    "a neighbour with E|h_k| = ∞ makes every finite unit's s = 0; Theorem 1 bounds only unit i, so its "
-                   "own assumptions allow this (h_i ≡ 1 has s_i = 0 but no zero anywhere)", "open", check=partial(_heavy_tail, CAUCHY),
+                   "own assumptions allow this (h_i ≡ 1 has s_i = 0 but no zero anywhere). A definitional edge case: "
+                   "s_i = 1/∞ is read as 0 in the extended reals; in ordinary arithmetic s_i is undefined",
+                   "open", check=partial(_heavy_tail, CAUCHY),
                    data={"x": "Cauchy(0, 1) on ℝ", "W": [[1], [0]], "b": [0, 1]}),
-    Counterexample("a3-all-zero-layer", "relu", "Assumption 3 (layer mean 0)", (("theorem", "grad_x", "B=>A"),),
+    Counterexample("a3-all-zero-layer", "relu", "Assumption 3 (layer mean 0)",
+                   tuple(theorem_claim("grad_x", "B=>A", c) for c in CONVENTIONS),
                    "every unit dead: s = 0/0 is undefined, so B holds and A ('s = 0') is not even defined",
                    "open", check=_all_zero_layer, data={"W": [[0, 0], [0, 0]], "b": [-1, -1], "D": "(−1, 1)²"}),
     Counterexample("fp32-sigmoid-underflow", "sigmoid", "floating point (float32) vs exact s = 0", (COMPUTED_ZERO,),
@@ -330,10 +402,10 @@ LAYER_CATALOGUE: tuple[Counterexample, ...] = (
                    "mean|h_i| / layer mean = 1e−30 / 5e19 underflows to 0 in float32; exact s_i = 2e−50 > 0",
                    "finite", check=_naive_score_underflow, data={"acts": [[1e-30, 1e20]]}),
     Counterexample("fp-tanh-saturation", "tanh", "floating point (float32 and float64) vs exact ∇h = 0",
-                   (("metric", "computed ∇h = 0", "⇒ dormant"),),
+                   (("metric", "computed ∇h = 0", "⇒ dormant", ""),),
                    "tanh(20) rounds to 1, so autograd's 1 − tanh² is exactly 0: a zero-gradient unit with s ≈ 1",
                    "finite", check=partial(_tanh_saturation, 20), data={"z": 20}),
-    Counterexample("literal-eq17-magi", "relu", "gradient notion: the literal S of Eq. 17", (("metric", "literal-Eq.17 MAGI = 0", "⇔ dormant"),),
+    Counterexample("literal-eq17-magi", "relu", "gradient notion: the literal S of Eq. 17", (("metric", "literal-Eq.17 MAGI = 0", "⇔ dormant", ""),),
                    "∂S/∂W_ij = Σ_k X_kj is the same for every unit: a dead unit has MAGI > 0, centred inputs give 0 to all",
                    "finite", check=_literal_magi, data={"X": [[1, 2], [3, -1]], "W": [[1, 1], [1, 1]], "b": [-10, 0]}),
 )  # fmt: skip

@@ -4,7 +4,8 @@ the exact ones of :mod:`theory.cases` wherever the theory gives an exact verdict
 A layer is Linear(n, H) → σ → Linear(H, 1) trained on L = mean ½(y − tᵀx)²; every unit is a :class:`NeuronCase` on
 the same domain. A single case is probed next to a live companion unit (w = 0, b = 1, read-out 0), which keeps the
 layer non-degenerate (Assumption 3) without touching the loss, so the loss is exactly that of
-:func:`theory.cases.loss_grad_zero`.
+:func:`theory.cases.loss_grad_zero`. The exact gradients are read under autograd's convention at kinks
+(:data:`CONVENTION`), the one torch computes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from torch import Tensor, nn
 
 from ocp import metrics
 from ocp.probe import PlasticityProbe
-from theory.activations import analyse
 from theory.cases import Domain, NeuronCase, dormant, grad_w_zero, loss_grad_zero
+
+#: The gradient convention at kinks that the metric code computes (ReLU'(0) = 0 and so on).
+CONVENTION = "autograd"
 
 #: Pre-activations beyond this size saturate tanh/sigmoid derivatives in float32; the converse checks skip them.
 SATURATION = 8
@@ -95,8 +98,10 @@ def layer_disagreements(units: Sequence[NeuronCase], dtype: torch.dtype, **fault
     * a unit exactly dormant on the support ⇒ flagged dormant at τ = 0, with score exactly 0 (or NaN when the
       sampled layer is all zero);
     * a unit exactly live on a finite support ⇒ not flagged (no saturation involved);
-    * ∂h/∂w = 0 on the support, or read-out 0 ⇒ that unit's MAGI of the training loss is exactly 0;
-    * the only unit with a read-out, finite support, no kink met, exact ∂L/∂w ≠ 0 ⇒ MAGI > 0 (float64, unsaturated).
+    * ∂h/∂w = 0 on the support (autograd's convention at kinks), or read-out 0 ⇒ that unit's MAGI of the training
+      loss is exactly 0;
+    * the only unit with a read-out, finite support, exact ∂L/∂w ≠ 0 under autograd's convention ⇒ MAGI > 0
+      (float64, unsaturated).
     """
     m = measure(units, dtype, **faults)
     out = []
@@ -114,9 +119,8 @@ def layer_disagreements(units: Sequence[NeuronCase], dtype: torch.dtype, **fault
         if (u.v == 0 or grad_w_zero_on_support(u)) and m.magi[i] != 0.0:
             out.append(f"unit {i}: ∂h/∂w = 0 on the support or read-out 0, but MAGI {m.magi[i]}")
         alone = all(o.v == 0 for j, o in enumerate(units) if j != i)
-        meets_kink = any(analyse(u.act).kinks.contains(z) is sp.true for z in pre_activations(u))
-        converse = finite and alone and not meets_kink and dtype == torch.float64 and m.max_abs_z <= SATURATION
-        if converse and loss_grad_zero(u) is False and m.magi[i] == 0.0:
+        converse = finite and alone and dtype == torch.float64 and m.max_abs_z <= SATURATION
+        if converse and loss_grad_zero(u, CONVENTION) is False and m.magi[i] == 0.0:
             out.append(f"unit {i}: exact ∂L/∂w ≠ 0, but MAGI 0")
     return out
 
@@ -127,8 +131,4 @@ def disagreements(case: NeuronCase, dtype: torch.dtype, **faults: Callable) -> l
 
 
 def grad_w_zero_on_support(case: NeuronCase) -> bool:
-    return grad_w_zero(dataclasses.replace(case, domain=dataclasses.replace(case.domain, region=case.domain.support)))
-
-
-def pre_activations(case: NeuronCase) -> list[sp.Expr]:
-    return [sum(wi * xi for wi, xi in zip(case.w, p)) + case.b for p in sample_inputs(case.domain)]
+    return grad_w_zero(dataclasses.replace(case, domain=dataclasses.replace(case.domain, region=case.domain.support)), CONVENTION)

@@ -1,22 +1,27 @@
 """``python -m theory.report [PATH]``: the verdict tables, computed by running the checks, as Markdown.
 
-A cell is "fails: <id>" when a catalogue counterexample for that cell verifies; "proved" when the verdict rule of
-:mod:`theory.verdicts` proves it (and generated cases agree); "holds on N generated cases" when no rule decides it
-and N generated cases found no counterexample. Any contradiction between these sources raises.
+A cell is "fails: <id>" when a catalogue counterexample for that cell verifies; "proved [n]" when the verdict rule of
+:mod:`theory.verdicts` proves it and n generated cases built to satisfy its premise did and agreed; "vacuous: <why>"
+when the rule shows the premise can never hold (and no generated case met it); "holds on n generated cases" when no
+rule decides it. Any contradiction between these sources raises. Each gradient convention gets its own tables,
+autograd's first.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Optional
 
-from theory.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
-from theory.cases import DIRECTIONS, KINDS, NOTIONS, implication, lemma1, lemma3
-from theory.counterexamples import LAYER_CATALOGUE, LEMMA1, LEMMA3, Claim, entries_for, neuron_catalogue
-from theory.generate import random_cases
-from theory.verdicts import FAILS, PROVED, lemma1_verdict, lemma3_verdict, theorem_verdict
+from theory.activations import ACTIVATION_NAMES, ACTIVATIONS, CONVENTIONS, Activation, analyse
+from theory.cases import DIRECTIONS, KINDS, NOTIONS, NeuronCase, dormant, grad_x_zero, implication, lemma1, lemma3, statement_b
+from theory.counterexamples import LAYER_CATALOGUE, LEMMA1, Claim, entries_for, lemma3_claim, neuron_catalogue, theorem_claim
+from theory.generate import premise_cases_for
+from theory.verdicts import FAILS, PROVED, UNDECIDED, VACUOUS, Verdict, lemma1_verdict, lemma3_verdict, theorem_verdict
 
-#: Generated cases per cell: a cross-check of "proved" cells, the evidence of undecided ones.
+#: Premise-directed cases generated per cell.
 CASES_PER_CELL = 12
 SEED = 20260324
 
@@ -25,31 +30,77 @@ NOTION_TITLES = {
     "grad_w": "∂h/∂w (the unit's own weight gradient)",
     "loss": "∂L/∂w of a training loss through a read-out (what experiments measure)",
 }
+CONVENTION_TITLES = {
+    "autograd": ("A", "autograd's convention at kinks (ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0, leaky ReLU'(0) = 0.01): "
+                      "what `ocp.metrics` and every experiment compute"),
+    "strict": ("S", "strict convention: a gradient that does not exist at a kink is not 0"),
+    "clarke": ("C", "Clarke's generalised gradient: \"the gradient is 0\" reads 0 ∈ ∂h (at a kink, the interval "
+                    "between the one-sided slopes)"),
+}  # fmt: skip
 
 
-LEMMAS = {LEMMA1: (lemma1_verdict, lemma1), LEMMA3: (lemma3_verdict, lemma3)}
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    status: str
+    premise_met: int
 
 
-def cell(act: Activation, kind: str, claim: Claim) -> str:
-    if claim in LEMMAS:
-        rule, holds = LEMMAS[claim]
-        verdict = rule(act, kind)
+def _rule_and_checks(act: Activation, kind: str, claim: Claim) -> tuple[Verdict, str, Callable[[NeuronCase], bool],
+                                                                         Callable[[NeuronCase], Optional[bool]]]:  # fmt: skip
+    """(verdict, premise name, premise test, the claim on one case) for a cell."""
+    statement, notion, direction, convention = claim
+    if statement == "lemma1":
+        return lemma1_verdict(act, kind), "A", dormant, lemma1
+    if statement == "lemma3":
+        return (lemma3_verdict(act, kind, convention), "grad_x=0", lambda c: grad_x_zero(c, convention),
+                lambda c: lemma3(c, convention))  # fmt: skip
+    verdict = theorem_verdict(act, kind, notion, direction, convention)
+    if direction == "A=>B":
+        premise, test = "A", dormant
     else:
-        verdict = theorem_verdict(act, kind, claim[1], claim[2])
-        holds = lambda case: implication(case, claim[1], claim[2]) is not False  # noqa: E731
+        premise, test = f"B:{notion}", lambda c: statement_b(c, notion, convention) is True
+    return verdict, premise, test, lambda c: implication(c, notion, direction, convention)
+
+
+def _effective(act: Activation, claim: Claim) -> Claim:
+    """Without a kink the three conventions read the same σ', so such cells are computed once."""
+    if claim[3] and analyse(act).kinks.is_empty:
+        return claim[:3] + (CONVENTIONS[0],)
+    return claim
+
+
+def cell(act: Activation, kind: str, claim: Claim) -> Cell:
+    return _cell(act, kind, _effective(act, claim))
+
+
+@lru_cache(maxsize=None)
+def _cell(act: Activation, kind: str, claim: Claim) -> Cell:
+    verdict, premise, premise_holds, claim_holds = _rule_and_checks(act, kind, claim)
     verified = [e for e in entries_for(act.name, kind, claim) if e.verify()]
     if verified:
-        if verdict.status == PROVED:
-            raise RuntimeError(f"{act.name}/{kind}/{claim}: proved by rule but {verified[0].id} breaks it")
-        return f"fails: {verified[0].id}"
+        if verdict.status in (PROVED, VACUOUS):
+            raise RuntimeError(f"{act.name}/{kind}/{claim}: {verdict.status} by rule but {verified[0].id} breaks it")
+        return Cell(f"fails{' (IVT)' if verified[0].by_ivt else ''}: {verified[0].id}", FAILS, 0)
     if verdict.status == FAILS:
         raise RuntimeError(f"{act.name}/{kind}/{claim}: rule says fails but no counterexample verifies")
-    checked = 0
-    for case in random_cases(SEED, CASES_PER_CELL, act, kind):
-        if not holds(case):
+    met = 0
+    generating_convention = claim[3] or CONVENTIONS[0]  # Lemma 1 involves no gradient
+    for case in premise_cases_for(SEED, CASES_PER_CELL, act, kind, premise, generating_convention):
+        if not premise_holds(case):
+            continue
+        holds = claim_holds(case)
+        if holds is False:
             raise RuntimeError(f"{act.name}/{kind}/{claim}: generated case breaks it: {case}")
-        checked += 1
-    return "proved" if verdict.status == PROVED else f"holds on {checked} generated cases"
+        met += holds is True
+    if verdict.status == VACUOUS:
+        if met:
+            raise RuntimeError(f"{act.name}/{kind}/{claim}: vacuous by rule but a generated case meets the premise")
+        return Cell(f"vacuous: {verdict.reason}", VACUOUS, 0)
+    if verdict.status == PROVED:
+        return Cell(f"proved [{met}]" if met else "proved", PROVED, met)
+    assert verdict.status == UNDECIDED
+    return Cell(f"holds on {met} generated cases" if met else "undecided", UNDECIDED, met)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -58,19 +109,63 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def theorem_table(notion: str) -> list[str]:
+def theorem_table(notion: str, convention: str) -> list[str]:
     header = ["σ"] + [f"{kind} {d.replace('=>', '⇒')}" for d in DIRECTIONS for kind in KINDS]
-    rows = [[f"`{a.name}`"] + [cell(a, k, ("theorem", notion, d)) for d in DIRECTIONS for k in KINDS] for a in ACTIVATIONS]
+    rows = [[f"`{a.name}`"] + [cell(a, k, theorem_claim(notion, d, convention)).text for d in DIRECTIONS for k in KINDS]
+            for a in ACTIVATIONS]  # fmt: skip
     return _table(header, rows)
 
 
-def lemma_table() -> list[str]:
-    header = ["σ"] + [f"{kind} (Lemma {claim[0][-1]})" for claim in LEMMAS for kind in KINDS]
-    return _table(header, [[f"`{a.name}`"] + [cell(a, k, c) for c in LEMMAS for k in KINDS] for a in ACTIVATIONS])
+def lemma_claims(convention: str) -> tuple[Claim, Claim]:
+    return LEMMA1, lemma3_claim(convention)
+
+
+def lemma_table(convention: str) -> list[str]:
+    claims = lemma_claims(convention)
+    header = ["σ"] + [f"{kind} (Lemma {claim[0][-1]})" for claim in claims for kind in KINDS]
+    return _table(header, [[f"`{a.name}`"] + [cell(a, k, c).text for c in claims for k in KINDS] for a in ACTIVATIONS])
+
+
+def all_claims(convention: str) -> list[Claim]:
+    return [theorem_claim(n, d, convention) for n in NOTIONS for d in DIRECTIONS] + list(lemma_claims(convention))
+
+
+def _claim_text(claim: Claim) -> str:
+    statement, notion, direction, _ = claim
+    if statement != "theorem":
+        return {"lemma1": "Lemma 1", "lemma3": "Lemma 3"}.get(statement, " ".join(x for x in claim if x))
+    return f"Theorem 1, {notion}, {direction.replace('=>', '⇒')}"
+
+
+def convention_differences_table() -> list[str]:
+    rows = []
+    for act in ACTIVATIONS:
+        for claim in all_claims(CONVENTIONS[0]):
+            if not claim[3]:
+                continue  # Lemma 1 involves no gradient
+            for kind in KINDS:
+                texts = [cell(act, kind, claim[:3] + (c,)).text for c in CONVENTIONS]
+                if len(set(t.split(" [")[0] for t in texts)) > 1:
+                    rows.append([f"`{act.name}`", kind, _claim_text(claim)] + texts)
+    return _table(["σ", "domain", "statement"] + [c for c in CONVENTIONS], rows)
+
+
+def breaks_text(claims: tuple[Claim, ...]) -> str:
+    """The claims an entry breaks, one statement per item with the conventions it breaks under."""
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for claim in claims:
+        grouped.setdefault(claim[:3], []).append(claim[3])
+    items = []
+    for statement, conventions in grouped.items():
+        text = " ".join(x for x in statement if x).replace("=>", "⇒")
+        if any(conventions):
+            text += " (every convention)" if set(conventions) == set(CONVENTIONS) else f" ({', '.join(conventions)})"
+        items.append(text)
+    return "; ".join(items)
 
 
 def catalogue_table() -> list[str]:
-    rows = [[f"`{c.id}`", c.violates, ", ".join(" ".join(x for x in claim if x) for claim in c.breaks),
+    rows = [[f"`{c.id}`", c.violates, breaks_text(c.breaks),
              "verified" if c.verify() else "NOT VERIFIED", c.why] for c in LAYER_CATALOGUE]  # fmt: skip
     return _table(["id", "assumption / condition dropped", "breaks", "check", "why"], rows)
 
@@ -79,13 +174,24 @@ LEGEND = """\
 Legend. A: s = 0 (Definition 1). B: the gradient is 0 on all of D and h(x₀) = 0 for some x₀ ∈ D (Theorem 1).
 Domain kinds: `open` an open box or ball, μ uniform; `batch` s and L from a finite batch, ∀x/∃x₀ over the box it came from;
 `finite` D is the finite sample; `affine` a relatively open patch of a hyperplane or coordinate subspace (an upstream
-dead ReLU); `disconnected` two disjoint open boxes. A gradient that does not exist (a kink of σ) counts as non-zero.
-"proved": the verdict rule in `theory/verdicts.py` reduces the cell to a fact about σ's zero, flat and kink sets and
-sympy establishes that fact (vacuous when σ has no zero); each proved cell is also checked on {n} generated cases.
-"holds on N generated cases": no rule decides it; N generated cases found no counterexample.
-"fails: id": the counterexample `id` of `theory/counterexamples.py` verifies (`mechanism/kind/σ`; `kink/…` entries
-are Assumption-1 failures). Assumptions 2 and 3 hold in Tables 1–4 (bounded D, a live companion unit); Assumption 1
-(C¹) fails for ReLU, leaky ReLU and ReLU6, whose rows show what happens without it."""
+dead ReLU); `disconnected` two disjoint open boxes.
+Gradient conventions at a kink of σ (ReLU, leaky ReLU, ReLU6; elsewhere all three read σ'): `autograd` uses PyTorch's
+value there (what the metrics measure, so its tables come first), `strict` counts a gradient that does not exist as
+non-zero, `clarke` reads "the gradient is 0" as 0 ∈ Clarke's generalised gradient.
+"proved [n]": the verdict rule in `theory/verdicts.py` reduces the cell to a fact about σ's zero, flat and kink sets and
+sympy establishes that fact; n generated cases built to satisfy the cell's premise (A for A ⇒ B and Lemma 1, B for
+B ⇒ A, ∇ₓh = 0 for Lemma 3) did, and the conclusion held on each. Of {n} cases drawn per cell, n counts those whose
+premise the exact evaluator confirms and whose conclusion it decides; a cell without [n] claims no generated coverage.
+"vacuous: why": the premise can never hold, so the implication holds and says nothing. "σ has no zero" (sigmoid,
+softplus): s > 0 for every unit, so neither A nor "h(x₀) = 0" ever holds; for practice this means the theorem is silent
+about these units, not that their gradient cannot vanish: a live sigmoid unit with zero outgoing weights has ∂L/∂w = 0
+exactly as a ReLU unit does (`dead-outgoing`). "no zero of σ is flat": ∂h/∂w = σ'(z)·x = 0 at the points x ≠ 0 of a
+positive-dimensional D near a zero of h needs a zero of σ that is a flat point.
+"holds on n generated cases": no rule decides it; n premise-satisfying cases found no counterexample.
+"fails: id": the counterexample `id` of `theory/counterexamples.py` verifies (`mechanism/kind/σ`; `kink-…` entries
+are Assumption-1 failures); "fails (IVT): id": the break is shown by an intermediate-value argument, not by the stored
+rational point (see below Table 6). Assumptions 2 and 3 hold in the Theorem and Lemma tables (bounded D, a live
+companion unit); Assumption 1 (C¹) fails for ReLU, leaky ReLU and ReLU6, whose rows show what happens without it."""
 
 
 def _number(c) -> str:
@@ -115,23 +221,40 @@ def neuron_examples_table() -> list[str]:
         region = "" if d.region == d.support else "; ∀ over " + " ∪ ".join(_piece_text(p) for p in d.region)
         data = (f"w = ({', '.join(map(str, case.w))}), b = {case.b}, read-out v = {case.v}, target t = ({', '.join(map(str, case.t))}); "
                 f"μ on " + " ∪ ".join(_piece_text(p) for p in d.support) + region)  # fmt: skip
-        rows.append([f"`{c.id}`", data, c.violates, c.why])
-    return _table(["id", "data", "assumption / condition dropped", "why"], rows)
+        rows.append([f"`{c.id}`", data, c.violates, breaks_text(c.breaks), c.why])
+    return _table(["id", "data", "assumption / condition dropped", "breaks", "why"], rows)
+
+
+def coverage_summary() -> str:
+    counts = [cell(a, k, c).premise_met for conv in CONVENTIONS for a in ACTIVATIONS for k in KINDS for c in all_claims(conv)
+              if cell(a, k, c).status == PROVED]  # fmt: skip
+    covered = [n for n in counts if n > 0]
+    return (f"Generated coverage: {len(covered)} of {len(counts)} proved cells (all conventions) have premise-satisfying "
+            f"generated cases, {min(covered)}–{max(covered)} each of {CASES_PER_CELL} drawn.")  # fmt: skip
 
 
 def render() -> str:
-    out = ["# Verdict table: Lemmas 1–3 and Theorem 1 of the paper, per activation and domain kind", "",
-           LEGEND.format(n=CASES_PER_CELL), ""]  # fmt: skip
-    for i, notion in enumerate(NOTIONS, start=1):
-        out += [f"## Table {i}: Theorem 1 with {NOTION_TITLES[notion]}", ""] + theorem_table(notion) + [""]
-    out += ["## Table 4: Lemma 1 (s = 0 ⇒ h = 0 on all of D) and Lemma 3 (∇ₓh = 0 on D ⇒ h constant on D)", ""]
-    out += lemma_table() + [""]
+    out = ["# Verdict tables: Lemmas 1–3 and Theorem 1 of the paper, per activation, domain kind and gradient convention",
+           "", LEGEND.format(n=CASES_PER_CELL), ""]  # fmt: skip
+    for convention in CONVENTIONS:
+        letter, title = CONVENTION_TITLES[convention]
+        out += [f"## Under {title}", ""]
+        for i, notion in enumerate(NOTIONS, start=1):
+            out += [f"### Table {letter}{i}: Theorem 1 with {NOTION_TITLES[notion]} ({convention})", ""]
+            out += theorem_table(notion, convention) + [""]
+        out += [f"### Table {letter}4: Lemma 1 (s = 0 ⇒ h = 0 on all of D) and Lemma 3 (∇ₓh = 0 on D ⇒ h constant on D) "
+                f"({convention})", ""] + lemma_table(convention) + [""]  # fmt: skip
+        if convention == CONVENTIONS[0]:
+            out += ["## Table D: the cells where the conventions differ", ""] + convention_differences_table() + [""]
     mechanisms = Counter(c.id.split("/")[0] for c in neuron_catalogue())
     out += ["## Table 5: layer-level counterexamples (assumptions, floating point, the literal Eq. 17)", ""]
     out += catalogue_table() + [""]
     out += ["## Table 6: one neuron counterexample per mechanism (all are in `theory/counterexamples.py`)", ""]
     out += neuron_examples_table() + [""]
+    ivt = [c for c in neuron_catalogue() if c.by_ivt]
+    out += [", ".join(f"`{c.id}`" for c in ivt) + ": " + ivt[0].why.split("; ", 1)[1] + ".", ""]
     out += ["Neuron counterexamples by mechanism: " + ", ".join(f"`{m}` × {k}" for m, k in sorted(mechanisms.items())), ""]
+    out += [coverage_summary(), ""]
     return "\n".join(out)
 
 

@@ -1,17 +1,19 @@
 """``ocp.probe`` / ``ocp.metrics`` against the exact verdicts on the same generated cases (float32 and float64), and
-the companions: faulty copies of the dormancy code are caught by the same comparison."""
+the companions: faulty copies of the dormancy code are caught by the same comparison. The exact gradients are read
+under autograd's convention at kinks (``theory.numeric.CONVENTION``), the one the tables list first."""
 
 import pytest
 import sympy as sp
 import torch
-from hypothesis import find, given, settings
+from hypothesis import assume, find, given, settings
+from hypothesis import strategies as st
 
 from ocp import metrics
-from theory.activations import by_name
-from theory.cases import Domain, NeuronCase, Piece, vec
+from theory.activations import ACTIVATIONS, by_name
+from theory.cases import KINDS, Domain, NeuronCase, Piece, loss_grad_zero, vec
 from theory.counterexamples import neuron_catalogue
-from theory.generate import cases, layers
-from theory.numeric import disagreements, layer_disagreements, measure, with_companion
+from theory.generate import cases, layers, premise_cases
+from theory.numeric import CONVENTION, disagreements, layer_disagreements, measure, with_companion
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -27,6 +29,16 @@ def test_metric_code_agrees_with_exact_verdicts(dtype, case):
 def test_metric_code_agrees_on_generated_layers(dtype, units):
     """Widths 1–4, some or all units dormant (an all-dormant layer is the Assumption-3 failure)."""
     assert layer_disagreements(units, dtype) == []
+
+
+@pytest.mark.parametrize("premise", ["A", "B:grad_w", "B:loss"])
+@given(data=st.data(), act=st.sampled_from(ACTIVATIONS), kind=st.sampled_from(KINDS))
+def test_metric_code_agrees_on_the_autograd_tables_premise_cases(premise, data, act, kind):
+    """The cases the autograd tables are checked on (dormant units, zero weight gradients, pre-activations exactly
+    at a kink) through the probe."""
+    case = data.draw(premise_cases(act, kind, premise, CONVENTION))
+    assume(case is not None)
+    assert disagreements(case, torch.float64) == []
 
 
 def test_dead_relu_on_sampled_box_scores_exactly_zero_with_zero_magi():
@@ -73,12 +85,26 @@ def test_faulty_dormancy_code_is_caught(fault):
     assert disagreements(found, torch.float64, **fault)
 
 
-def test_relu_kink_autograd_convention_reads_as_zero_gradient():
-    """w = 0, b = 0 under ReLU on D ⊂ {x₀ > 0}: the unit is dormant and the loss's right derivative along e₀ is
-    −E[x₀²] ≠ 0 (left: 0), so ∂L/∂w does not exist; autograd's ReLU'(0) = 0 makes the probe report MAGI = 0."""
-    case = next(c for c in neuron_catalogue() if c.id == "kink/open/relu").case
+@pytest.mark.parametrize("entry_id", ["kink-zero-weights/open/relu", "kink-symmetric-inputs/open/relu"])
+def test_relu_kink_reads_as_zero_gradient_under_autograd_only(entry_id):
+    """w = 0, b = 0 under ReLU: dormant, and autograd's ReLU'(0) = 0 makes both the exact autograd reading of ∂L/∂w
+    and the probe's MAGI exactly 0. The strict reading differs: on D ⊂ {x₀ > 0} the loss is not differentiable, and
+    on inputs symmetric about 0 it is, with gradient −½·E[x₀·x] ≠ 0 (Clarke's reading agrees there)."""
+    case = next(c for c in neuron_catalogue() if c.id == entry_id).case
     m = measure(with_companion(case), torch.float64)
     assert m.dormant[0] and m.magi[0] == 0.0
+    assert loss_grad_zero(case, CONVENTION) is True
+    assert loss_grad_zero(case, "strict") is False
+    one_sided_inputs = entry_id.startswith("kink-zero-weights")  # approaching w = 0 from the flat side gives 0
+    assert loss_grad_zero(case, "clarke") is one_sided_inputs
+
+
+def test_leaky_relu_kink_gradient_is_measured():
+    """Leaky ReLU's autograd slope at 0 is 0.01: the dormant unit with w = 0, b = 0 on symmetric inputs has exact
+    autograd ∂L/∂w = −0.01·E[x₀·x] ≠ 0, and the probe sees a non-zero MAGI."""
+    case = next(c for c in neuron_catalogue() if c.id == "kink-symmetric-inputs/finite/leaky_relu").case
+    m = measure(with_companion(case), torch.float64)
+    assert loss_grad_zero(case, CONVENTION) is False and m.dormant[0] and m.magi[0] > 0.0
 
 
 def nan_blind_mask(scores, tau):

@@ -2,9 +2,21 @@
 
 import pytest
 import sympy as sp
+import torch
 
 import theory.symbolic as symbolic
-from theory.activations import ACTIVATIONS, Z, Activation, analyse, by_name
+from theory.activations import (
+    ACTIVATIONS,
+    Z,
+    Activation,
+    analyse,
+    autograd_slope,
+    by_name,
+    critical_point_count,
+    derivative,
+    in_flat,
+    is_kink,
+)
 from theory.symbolic import chain_rule_holds, literal_magi_gradient, literal_magi_reduces, post_activation_magi_gradient
 
 
@@ -86,3 +98,42 @@ def test_no_act_zero_on_hyperplane_leaves_the_normal_weight_free():
     h, grad_x, _ = symbolic.neuron_gradients(by_name("identity"), 2)
     (solution,) = _coefficient_solutions(h.subs(xs[0], 0), [xs[1]], ws + [b])
     assert solution == {ws[1]: 0, b: 0} and grad_x[0].subs(solution) == ws[0]
+
+
+@pytest.mark.parametrize("name", ["silu", "gelu"])
+def test_silu_and_gelu_have_exactly_one_critical_point(name):
+    """SiLU' has the sign of z + e^z + 1 (increasing, −∞ to ∞); GELU'' = φ(z)(2 − z²), so GELU' runs 0 ↘ ↗ ↘ 1 with
+    signs 0, −, +, + at −∞, −√2, √2, ∞: one zero each, so one flat level and Lemma 3 holds on finite D."""
+    assert critical_point_count(by_name(name)).count == 1
+
+
+def test_critical_point_count_can_find_two_and_rejects_a_wrong_sign_factor():
+    cubic = Activation("cubic", Z**3 - 3 * Z, by_name("identity").module, True)  # σ' = 3(z² − 1): zeros ±1
+    assert critical_point_count(cubic).count == 2
+    wrong = Activation("silu", by_name("silu").expr, by_name("silu").module, True, derivative_sign=-(Z + sp.exp(Z) + 1))
+    assert critical_point_count(wrong) is None
+
+
+@pytest.mark.parametrize(
+    "name, kink, autograd, strict, clarke",
+    [("relu", 0, True, False, True), ("relu6", 0, True, False, True), ("relu6", 6, True, False, True),
+     ("leaky_relu", 0, False, False, False)],
+)  # fmt: skip
+def test_kink_conventions(name, kink, autograd, strict, clarke):
+    """autograd's slope is read from torch (ReLU'(0) = ReLU6'(0) = ReLU6'(6) = 0, leaky ReLU'(0) = 0.01); Clarke's
+    gradient at a kink is the interval between the one-sided slopes."""
+    act = by_name(name)
+    c = sp.Integer(kink)
+    assert [in_flat(act, c, conv) for conv in ("autograd", "strict", "clarke")] == [autograd, strict, clarke]
+    assert autograd_slope(act, c) == (sp.Rational(1, 100) if name == "leaky_relu" else 0)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
+def test_autograd_reads_the_derivative_off_the_kinks(act):
+    """At every branch point of a piecewise σ that is not a kink (ELU at 0, the clamp at 0 and 1) and at a few
+    rational points, torch's derivative is σ' (float64): the conventions differ only at kinks."""
+    points = [p for p in (sp.Integer(k) for k in (-3, -1, 0, 1, 2, 7)) if not is_kink(act, p)]
+    for p in points:
+        z = torch.tensor([float(p)], dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(act.module()(z).sum(), z)
+        assert abs(grad.item() - float(derivative(act).subs(Z, p))) < 1e-12, (act.name, p)
