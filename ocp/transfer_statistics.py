@@ -116,14 +116,16 @@ def summarise(curves: Iterable[Mapping[str, Any]], alpha: float = 0.05) -> list[
                     p_run.append(_mean(p))
                     r_run.append(_mean(r))
                     d_run.append(_mean(paired_differences(p, r)))
-                d = np.asarray(d_run)
+                # A run whose every pair has a NaN (a diverged regressor) has no difference: it leaves the test.
+                kept = ~np.isnan(d_run)
+                d = np.asarray(d_run)[kept]
                 mean, lo, hi = mean_ci(d, 1 - 2 * alpha)
-                random_mean = _mean(r_run)
+                random_mean = _mean(np.asarray(r_run)[kept])
                 rows.append({
                     "task": task, "arm": arm, "activation": activation, "random_init": random_init[len(RANDOM_PREFIX):],
                     "lr": lr, "metric": metric, "epochs": max(epochs), "unit": UNIT, "n_runs": len(d),
                     "seeds_per_run": min(len(s) for s in seeds.values()),
-                    "pretrained_mean": _mean(p_run), "random_mean": random_mean, "diff_mean": mean,
+                    "pretrained_mean": _mean(np.asarray(p_run)[kept]), "random_mean": random_mean, "diff_mean": mean,
                     "diff_sd": float(d.std(ddof=1)) if d.size > 1 else math.nan,
                     "relative_diff": mean / random_mean if random_mean != 0 else math.nan,
                     "interval_confidence": 1 - 2 * alpha, "diff_ci_low": lo, "diff_ci_high": hi,

@@ -55,6 +55,12 @@ def test_summary_replicates_over_ppo_runs_with_paired_differences():
     assert "eq1" in format_summary(rows)
 
 
+def test_a_run_without_a_finite_pair_leaves_the_test():
+    final = {**FINAL, "D": [(math.nan, 1.0), (2.0, math.nan)]}
+    row = summarise(_curves(final))[0]
+    assert (row["n_runs"], row["diff_mean"], row["pretrained_mean"]) == (3, pytest.approx(1.5), pytest.approx(11.5 / 3))
+
+
 def test_summary_refuses_incomplete_curves_and_a_bad_alpha():
     curves = [r for r in _curves() if not (r["ppo_run"] == "B" and r["epoch"] == 1)]
     with pytest.raises(ValueError, match="epochs \\[0, 2\\], expected 0 … E"):
