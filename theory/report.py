@@ -225,6 +225,16 @@ def neuron_examples_table() -> list[str]:
     return _table(["id", "data", "assumption / condition dropped", "breaks", "why"], rows)
 
 
+def lemma3_arguments() -> list[str]:
+    """The recorded argument of each Lemma 3 cell proved by counting critical points (σ' with no closed-form zero)."""
+    lines = []
+    for act in ACTIVATIONS:
+        verdict = lemma3_verdict(act, "finite", CONVENTIONS[0])
+        if not analyse(act).flat_solved and verdict.status == PROVED:
+            lines += [f"Lemma 3 on finite D for `{act.name}`: {verdict.reason}.", ""]
+    return lines
+
+
 def coverage_summary() -> str:
     counts = [cell(a, k, c).premise_met for conv in CONVENTIONS for a in ACTIVATIONS for k in KINDS for c in all_claims(conv)
               if cell(a, k, c).status == PROVED]  # fmt: skip
@@ -245,7 +255,8 @@ def render() -> str:
         out += [f"### Table {letter}4: Lemma 1 (s = 0 ⇒ h = 0 on all of D) and Lemma 3 (∇ₓh = 0 on D ⇒ h constant on D) "
                 f"({convention})", ""] + lemma_table(convention) + [""]  # fmt: skip
         if convention == CONVENTIONS[0]:
-            out += ["## Table D: the cells where the conventions differ", ""] + convention_differences_table() + [""]
+            out += lemma3_arguments() + ["## Table D: the cells where the conventions differ", ""]
+            out += convention_differences_table() + [""]
     mechanisms = Counter(c.id.split("/")[0] for c in neuron_catalogue())
     out += ["## Table 5: layer-level counterexamples (assumptions, floating point, the literal Eq. 17)", ""]
     out += catalogue_table() + [""]
