@@ -269,3 +269,50 @@ def test_c6_noninferiority_margin_is_a_share_of_the_task_0_gain(tmp_path):
     assert "non-inferiority margin −100" in claim.measured
     # All six differences negative: p against = 1/64, Holm over one sub-test → the perturbation hurts.
     assert "(a) does not hurt" in claim.measured and claim.verdict == NOT_SUPPORTED
+
+
+def _switch_grid(root, post_returns, after_zero_gradient):
+    """Task-switch runs only: first return -300, 700 before the switch at step 100 (a task-0 gain of 1,000), then
+    post-switch rows ret ± 1 (mean ret); the zero-gradient fraction after the switch as given, per seed."""
+    runs = []
+    for arm, per_seed in post_returns.items():
+        for seed, ret in enumerate(per_seed, start=1):
+            returns = {10: -300.0, 50: 700.0, 150: ret - 1, 200: ret + 1}
+            zg = after_zero_gradient[arm][seed - 1]
+            rows = [{"switch": 1, "network": net, "layer": "network", "kind": "zero_gradient", "threshold": TAU,
+                     "after_ratio": zg} for net in ("actor", "critic")]
+            runs.append((arm, seed, _run(root, f"{arm}-{seed}", returns, switches=rows)))
+    return _results(root, [("relu", 1, _run(root, "p", {0: 0.0}))], runs,
+                    scenario={"name": "reverse", "period": 100, "switch_steps": [100]})
+
+
+NONE_ZG = [0.30, 0.32, 0.28, 0.31, 0.29, 0.30]
+
+
+@pytest.mark.parametrize(
+    "perturb, verdict",
+    [([101.0, 99.0, 102.0, 98.0, 101.0, 99.0], SUPPORTED),  # differences ±1, ±2: 90 % interval ±1.27 above −100
+     ([50.0] * 6, NOT_SUPPORTED)],  # 50 below in every seed: p against 1/64, Holm over 3 → 3/64 ≤ 0.05: it hurts
+)  # fmt: skip
+def test_c6_rules(tmp_path, perturb, verdict):
+    none = [100.0] * 6
+    zg = {"none": NONE_ZG, "gradient_perturb": NONE_ZG, "l2_init": [v - 0.2 for v in NONE_ZG],
+          "weight_clipping": [v - 0.25 for v in NONE_ZG]}  # fmt: skip
+    res = _switch_grid(tmp_path, {"none": none, "gradient_perturb": perturb, "l2_init": none, "weight_clipping": none}, zg)
+    claim = claim_c6(res, Criteria(tau=TAU))
+    assert claim.verdict == verdict
+    assert "gain on task 0 before the first switch (pre-switch − first return) IQM 1e+03" in claim.measured
+    assert "non-inferiority margin −100 (10% of the task-0 gain)" in claim.measured
+    # Each constraint arm is below none in all six seeds: p = 1/64, Holm over the three sub-tests → 3/64.
+    assert "l2_init reduces trapped neurons (none − l2_init zero-gradient fraction): exact p (Holm) 0.0469 for" in claim.measured
+    assert claim.measured.endswith("(b) constraints reduce trapped neurons → supported")
+    if verdict == SUPPORTED:
+        # d = (1, −1, 2, −2, 1, −1): mean 0, s = √2.4, t_{0.95,5} = 2.015 → ±1.27.
+        assert "gradient_perturb − none post-switch return 0 [-1.27, 1.27] (90% t)" in claim.measured
+
+
+def test_c6_constraints_not_testable_without_trapped_units(tmp_path):
+    zeros = [0.0] * 6
+    res = _switch_grid(tmp_path, {"none": [100.0] * 6, "l2_init": [100.0] * 6}, {"none": zeros, "l2_init": zeros})
+    claim = claim_c6(res, Criteria(tau=TAU))
+    assert "(b) constraints reduce trapped neurons → not testable at this scale (the none arm has no zero-gradient" in claim.measured
