@@ -37,7 +37,7 @@ from ocp.tables import write_scenario_tables
 from ocp.transfer import TransferConfig, run_transfer
 
 __all__ = ["GridPreset", "ScenarioGrid", "PRESETS", "PPORunSpec", "plan_ppo_runs", "plan_scenario_runs", "run_grid",
-           "run_all", "config_key", "INTERVENTION_ARMS", "executor_map"]
+           "run_all", "subset", "config_key", "INTERVENTION_ARMS", "executor_map"]
 
 #: The two arms of the paper's Figure 1: label -> activation.
 ARMS: dict[str, str] = {"relu": "relu", "no-act": "identity"}
@@ -353,6 +353,28 @@ def transfer_config(preset: GridPreset, specs: Sequence[PPORunSpec], root: Path)
     return dataclasses.replace(cfg, out_dir=root / "transfer" / f"transfer-{key}")
 
 
+def subset(preset: GridPreset, seeds: Optional[Sequence[int]] = None, task_switches: bool = True) -> GridPreset:
+    """The preset restricted to some of its seeds and/or without its task-switch grid (same run directories, so a
+    later run of the whole preset reuses these runs)."""
+    notes = []
+    if seeds is not None:
+        seeds = tuple(sorted(set(seeds)))
+        if not seeds or not set(seeds) <= set(preset.seeds):
+            raise ValueError(f"seeds must be a non-empty subset of preset {preset.name}'s {preset.seeds}, got {seeds}")
+        grid = preset.scenarios
+        if grid is not None:
+            grid = dataclasses.replace(grid, seeds=tuple(s for s in grid.seeds if s in seeds))
+            grid = grid if grid.seeds else None
+        preset = dataclasses.replace(preset, seeds=seeds, scenarios=grid)
+        notes.append(f"PPO seeds {', '.join(map(str, seeds))} only")
+    if not task_switches and preset.scenarios is not None:
+        preset = dataclasses.replace(preset, scenarios=None)
+        notes.append("no task-switch grid")
+    if notes:
+        preset = dataclasses.replace(preset, scaled_down=f"{preset.scaled_down}. This run: {'; '.join(notes)}")
+    return preset
+
+
 def run_all(
     preset_name: str,
     results_root: Path | str = "results",
@@ -360,11 +382,16 @@ def run_all(
     ray_address: Optional[str] = None,
     workers: Optional[int] = None,
     log: Callable[[str], None] = print,
+    seeds: Optional[Sequence[int]] = None,
+    task_switches: bool = True,
 ) -> Path:
-    """Run (or reuse) every experiment of a preset; write ``index.json``; return the preset's results directory."""
+    """Run (or reuse) every experiment of a preset; write ``index.json``; return the preset's results directory.
+
+    ``seeds`` runs only those PPO seeds of the preset (and of its task-switch grid), ``task_switches=False`` leaves the
+    task-switch grid out; both are recorded in the preset's ``scaled_down`` line, so the report says what ran."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose from {sorted(PRESETS)}")
-    preset = PRESETS[preset_name]
+    preset = subset(PRESETS[preset_name], seeds, task_switches)
     root = Path(results_root) / preset.name
     specs = plan_ppo_runs(preset, root)
     switch_specs = plan_scenario_runs(preset, root)

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> Path:
                         help="local process pool (default) or Ray")
     parser.add_argument("--ray-address", default=None, help="address of a Ray cluster (implies --executor ray)")
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of CPU cores)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="run only these PPO seeds of the preset (the report's Scale line says so)")
+    parser.add_argument("--no-task-switches", action="store_true", help="leave the task-switch grid out")
     parser.add_argument("--figures-only", action="store_true", help="redraw figures and report from existing tables")
     parser.add_argument("--from-tables", metavar="ARCHIVE", default=None,
                         help="extract an archive of tables (docs/tables/<preset>.tar.gz) into the results folder of "
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> Path:
         if not (root / "index.json").is_file():
             parser.error(f"--figures-only: {root} holds no results yet; run without it first")
     else:
-        run_all(args.preset, args.results, args.executor, args.ray_address, args.workers)
+        run_all(args.preset, args.results, args.executor, args.ray_address, args.workers, seeds=args.seeds,
+                task_switches=not args.no_task_switches)
     figures = draw_all(root, root / "figures")
     report = write_report(root, root / "REPORT.md", theory_table=theory_table())
     print(f"{len(figures) // 3} figures in {root / 'figures'}; claims report {report}")

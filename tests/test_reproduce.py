@@ -132,3 +132,17 @@ def test_unpack_tables_refuses_foreign_archives(tmp_path):
         pass
     with pytest.raises(ValueError, match="no index.json"):
         unpack_tables(empty, tmp_path / "dest2")
+
+
+def test_subset_of_a_preset_keeps_its_run_directories(tmp_path):
+    paper = experiments.PRESETS["paper"]
+    part = experiments.subset(paper, seeds=[2, 1], task_switches=False)
+    assert part.seeds == (1, 2) and part.scenarios is None
+    assert part.scaled_down == paper.scaled_down + ". This run: PPO seeds 1, 2 only; no task-switch grid"
+    whole = {(s.arm, s.seed): s.run_dir for s in experiments.plan_ppo_runs(paper, tmp_path)}
+    assert all(whole[(s.arm, s.seed)] == s.run_dir for s in experiments.plan_ppo_runs(part, tmp_path))
+    switches = experiments.subset(paper, seeds=[3]).scenarios
+    assert switches.seeds == (3,) and switches.arms == paper.scenarios.arms
+    assert experiments.subset(paper) == paper
+    with pytest.raises(ValueError, match="subset of preset paper's"):
+        experiments.subset(paper, seeds=[7])
