@@ -169,7 +169,7 @@ KIND_COLORS = {"dormant": "tab:red", "zero_gradient": "tab:green"}
 def _overlap_reason(ratios: dict[str, list[dict[str, float]]], kinds: list[str], tau: float) -> str:
     """Why the overlap (Definition 3, undefined when either set is empty) of ``kinds`` has no value."""
     never = [KIND_LABELS[k] for k in kinds if not any(_finite_means(ratios[k]))]
-    parts = [f"no {' or '.join(never)}\nunits at τ = {tau:g}"] if never else []
+    parts = ["no " + " or\n".join(never) + f"\nunits at τ = {tau:g}"] if never else []
     parts += [f"{KIND_LABELS[k]} units never\nin two consecutive\nmeasurements" for k in kinds if KIND_LABELS[k] not in never]
     return ";\n".join(parts) + ":\noverlap undefined"
 
@@ -200,7 +200,7 @@ def _dormant_vs_zero_gradient(res: Results, out: Path, name: str, layers: list[t
         if not ratio_means:
             _explain(ratio_ax, f"no measurement\nat τ = {tau:g}", empty=True)
         elif not any(ratio_means):
-            _explain(ratio_ax, f"no dormant or zero-gradient\nunit at τ = {tau:g}", empty=False)
+            _explain(ratio_ax, f"no dormant or\nzero-gradient unit\nat τ = {tau:g}", empty=False)
         overlap_ax.set_ylabel("overlap with previous")
         overlap_ax.set_ylim(-0.03, 1.03)
         undefined = [kind for kind, points in overlaps.items() if not _finite_means(points)]
@@ -249,6 +249,9 @@ def _per_layer_metrics(res: Results, out: Path, name: str, metrics: Sequence[tup
             if c == 0:
                 ax.set_ylabel(ylabel)
             _steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
+            low, high = ax.get_ylim()
+            if low < 0:  # norms and ranks are >= 0: a t-interval reaching below 0 is cut just under the axis
+                ax.set_ylim(-0.03 * high, high)
             if r < len(metrics) - 1:
                 ax.set_xlabel("")  # the bottom row names the axis for its column
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=len(res.arms))

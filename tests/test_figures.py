@@ -23,9 +23,9 @@ def _write(path, rows):
         writer.writerows(rows)
 
 
-def _plasticity(arm):
+def _plasticity(arm, seed):
     """No unit of the policy (and of the value's first layer) is ever dormant or zero-gradient at τ = 0.025; 30 % of
-    ReLU's last value layer is, the same units at every measurement."""
+    ReLU's last value layer is, the same units at every measurement. Effective ranks of 1 and 9 in the two seeds."""
     rows = []
     for i, step in enumerate(STEPS):
         for net in ("actor", "critic"):
@@ -36,6 +36,8 @@ def _plasticity(arm):
                           "zero_gradient_overlap": 1.0 if share and i else math.nan}  # fmt: skip
                 rows += [{"global_step": step, "network": net, "layer": layer, "kind": kind, "metric": metric,
                           "threshold": TAU, "value": value} for metric, value in values.items()]  # fmt: skip
+                rows.append({"global_step": step, "network": net, "layer": layer, "kind": kind,
+                             "metric": "effective_rank", "threshold": "", "value": 1 if seed == 1 else 9})  # fmt: skip
     return rows
 
 
@@ -47,7 +49,7 @@ def results(tmp_path):
         for seed in (1, 2):
             run_dir = f"runs/{arm}-{seed}"
             _write(tmp_path / run_dir / "metrics.csv", [{"global_step": s, "return_recent": s / 1e3} for s in STEPS])
-            _write(tmp_path / run_dir / "plasticity.csv", _plasticity(arm))
+            _write(tmp_path / run_dir / "plasticity.csv", _plasticity(arm, seed))
             runs.append({"arm": arm, "seed": seed, "activation": arm, "run_dir": run_dir})
     curves = [{"task": task, "arm": arm, "ppo_run": f"PPO-{arm}-seed1", "init": init, "lr": lr, "epoch": epoch,
                "test_mse": 10.0 / (1 + epoch)}
@@ -124,11 +126,11 @@ def test_titles_carry_the_papers_figure_numbers(results, drawn, tmp_path):
 def test_overlap_panel_of_a_layer_without_units_says_why(results, drawn, tmp_path):
     figures.fig4_last_layer(results, tmp_path)
     (policy_share, value_share), (policy_overlap, value_overlap) = drawn["fig4"].axes[:2], drawn["fig4"].axes[2:]
-    assert _texts(policy_overlap) == [f"no dormant or zero-gradient\nunits at τ = {TAU:g}:\noverlap undefined"]
+    assert _texts(policy_overlap) == [f"no dormant or\nzero-gradient\nunits at τ = {TAU:g}:\noverlap undefined"]
     assert list(policy_overlap.get_yticks()) == []
     assert _texts(value_overlap) == []
     assert value_overlap.lines[0].get_marker() == "o"  # an overlap defined at isolated measurements stays visible
-    assert _texts(policy_share) == [f"no dormant or zero-gradient\nunit at τ = {TAU:g}"]
+    assert _texts(policy_share) == [f"no dormant or\nzero-gradient unit\nat τ = {TAU:g}"]
     assert policy_share.get_ylim()[1] == pytest.approx(0.05 * 1.03)  # all zero: a 0-5 % axis, the text says why
     assert value_share.get_ylim()[1] == pytest.approx(0.5 * 1.03)  # 30 %: the smallest of 5, 10, 25, 50, 100 % above
     assert _texts(value_share) == []
@@ -140,6 +142,12 @@ def test_dormancy_panels_flat_at_zero_say_so(results, drawn, tmp_path):
     reason = f"no dormant unit\nin any run\nat τ = {TAU:g}"
     assert [_texts(ax) for ax in drawn["fig1"].axes[1:]] == [[reason], [reason], [reason], []]
     assert _step_labels(drawn["fig1"].axes[4]) == ["0", "500k", "1M"]
+
+
+def test_rank_axis_cuts_a_band_reaching_below_zero(results, drawn, tmp_path):
+    figures.fig8_ranks(results, tmp_path)
+    low, high = drawn["fig8"].axes[0].get_ylim()  # mean 5, t-interval of two seeds about -46 to 56
+    assert low == pytest.approx(-0.03 * high)
 
 
 def test_overlap_reason_tells_empty_sets_from_sets_never_seen_twice_in_a_row():
