@@ -107,30 +107,30 @@ PRESETS: dict[str, GridPreset] = {
         name="quick",
         scaled_down="3 seeds x 1M PPO steps per arm (paper: 20M); transfer from each PPO critic, 3 regression seeds x "
         "100 epochs at lr 0.01 (paper: 200 epochs, lr 0.01 and 0.005); task switches: 2 seeds x 4 arms (the arms C6 "
-        "tests) x 800k steps, reward reversal at 400k (1 switch; paper preset: 6 seeds x 7 arms x 10M steps, a switch "
+        "tests) x 803k steps, reward reversal at 401k (1 switch; paper preset: 6 seeds x 7 arms x 10M steps, a switch "
         "every 2M)",
         seeds=(1, 2, 3),
         ppo=dict(total_timesteps=1_000_000, probe_interval=5),
         transfer=dict(seeds=(0, 1, 2), lrs=(0.01,), epochs=100, probe_every=10),
         scenarios=ScenarioGrid(
             arms=("none", "gradient_perturb", "l2_init", "weight_clipping"), seeds=(1, 2), intervention_every=10,
-            ppo=dict(total_timesteps=800_000, probe_interval=5, anneal_lr=False, scenario="reverse",
-                     scenario_period=400_000),
+            ppo=dict(total_timesteps=802_816, probe_interval=5, anneal_lr=False, scenario="reverse",
+                     scenario_period=401_408),  # 392 and 196 updates of 2,048 steps
         ),  # fmt: skip
     ),
     "standard": GridPreset(
         name="standard",
         scaled_down="6 seeds x 2M PPO steps per arm (paper: 20M; six paired seeds are what an exact test with two "
         "Holm-corrected sub-tests needs); transfer from each PPO critic, 5 regression seeds x 200 epochs; task switches: "
-        "6 seeds x 6 arms (no reset-mode gradient-ReDo) x 1.2M steps, reward reversal every 400k (2 switches)",
+        "6 seeds x 6 arms (no reset-mode gradient-ReDo) x 1.2M steps, reward reversal every 401k (2 switches)",
         seeds=(1, 2, 3, 4, 5, 6),
         ppo=dict(total_timesteps=2_000_000, probe_interval=10),
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=200),
         scenarios=ScenarioGrid(
             arms=("none", "redo", "gradient_perturb", "shrink_perturb", "l2_init", "weight_clipping"),
             seeds=(1, 2, 3, 4, 5, 6), intervention_every=10,
-            ppo=dict(total_timesteps=1_200_000, probe_interval=10, anneal_lr=False, scenario="reverse",
-                     scenario_period=400_000),
+            ppo=dict(total_timesteps=1_204_224, probe_interval=10, anneal_lr=False, scenario="reverse",
+                     scenario_period=401_408),  # 588 and 196 updates of 2,048 steps
         ),  # fmt: skip
     ),
     "paper": GridPreset(
@@ -169,6 +169,15 @@ class PPORunSpec:
         return Path(self.config.run_dir)
 
 
+def _validated(cfg: PPOConfig, preset: GridPreset) -> PPOConfig:
+    """The config, checked before any run starts (a bad preset fails at planning, not after an hour of other runs)."""
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise ValueError(f"preset {preset.name}: {err}") from err
+    return cfg
+
+
 def plan_ppo_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
     """Every PPO run of the preset, each with its cache-keyed run directory under ``root/runs``."""
     base = presets()["paper"][1]
@@ -179,7 +188,7 @@ def plan_ppo_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
                                       exp_name=f"{preset.name}-{arm}", progress_bar=False, tensorboard=False)  # fmt: skip
             key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
             run_dir = root / "runs" / f"ppo-{arm}-seed{seed}-{key}"
-            specs.append(PPORunSpec(arm, seed, dataclasses.replace(cfg, run_dir=str(run_dir))))
+            specs.append(PPORunSpec(arm, seed, _validated(dataclasses.replace(cfg, run_dir=str(run_dir)), preset)))
     return specs
 
 
@@ -201,7 +210,7 @@ def plan_scenario_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
                                       progress_bar=False, tensorboard=False)  # fmt: skip
             key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
             run_dir = root / "runs" / f"switch-{arm}-seed{seed}-{key}"
-            specs.append(PPORunSpec(arm, seed, dataclasses.replace(cfg, run_dir=str(run_dir))))
+            specs.append(PPORunSpec(arm, seed, _validated(dataclasses.replace(cfg, run_dir=str(run_dir)), preset)))
     return specs
 
 

@@ -1,9 +1,11 @@
 """The smoke preset end to end: grid -> tidy tables -> every figure -> claims report; then the cache."""
 
 import csv
+import dataclasses
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +148,30 @@ def test_subset_of_a_preset_keeps_its_run_directories(tmp_path):
     assert experiments.subset(paper) == paper
     with pytest.raises(ValueError, match="subset of preset paper's"):
         experiments.subset(paper, seeds=[7])
+
+
+@pytest.mark.parametrize("preset", ["quick"])
+def test_committed_report_follows_from_committed_tables(preset, tmp_path):
+    """docs/results-<preset>.md is what the committed tables give: unpack them, write the report, compare everything
+    above the theory section (which `python -m theory.report` computes, not the tables)."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    root = unpack_tables(docs / "tables" / f"{preset}.tar.gz", tmp_path / preset)
+    regenerated = write_report(root, tmp_path / "REPORT.md").read_text()
+    committed = (docs / f"results-{preset}.md").read_text().split("\n## The theory")[0]
+    assert regenerated.rstrip("\n") == committed.rstrip("\n")
+    assert len(draw_all(root, tmp_path / "figures")) == len(FIGURES) * 3
+
+
+@pytest.mark.parametrize("name", sorted(experiments.PRESETS))
+def test_every_preset_plans_valid_runs(name, tmp_path):
+    preset = experiments.PRESETS[name]
+    specs = experiments.plan_ppo_runs(preset, tmp_path) + experiments.plan_scenario_runs(preset, tmp_path)
+    assert len(specs) == 2 * len(preset.seeds) + (len(preset.scenarios.arms) * len(preset.scenarios.seeds)
+                                                  if preset.scenarios else 0)  # fmt: skip
+
+
+def test_a_bad_preset_fails_at_planning(tmp_path):
+    grid = dataclasses.replace(experiments.PRESETS["quick"].scenarios, ppo={"scenario": "reverse", "scenario_period": 1000})
+    bad = dataclasses.replace(experiments.PRESETS["quick"], scenarios=grid)
+    with pytest.raises(ValueError, match="preset quick: invalid PPO config:\n  scenario_period=1000 must be a multiple"):
+        experiments.plan_scenario_runs(bad, tmp_path)
