@@ -2,7 +2,9 @@
 
 Each figure is saved as ``figN.png`` and ``figN.pdf`` with ``figN.csv`` beside it: the exact numbers drawn (one row per
 point: panel, series, x, mean, 95% CI over seeds, number of seeds). Seeds are shown as a mean line with a shaded
-Student-t confidence band. Sizes are for a two-column paper (7 in wide, 7-pt text).
+Student-t confidence band. Sizes are for a two-column paper (7 in wide, 7-pt text). Titles carry the paper's figure
+numbers; a panel without a value to draw (no dormant unit, so no overlap) says why in words instead of showing empty
+axes.
 """
 
 from __future__ import annotations
@@ -328,9 +330,8 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: s
                     errs.append(hi - m)
                     bar_styles.append(dict(color=color, hatch=INIT_HATCHES.get(init, "xx")))
             ax_curve.set_yscale("log")
-            # plain numbers (4, 6, 10, 20) on major and some minor ticks, where the default writes 6×10⁰
-            ax_curve.yaxis.set_major_formatter(LogFormatter())
-            ax_curve.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
+            ax_curve.yaxis.set_major_formatter(PlainLogFormatter())
+            ax_curve.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 0.5)))
             _log_limits(ax_curve, drawn)
             ax_curve.set_title(f"{part}{TASK_TITLES.get(task, task)}, lr {lr:g}")
             ax_curve.set_xlabel("epoch")
@@ -349,6 +350,13 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: s
     fig.suptitle(f"{title}\n(mean and 95% CI over {_count(runs, 'PPO run')} per arm, each the mean over its regression "
                  "seeds)")  # fmt: skip
     return _save(fig, data, out, name)
+
+
+class PlainLogFormatter(LogFormatter):
+    """The ticks matplotlib's log formatter labels, written as plain numbers (0.6, 4, 20) instead of 6e-01 or 6×10⁰."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
 
 
 def _log_limits(ax: Any, points: list[dict[str, float]]) -> None:
@@ -414,6 +422,8 @@ def fig_switches(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path
         axes[3].bar(i, m, color=colors(i))
         if math.isfinite(hi):  # one seed has no interval: no error bar rather than a zero-length one
             axes[3].errorbar(i, m, yerr=hi - m, color="black", capsize=2, linewidth=0.8)
+        # each seed as a dot: with two or three seeds the interval alone hides what they measured
+        axes[3].plot([i] * len(values), values, linestyle="none", marker="o", markersize=2, color="black")
     axes[3].set_xticks(range(len(arms)), arms, fontsize=5, rotation=30, ha="right")
     scenario = res.scenario or {}
     last = _last_step(view)
@@ -433,8 +443,9 @@ def fig_switches(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path
             _explain(ax, f"no measurement\nat τ = {tau:g}", empty=True)
         elif not any(means):
             _explain(ax, f"no zero-gradient\nunit in any run\nat τ = {tau:g}", empty=False)
-    axes[3].set_title("units entering the zero-\ngradient set per switch")
+    axes[3].set_title("units entering the zero-\ngradient set per switch (dots: seeds)")
     axes[3].set_ylabel("units (policy + value)")
+    axes[3].set_ylim(bottom=0)  # a count is >= 0: a t-interval reaching below 0 is cut at the axis
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(arms))
     every = f" every {period:,} steps" if period else ""
     fig.suptitle(f"Task switches (no figure in the paper; they test the hypothesis its Figure 2 illustrates)\n"

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from ocp import figures
-from ocp.figures import NARROW_PANEL_TICKS, _log_limits, _overlap_reason, _steps_axis
+from ocp.figures import NARROW_PANEL_TICKS, PlainLogFormatter, _log_limits, _overlap_reason, _steps_axis
 
 STEPS = [250_000, 500_000, 750_000, 1_000_000]
 TAU = 0.025
@@ -161,6 +161,24 @@ def test_transfer_bars_of_a_single_ppo_run_have_no_error_bar(results, drawn, tmp
     figures.fig3_transfer(results, tmp_path)
     bars = drawn["fig3"].axes[len(["eq1", "similar"]):]  # the row of final-MSE panels below the curves
     assert all(len(ax.patches) == 4 and not ax.containers[4:] for ax in bars)  # 2 arms x 2 inits, bars only
+
+
+def test_log_axis_labels_are_plain_numbers():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.set_yscale("log")
+    ax.set_ylim(0.05, 30)
+    ax.yaxis.set_major_formatter(PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 0.5)))
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    labels = [label.get_text() for which in (False, True) for label, y in
+              zip(ax.get_yticklabels(minor=which), ax.get_yticks(minor=which)) if low <= y <= high and label.get_text()]
+    assert sorted(labels, key=float) == ["0.1", "1", "10"]  # three decades: decades only, none written as 1e-01
+    ax.set_ylim(0.5, 30)
+    fig.canvas.draw()
+    labels = [label.get_text() for label in ax.get_yticklabels(minor=True) if label.get_text()]
+    assert "0.6" in labels and "20" in labels  # under two decades: some minor ticks too, as plain numbers
+    plt.close(fig)
 
 
 def test_log_axis_limits_follow_the_means_not_a_band_reaching_zero():
