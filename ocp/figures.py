@@ -302,6 +302,12 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: s
         part = f"({'abcdefgh'[r]}) " if len(lrs) > 1 else ""
         for t, task in enumerate(tasks):
             ax_curve, ax_bar = axes[2 * r][t], axes[2 * r + 1][t]
+            if not rows_for(curves, task=task, lr=lr):  # a preset may fit at one lr only
+                for ax, what in ((ax_curve, TASK_TITLES.get(task, task)), (ax_bar, "final test MSE")):
+                    ax.set_title(f"{part}{what}, lr {lr:g}")
+                    ax.set_xticks([])
+                    _explain(ax, f"not run at lr {lr:g}\nin these results", empty=True)
+                continue
             labels, means, errs, bar_styles = [], [], [], []
             drawn: list[dict[str, float]] = []
             for arm in arms:

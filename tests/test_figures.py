@@ -163,6 +163,19 @@ def test_transfer_bars_of_a_single_ppo_run_have_no_error_bar(results, drawn, tmp
     assert all(len(ax.patches) == 4 and not ax.containers[4:] for ax in bars)  # 2 arms x 2 inits, bars only
 
 
+def test_transfer_rows_of_an_lr_that_was_not_run_say_so(results, drawn, tmp_path):
+    path = tmp_path / "transfer" / "curves.csv"
+    with open(path) as f:
+        kept = [row for row in csv.DictReader(f) if row["lr"] == "0.01"]
+    _write(path, kept)
+    figures.fig5_transfer_lrs(figures.Results(tmp_path), tmp_path)
+    rows = [drawn["fig5"].axes[i:i + 2] for i in range(0, 8, 2)]  # curves and bars at lr 0.01, then at 0.005
+    assert all(_texts(ax) == [] for ax in rows[0] + rows[1])
+    assert all(_texts(ax) == ["not run at lr 0.005\nin these results"] and not ax.lines and not ax.patches
+               for ax in rows[2] + rows[3])  # fmt: skip
+    assert rows[2][0].get_title() == "(b) Eq. 1 (dissimilar task), lr 0.005"
+
+
 def test_log_axis_labels_are_plain_numbers():
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.set_yscale("log")
