@@ -554,3 +554,58 @@ def write_report(results_root: str | Path, path: str | Path, theory_table: Optio
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out)
     return out
+
+
+def _steps_label(steps: float) -> str:
+    """Steps to one decimal of a million (a 1M-step run logs its last update at 999,424), or in thousands below 100k."""
+    return f"{round(steps / 1e6, 1):g}M" if steps >= 1e5 else f"{round(steps / 1e3):g}k"
+
+
+def scale_table(results_roots: Sequence[str | Path], criteria: Criteria = Criteria()) -> str:
+    """One Markdown row per claim with its verdict at each scale (one results folder per scale, in the order given),
+    the PPO runs behind it, and whether the verdict changes with scale."""
+    columns = []
+    for root in results_roots:
+        res = Results(root)
+        seeds = {arm: len(res.runs_of(arm)) for arm in res.arms}
+        steps = max(max(res.metric_series(arm, "return_recent")[r.seed], default=0.0) for arm in res.arms
+                    for r in res.runs_of(arm))  # fmt: skip
+        switch_seeds = {arm: len(res.scenario_view().runs_of(arm)) for arm in res.scenario_view().arms}
+        sample = f"{'/'.join(map(str, seeds.values()))} seeds per arm × {_steps_label(steps)} steps"
+        if switch_seeds:
+            sample += f"; task switches {max(switch_seeds.values())} seeds per arm"
+        columns.append((res.preset, sample, {c.id: c.verdict.split(" (")[0] for c in evaluate_claims(res, criteria)}))
+    lines = ["| claim | " + " | ".join(f"{name} ({sample})" for name, sample, _ in columns) + " | changes with scale |",
+             "|---" * (len(columns) + 2) + "|"]  # fmt: skip
+    for claim in columns[0][2]:
+        verdicts = [verdicts[claim] for _, _, verdicts in columns]
+        lines.append(f"| {claim} | " + " | ".join(verdicts) + f" | {'yes' if len(set(verdicts)) > 1 else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m ocp.report FOLDER_OR_ARCHIVE ... [--out FILE]``: the scale table of the given results (folders, or
+    archives of ``ocp.tables.pack_tables`` such as ``docs/tables/quick.tar.gz``), smallest scale first."""
+    import argparse
+    import tempfile
+
+    from ocp.tables import unpack_tables
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", nargs="+", help="results folders or tables archives, one per scale")
+    parser.add_argument("--out", default=None, help="write the table here (default: print it)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        roots = [unpack_tables(p, Path(tmp) / str(i)) if Path(p).is_file() else Path(p) for i, p in enumerate(args.results)]
+        table = scale_table(roots)
+    if args.out:
+        out = Path(args.out)
+        tmp_out = out.with_suffix(out.suffix + ".tmp")
+        tmp_out.write_text(table)
+        tmp_out.replace(out)
+    else:
+        print(table, end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,7 @@ from ocp.report import (
     directional_tests,
     jaccard_per_run,
     level_test,
+    scale_table,
     set_stability_per_run,
     steps_to_reach,
 )
@@ -316,3 +317,25 @@ def test_c6_constraints_not_testable_without_trapped_units(tmp_path):
     res = _switch_grid(tmp_path, {"none": [100.0] * 6, "l2_init": [100.0] * 6}, {"none": zeros, "l2_init": zeros})
     claim = claim_c6(res, Criteria(tau=TAU))
     assert "(b) constraints reduce trapped neurons → not testable at this scale (the none arm has no zero-gradient" in claim.measured
+
+
+def test_scale_table_marks_verdicts_that_change(tmp_path):
+    # Two scales: at the first no unit is ever in either set (C3 not testable), at the second D = Z everywhere (C3
+    # supported, per-run Jaccard 1 in three runs, interval [1, 1]).
+    def scale(name, masks, steps):
+        root = tmp_path / name
+        root.mkdir()
+        runs = [("relu", s, _run(root, f"r{s}", {steps: 0.0}, masks=masks)) for s in (1, 2, 3)]
+        runs += [("no-act", s, _run(root, f"n{s}", {steps: 0.0}, masks=masks)) for s in (1, 2, 3)]
+        (root / "transfer").mkdir()
+        _write_csv(root / "transfer" / "summary.csv", [{"task": "eq1", "metric": "final_train_mse"}])
+        _write_csv(root / "transfer" / "linear_floor.csv", [{"distribution": "normal"}])
+        return _results(root, runs).root
+
+    both = {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {0}}
+    small = scale("small", {1: {}, 2: {}}, 999_424)
+    large = scale("large", {1: both, 2: both}, 20_000_000)
+    rows = scale_table([small, large], Criteria(tau=TAU)).splitlines()
+    assert rows[0] == ("| claim | test (3/3 seeds per arm × 1M steps) | test (3/3 seeds per arm × 20M steps) "
+                       "| changes with scale |")
+    assert "| C3 | not testable at this scale | supported | yes |" in rows
