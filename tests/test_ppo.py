@@ -12,10 +12,12 @@ from torch import nn
 from ocp.agent import Agent, RunningMeanStd, gaussian_log_prob
 from ocp.envs import get_env_states, make_env, make_vector_env, set_env_states
 from ocp.ppo import (
+    RUNTIME_FIELDS,
     WALL_CLOCK_COLUMNS,
     PlasticityRecorder,
     PPOConfig,
     build_intervention,
+    flushing_denormals,
     intervention_networks,
     make_optimizer,
     policy_loss,
@@ -422,3 +424,18 @@ def test_cli_presets_and_overrides():
 def test_cli_reports_bad_input_as_an_error(tmp_path, capsys):
     assert main(["cleanrl", "--num-minibatches", "3", "--run-dir", str(tmp_path / "r")]) == 2
     assert "does not divide the batch" in capsys.readouterr().err
+
+
+def test_flushing_denormals_zeroes_subnormals_inside_only():
+    tiny = np.array([1e-40], dtype=np.float32)  # subnormal in float32
+    assert (tiny * np.float32(0.5))[0] > 0
+    with flushing_denormals(True):
+        assert (tiny * np.float32(0.5))[0] == 0.0  # numpy in this thread follows the CPU mode torch sets
+        assert (torch.from_numpy(tiny) * 0.5).item() == 0.0
+    assert (tiny * np.float32(0.5))[0] > 0  # IEEE mode again after
+    with flushing_denormals(False):
+        assert (tiny * np.float32(0.5))[0] > 0
+
+
+def test_flush_denormal_is_a_runtime_setting():
+    assert "flush_denormal" in RUNTIME_FIELDS and PPOConfig().flush_denormal
