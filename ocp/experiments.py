@@ -24,6 +24,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,12 +231,26 @@ def execute_ppo(config: PPOConfig) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Pool-worker initializer: end this worker when the process that started the pool is gone (killed, or ended by a
+    signal that skips its cleanup), instead of training on beside a later invocation that resumes the same run
+    directories. A run killed this way resumes from its last checkpoint."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 class LocalExecutor:
     """A process pool sized to the cores (``spawn``: MuJoCo and torch state are not shared across a fork)."""
 
     def __init__(self, workers: Optional[int] = None):
         self.workers = workers or os.cpu_count() or 1
-        self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=exit_with_parent, initargs=(os.getpid(),))  # fmt: skip
 
     def submit(self, fn: Callable, *args: Any) -> cf.Future:
         return self._pool.submit(fn, *args)

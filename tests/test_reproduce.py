@@ -4,7 +4,12 @@ import csv
 import dataclasses
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -175,3 +180,30 @@ def test_a_bad_preset_fails_at_planning(tmp_path):
     bad = dataclasses.replace(experiments.PRESETS["quick"], scenarios=grid)
     with pytest.raises(ValueError, match="preset quick: invalid PPO config:\n  scenario_period=1000 must be a multiple"):
         experiments.plan_scenario_runs(bad, tmp_path)
+
+
+def test_pool_workers_end_when_the_grid_process_is_killed():
+    """A killed main job must not leave workers training on beside the next invocation (which resumes the same run
+    directories): each worker watches the process that started the pool."""
+    script = ("import os, time\nfrom ocp.experiments import LocalExecutor\nex = LocalExecutor(1)\n"
+              "pid = ex.submit(os.getpid).result()\nex.submit(time.sleep, 60)\nprint(pid, flush=True)\ntime.sleep(60)\n")
+    main = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(main.stdout.readline())
+    try:
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
