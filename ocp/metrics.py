@@ -41,6 +41,8 @@ __all__ = [
     "feature_rank",
     "ranks",
     "weight_statistics",
+    "all_finite",
+    "check_threshold",
 ]
 
 
@@ -61,11 +63,11 @@ def _check_float_tensor(
         raise ValueError(f"{name} must have {wanted} dimensions, got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): need at least one sample and one unit")
-    if check_finite and not _all_finite(x):
+    if check_finite and not all_finite(x):
         raise ValueError(f"{name} contains NaN or inf")
 
 
-def _all_finite(x: Tensor) -> bool:
+def all_finite(x: Tensor) -> bool:
     """``torch.isfinite(x).all()`` with two operators and one device sync in the common case.
 
     Any NaN or inf element makes the sum NaN or inf, so a finite sum proves every element finite; only a non-finite
@@ -74,7 +76,8 @@ def _all_finite(x: Tensor) -> bool:
     return math.isfinite(x.sum().item()) or bool(torch.isfinite(x).all())
 
 
-def _check_threshold(value: float, name: str) -> float:
+def check_threshold(value: float, name: str) -> float:
+    """``value`` as a float, or a ``ValueError`` naming ``name`` unless it is finite and ≥ 0."""
     value = float(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -151,7 +154,7 @@ def dormancy_scores(acts: Tensor) -> Tensor:
 
 def _mask_at_or_below(scores: Tensor, tau: float, name: str) -> Tensor:
     _check_float_tensor_allow_nan(scores, name)
-    tau = _check_threshold(tau, "tau")
+    tau = check_threshold(tau, "tau")
     nan = torch.isnan(scores)
     if bool(nan.any()) and not bool(nan.all()):
         raise ValueError(f"{name} has NaN for some units but not all; layer-normalised scores are NaN all together")
@@ -222,7 +225,7 @@ def absolute_zero_gradient_mask(G: Tensor, theta: float) -> Tensor:
     loss and of the layer's inputs, which is why the normalised :func:`zero_gradient_mask` is our default.
     """
     _check_float_tensor(G, "G", min_dim=1, max_dim=1)
-    theta = _check_threshold(theta, "theta")
+    theta = check_threshold(theta, "theta")
     return G < theta
 
 
@@ -325,7 +328,7 @@ def _stable_rank(sigma: Tensor) -> float:
 
 
 def _feature_rank(sigma: Tensor, n_samples: int, eps: float) -> int:
-    eps = _check_threshold(eps, "eps")
+    eps = check_threshold(eps, "eps")
     return int((sigma / math.sqrt(n_samples) > eps).sum())
 
 

@@ -243,7 +243,7 @@ class PlasticityProbe:
                         raise ValueError(f"layers[{name!r}] names activation module {act!r}, which the model lacks")
                 self._explicit = dict(layers)
         self._modules = modules
-        self.thresholds = tuple(metrics._check_threshold(t, "thresholds") for t in thresholds)
+        self.thresholds = tuple(metrics.check_threshold(t, "thresholds") for t in thresholds)
         if not self.thresholds:
             raise ValueError("thresholds is empty")
         self.reference = dict(reference) if reference is not None else {}
@@ -297,7 +297,7 @@ class PlasticityProbe:
                 raise ValueError(f"inputs[{i}] must be a tensor, got {type(a).__name__}")
             if a.dim() == 0 or a.shape[0] == 0:
                 raise ValueError(f"inputs[{i}] has shape {tuple(a.shape)}: need a non-empty batch dimension first")
-            if torch.is_floating_point(a) and not metrics._all_finite(a):
+            if torch.is_floating_point(a) and not metrics.all_finite(a):
                 raise ValueError(f"inputs[{i}] contains NaN or inf")
 
     def _traced_forward(self, args: tuple[Tensor, ...]) -> tuple[_Trace, Any]:

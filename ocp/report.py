@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
+import torch
 
+from ocp import metrics
 from ocp.runlog import load_masks, mask_key
 from ocp.statistics import (
     INCONCLUSIVE,
@@ -359,11 +361,11 @@ def set_stability_per_run(zero: dict[tuple[int, str, str], list[np.ndarray]], ho
         persistence.setdefault(seed, [])
         overlap.setdefault(seed, [])
         for a, b in zip(seq, seq[horizon:]):
-            na, nb, both = int(a.sum()), int(b.sum()), int((a & b).sum())
-            if na:
-                persistence[seed].append(both / na)
-            if na and nb:
-                overlap[seed].append(both / min(na, nb))
+            a, b = torch.from_numpy(a), torch.from_numpy(b)
+            if not math.isnan(kept := metrics.persistence(a, b)):
+                persistence[seed].append(kept)
+            if not math.isnan(shared := metrics.overlap_coefficient(a, b)):
+                overlap[seed].append(shared)
     mean = lambda v: float(np.mean(v)) if v else math.nan  # noqa: E731
     return ({s: mean(v) for s, v in persistence.items()}, {s: mean(v) for s, v in overlap.items()},
             {s: len(v) for s, v in persistence.items()})  # fmt: skip
