@@ -31,6 +31,7 @@ import json
 import math
 import random
 import shutil
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -87,8 +88,9 @@ class PPOConfig:
     ``torch.set_flush_denormal`` for the training thread, so numpy's arithmetic there follows too). Under Adam with L2
     weight decay the incoming weights of a dead ReLU unit decay geometrically and stall in the subnormal range, where
     every multiply costs ~40x; a 20M-step ReLU run slowed from ~5,600 to ~2,200 steps/s after 1.5M steps that way.
-    Flushed, those weights become exactly 0. Like ``torch_threads`` it can change the last bits of a run, not what is
-    computed; keep it fixed within a run for bit-exact resume."""
+    Flushed, those weights become exactly 0. It changes the last bits of a run whose values reach the subnormal range, so
+    it is part of the config (and of the experiment grid's run keys). The probe always measures in IEEE arithmetic, so
+    Definition 1's exact zero at τ = 0 is never a flushed tiny value."""
     progress_bar: bool = True
     """Show a tqdm progress bar (SPS and recent return)."""
     tensorboard: bool = True
@@ -368,8 +370,7 @@ def intervention_networks(agent: Agent) -> dict[str, nn.Sequential]:
 
 #: Fields that may differ between a run and its resume: they do not change what is computed.
 RUNTIME_FIELDS = frozenset(
-    {"resume", "overwrite", "run_dir", "progress_bar", "torch_threads", "flush_denormal", "checkpoint_interval",
-     "keep_checkpoints"}
+    {"resume", "overwrite", "run_dir", "progress_bar", "torch_threads", "checkpoint_interval", "keep_checkpoints"}
 )
 
 
@@ -480,6 +481,10 @@ class PlasticityRecorder:
         self.previous_masks: dict[str, torch.Tensor] = {}
 
     def measure(self, batch: dict[str, torch.Tensor]) -> dict[str, ProbeResult]:
+        with flushing_denormals(False):  # a flushed subnormal activation would read as an exact zero
+            return self._measure(batch)
+
+    def _measure(self, batch: dict[str, torch.Tensor]) -> dict[str, ProbeResult]:
         cfg, agent = self.cfg, self.agent
         adv = normalize_advantages(batch["advantages"]) if cfg.norm_adv else batch["advantages"]
         log_std = agent.actor_logstd.detach()
@@ -565,15 +570,22 @@ EPISODE_COLUMNS = ["global_step", "update", "env", "episodic_return", "episodic_
 INTERVENTION_COLUMNS = ["update", "global_step", "intervention", "network", "quantity", "value"]
 
 
+_denormal_mode = threading.local()
+
+
 @contextlib.contextmanager
 def flushing_denormals(enabled: bool) -> Iterator[None]:
-    """Flush subnormal floats to 0 in this thread while inside (torch and numpy alike); back to IEEE mode after."""
-    flushed = enabled and torch.set_flush_denormal(True)
+    """Inside: subnormal floats flushed to 0 in this thread (torch and numpy alike) when ``enabled``, IEEE arithmetic
+    when not; the previous mode again after (blocks nest)."""
+    previous = getattr(_denormal_mode, "flushing", False)
+    if enabled != previous:
+        _denormal_mode.flushing = torch.set_flush_denormal(enabled) and enabled
     try:
         yield
     finally:
-        if flushed:
-            torch.set_flush_denormal(False)
+        if _denormal_mode.__dict__.get("flushing", False) != previous:
+            torch.set_flush_denormal(previous)
+            _denormal_mode.flushing = previous
 
 
 def train(cfg: PPOConfig, stop_after_updates: Optional[int] = None) -> Optional[Path]:

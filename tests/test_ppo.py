@@ -437,5 +437,24 @@ def test_flushing_denormals_zeroes_subnormals_inside_only():
         assert (tiny * np.float32(0.5))[0] > 0
 
 
-def test_flush_denormal_is_a_runtime_setting():
-    assert "flush_denormal" in RUNTIME_FIELDS and PPOConfig().flush_denormal
+def test_flushing_blocks_nest_and_the_probe_measures_in_ieee_mode():
+    tiny = np.array([1e-40], dtype=np.float32)
+    with flushing_denormals(True):
+        with flushing_denormals(False):
+            assert (tiny * np.float32(0.5))[0] > 0
+        assert (tiny * np.float32(0.5))[0] == 0.0
+    assert "flush_denormal" not in RUNTIME_FIELDS and PPOConfig().flush_denormal
+    # A unit whose activations are subnormal is not dormant at τ = 0: the probe's score stays positive while the
+    # training loop flushes.
+    agent = Agent(2, 1, hidden_sizes=(2,), activation="relu")
+    with torch.no_grad():
+        for net in (agent.actor_mean, agent.critic):
+            net[0].weight.zero_()
+            net[0].bias.copy_(torch.tensor([1e-39, 1.0]))
+    cfg = PPOConfig(hidden_sizes=(2,), activation="relu")
+    batch = {"obs": torch.zeros(4, 2), "actions": torch.zeros(4, 1), "logprobs": torch.zeros(4),
+             "values": torch.zeros(4), "advantages": torch.arange(4.0), "returns": torch.ones(4)}  # fmt: skip
+    initial = {k: v.clone() for k, v in agent.state_dict().items()}
+    with flushing_denormals(True):
+        result = PlasticityRecorder(agent, cfg, initial).measure(batch)
+    assert result["critic"].layer("0").dormancy_scores[0].item() > 0

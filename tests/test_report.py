@@ -165,6 +165,25 @@ def test_level_test_by_interval_position():
     assert level_test([0.9, 0.91, 0.92], 0.8, 1.0, c)[0] == SUPPORTED
     assert level_test([0.1, 0.2, 0.15], 0.8, 1.0, c)[0] == NOT_SUPPORTED
     assert level_test([0.9], 0.8, 1.0, c)[0].startswith(NOT_TESTABLE)
+    # A criterion with only a lower bound (C3, C4): the same values are supported.
+    assert level_test([0.9, 1.0, 0.95], 0.8, math.inf, c)[0] == SUPPORTED
+
+
+def test_c4_near_full_persistence_is_supported(tmp_path):
+    # Three runs with Z = {0, 1} at every measurement: persistence 1 in each; the t interval [1, 1] reaches 0.9.
+    masks = {u: {("critic", "l2", "zero_gradient"): {0, 1}} for u in (1, 2, 3)}
+    runs = [("relu", s, _run(tmp_path, f"r{s}", {0: 0.0}, masks=masks)) for s in (1, 2, 3)]
+    assert claim_c4(_results(tmp_path, runs), Criteria(tau=TAU)).verdict == SUPPORTED
+
+
+def test_untestable_sub_tests_stay_in_holms_family():
+    # "a": sum 8; the sign assignments with a sum ≥ 8 are the observed one, the -1 flipped (10), and the -1 flipped
+    # together with one of the three 1s (8 each): 5 of 128. "b" (two runs) and "c" (only zeros) are untestable, yet
+    # Holm still multiplies a's p by m = 3: 15/128 > 0.05.
+    a = [1.0, 1.0, 1.0, -1.0, 2.0, 2.0, 2.0]
+    out = directional_tests({"a": a, "b": [1.0, 2.0], "c": [0.0] * 7}, Criteria())
+    assert out["a"] == (INCONCLUSIVE, 3 * 5 / 128, 1.0)
+    assert out["b"][0].startswith(NOT_TESTABLE) and out["c"][0].startswith(NOT_TESTABLE)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -236,7 +255,8 @@ def test_c1_speed_level_and_steps(tmp_path):
     claim = claim_c1(_results(tmp_path, runs), Criteria(tau=TAU))
     assert "speed level 350" in claim.measured
     assert "ReLU IQM 200 [200, 200] (n=6" in claim.measured and "No-Act IQM 400 [400, 400] (n=6" in claim.measured
-    assert "faster (No-Act − ReLU steps): exact p (Holm) 0.0156 for" in claim.measured
+    # 1/64 for six faster runs, times m = 2 (the untestable dormancy sub-test stays in Holm's family).
+    assert "faster (No-Act − ReLU steps): exact p (Holm) 0.0312 for" in claim.measured
     # No dormant unit in either arm: the dormancy half cannot be tested, so neither can the claim.
     assert claim.verdict == f"{NOT_TESTABLE} (all 6 paired differences are exactly 0)"
 
