@@ -386,11 +386,13 @@ def subset(preset: GridPreset, seeds: Optional[Sequence[int]] = None, task_switc
         if not seeds or not set(seeds) <= set(preset.seeds):
             raise ValueError(f"seeds must be a non-empty subset of preset {preset.name}'s {preset.seeds}, got {seeds}")
         grid = preset.scenarios
+        notes.append(f"PPO seeds {', '.join(map(str, seeds))} only")
         if grid is not None:
             grid = dataclasses.replace(grid, seeds=tuple(s for s in grid.seeds if s in seeds))
-            grid = grid if grid.seeds else None
+            if not grid.seeds:
+                grid = None
+                notes.append("no task-switch grid (none of its seeds chosen)")
         preset = dataclasses.replace(preset, seeds=seeds, scenarios=grid)
-        notes.append(f"PPO seeds {', '.join(map(str, seeds))} only")
     if not task_switches and preset.scenarios is not None:
         preset = dataclasses.replace(preset, scenarios=None)
         notes.append("no task-switch grid")

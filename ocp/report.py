@@ -246,7 +246,8 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
     late = {arm: _by_seed(s, lambda x: _late(x, c.late_fraction)) for arm, s in returns.items()}
     gain = {arm: float(np.nanmean([late[arm][k] - first[arm][k] for k in late[arm]])) for arm in late}
     start = float(np.nanmean([v for arm in first for v in first[arm].values()]))
-    final = min(bootstrap_ci(list(late[arm].values()))[0] for arm in late)
+    final = min((v for v in (bootstrap_ci(list(late[arm].values()))[0] for arm in late) if not math.isnan(v)),
+                default=math.nan)
     level = start + c.speed_fraction * (final - start)
     reach = {arm: {k: steps_to_reach(s, level) for k, s in returns[arm].items()} for arm in returns}
     steps = {arm: {k: v[0] for k, v in reach[arm].items()} for arm in reach}
@@ -295,6 +296,12 @@ def claim_c2(res: Results, c: Criteria) -> Claim:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _runs_without_masks(res: Results, arm: str) -> str:
+    """The seeds whose run folder holds no stored masks (probe off, or tables copied without them), as a reason."""
+    seeds = [str(r.seed) for r in res.runs_of(arm) if not load_masks(r.path)]
+    return f"{NOT_TESTABLE} (no stored neuron masks for seeds {', '.join(seeds)})" if seeds else ""
+
+
 def _mask_sequences(res: Results, arm: str, kind: str, tau: float) -> dict[tuple[int, str, str], list[np.ndarray]]:
     """{(seed, network, layer): [mask at each measurement]} for the hidden layers."""
     out: dict[tuple[int, str, str], list[np.ndarray]] = {}
@@ -331,6 +338,8 @@ def jaccard_per_run(dormant: dict[tuple[int, str, str], list[np.ndarray]],
 def claim_c3(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     statement = "Dormancy and zero gradient coincide in practice (Fig. 4/6)"
     unit = "PPO run (seed); per run: mean Jaccard over its hidden layers and measurements where D∪Z is not empty"
+    if missing := _runs_without_masks(res, arm):
+        return Claim("C3", statement, unit, "the sets come from the stored masks", missing)
     def at(tau: float):
         return jaccard_per_run(_mask_sequences(res, arm, "dormant", tau), _mask_sequences(res, arm, "zero_gradient", tau))
 
@@ -377,6 +386,8 @@ def set_stability_per_run(zero: dict[tuple[int, str, str], list[np.ndarray]], ho
 def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     statement = "Zero-gradient neurons do not recover (overlap, Fig. 4/6)"
     unit = "PPO run (seed); per run: mean over its hidden layers and consecutive measurements with Z_t not empty"
+    if missing := _runs_without_masks(res, arm):
+        return Claim("C4", statement, unit, "the sets come from the stored masks", missing)
     persistence, overlap, pairs = set_stability_per_run(_mask_sequences(res, arm, "zero_gradient", c.tau))
     measured = (f"{arm} networks, τ={c.tau:g}: persistence |Z_t ∩ Z_t+1|/|Z_t| (the verdict's statistic: it asks "
                 f"whether trapped units leave the set) {_agg(list(persistence.values()))} over "

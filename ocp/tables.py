@@ -190,6 +190,8 @@ def pack_tables(root: str | Path, archive: str | Path) -> Path:
 
 def unpack_tables(archive: str | Path, root: str | Path) -> Path:
     """Extract an archive of :func:`pack_tables` into ``root`` (members that would leave ``root`` are refused)."""
+    if not hasattr(tarfile, "data_filter"):
+        raise RuntimeError("unpacking tables needs tarfile's extraction filters (Python 3.10.12+ or 3.11.4+)")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, mode="r:gz") as tar:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,12 +63,18 @@ def main(argv: list[str] | None = None) -> Path:
     started = time.perf_counter()
     root = Path(args.results) / args.preset
     if args.from_tables:
-        staging = unpack_tables(args.from_tables, Path(args.results) / ".unpacked")
-        preset = json.loads((staging / "index.json").read_text())["preset"]
-        root = Path(args.results) / preset
-        if root.exists():
-            parser.error(f"--from-tables: {root} exists; remove it or choose another --results folder")
-        staging.rename(root)
+        Path(args.results).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=args.results))
+        try:
+            preset = json.loads((unpack_tables(args.from_tables, staging) / "index.json").read_text())["preset"]
+            if preset not in PRESETS:
+                parser.error(f"--from-tables: the archive's preset {preset!r} is none of {sorted(PRESETS)}")
+            root = Path(args.results) / preset
+            if root.exists():
+                parser.error(f"--from-tables: {root} exists; remove it or choose another --results folder")
+            staging.rename(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
     elif args.figures_only:
         if not (root / "index.json").is_file():
             parser.error(f"--figures-only: {root} holds no results yet; run without it first")

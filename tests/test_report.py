@@ -359,3 +359,10 @@ def test_scale_table_marks_verdicts_that_change(tmp_path):
     assert rows[0] == ("| claim | test (3/3 seeds per arm × 1M steps) | test (3/3 seeds per arm × 20M steps) "
                        "| changes with scale |")
     assert "| C3 | not testable at this scale | supported | yes |" in rows
+
+
+def test_c3_and_c4_name_missing_masks(tmp_path):
+    runs = [("relu", 1, _run(tmp_path, "r1", {0: 0.0}, masks={1: {}})), ("relu", 2, _run(tmp_path, "r2", {0: 0.0}))]
+    res = _results(tmp_path, runs)
+    for claim in (claim_c3(res, Criteria(tau=TAU)), claim_c4(res, Criteria(tau=TAU))):
+        assert claim.verdict == f"{NOT_TESTABLE} (no stored neuron masks for seeds 2)"

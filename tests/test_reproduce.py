@@ -209,3 +209,19 @@ def _alive(pid):
             return f.read().split(") ")[1][0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_subset_says_when_the_task_switch_grid_drops_out():
+    part = experiments.subset(experiments.PRESETS["quick"], seeds=[3])
+    assert part.scenarios is None and part.scaled_down.endswith(
+        "This run: PPO seeds 3 only; no task-switch grid (none of its seeds chosen)")
+
+
+def test_from_tables_refuses_an_existing_folder_and_leaves_no_staging(tmp_path):
+    archive = Path(__file__).resolve().parents[1] / "docs" / "tables" / "quick.tar.gz"
+    (tmp_path / "quick").mkdir()
+    script = Path(__file__).resolve().parents[1] / "reproduce" / "all_figures.py"
+    done = subprocess.run([sys.executable, str(script), "--from-tables", str(archive), "--results", str(tmp_path)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and f"{tmp_path / 'quick'} exists" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quick"]  # the staging folder is gone
