@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ocp import metrics
-from ocp.runlog import load_masks, mask_key
+from ocp.runlog import mask_key
 from ocp.statistics import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
@@ -40,6 +40,7 @@ from ocp.statistics import (
     bootstrap_ci,
     finite,
     holm,
+    iqm,
     mean_ci,
     paired_differences,
     sign_flip_test,
@@ -246,8 +247,7 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
     late = {arm: _by_seed(s, lambda x: _late(x, c.late_fraction)) for arm, s in returns.items()}
     gain = {arm: float(np.nanmean([late[arm][k] - first[arm][k] for k in late[arm]])) for arm in late}
     start = float(np.nanmean([v for arm in first for v in first[arm].values()]))
-    final = min((v for v in (bootstrap_ci(list(late[arm].values()))[0] for arm in late) if not math.isnan(v)),
-                default=math.nan)
+    final = min((v for v in (iqm(list(late[arm].values())) for arm in late) if not math.isnan(v)), default=math.nan)
     level = start + c.speed_fraction * (final - start)
     reach = {arm: {k: steps_to_reach(s, level) for k, s in returns[arm].items()} for arm in returns}
     steps = {arm: {k: v[0] for k, v in reach[arm].items()} for arm in reach}
@@ -274,8 +274,7 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
                                "more dormant (ReLU − No-Act)": paired_differences(more, fewer)}, c)  # fmt: skip
     relu_late, noact_late = _paired(late["relu"], late["no-act"])
     margin = c.final_equivalence_margin * abs(gain["no-act"])
-    m, lo, hi = mean_ci(paired_differences(relu_late, noact_late), 1 - 2 * c.alpha)
-    equivalent = level_test(paired_differences(relu_late, noact_late), -margin, margin, c)[0]
+    equivalent, m, lo, hi = level_test(paired_differences(relu_late, noact_late), -margin, margin, c)
     parts += [_directional_text(name, r) for name, r in tests.items()]
     parts.append(f"matching final return: ReLU − No-Act late return {_interval(m, lo, hi, c)} within ±{_fmt(margin)} "
                  f"({c.final_equivalence_margin:.0%} of No-Act's gain {_fmt(gain['no-act'])}) → {equivalent}")
@@ -298,7 +297,7 @@ def claim_c2(res: Results, c: Criteria) -> Claim:
 
 def _runs_without_masks(res: Results, arm: str) -> str:
     """The seeds whose run folder holds no stored masks (probe off, or tables copied without them), as a reason."""
-    seeds = [str(r.seed) for r in res.runs_of(arm) if not load_masks(r.path)]
+    seeds = [str(r.seed) for r in res.runs_of(arm) if not res.masks(r)]
     return f"{NOT_TESTABLE} (no stored neuron masks for seeds {', '.join(seeds)})" if seeds else ""
 
 
@@ -306,7 +305,7 @@ def _mask_sequences(res: Results, arm: str, kind: str, tau: float) -> dict[tuple
     """{(seed, network, layer): [mask at each measurement]} for the hidden layers."""
     out: dict[tuple[int, str, str], list[np.ndarray]] = {}
     for r in res.runs_of(arm):
-        measurements = load_masks(r.path)
+        measurements = res.masks(r)
         for net in ("actor", "critic"):
             for layer in res.layers(net):
                 key = mask_key(net, layer, kind, tau)
@@ -476,7 +475,7 @@ def claim_c6(res: Results, c: Criteria) -> Claim:
     post = {arm: _by_seed(s, lambda x: _window(x, switches[0], math.inf)) for arm, s in series.items()}
     zg = {arm: _after_switch_zero_gradient(view, arm, c.tau) for arm in view.arms}
     gain = [pre["none"][s] - start["none"][s] for s in pre["none"]]
-    learned_gain = bootstrap_ci(gain)[0]
+    learned_gain = iqm(gain)
     parts = [f"scenario {res.scenario['name']} every {res.scenario['period']} steps, {len(switches)} switches; "
              f"the none arm's gain on task 0 before the first switch (pre-switch − first return) {_agg(gain)}; "
              f"per arm, post-switch mean return / zero-gradient fraction after a switch (τ={c.tau:g}) / recovery: "

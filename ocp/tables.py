@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 
+from ocp.runlog import load_masks
 from ocp.statistics import mean_ci
 
 __all__ = ["read_csv", "Results", "aggregate", "write_scenario_tables", "SCENARIO_TABLES", "pack_tables", "unpack_tables"]
@@ -71,6 +72,7 @@ class Results:
         self.scenario: Optional[dict[str, Any]] = index.get("scenario")
         """The task-switch grid's scenario (name, period, switch_steps, ...), or None when it was not run."""
         self._cache: dict[tuple[str, Path], list[dict[str, str]]] = {}
+        self._masks: dict[Path, dict[int, dict[str, Any]]] = {}
 
     def scenario_view(self) -> "Results":
         """The same results with the task-switch runs as ``runs`` (``arm`` = intervention label), so that every
@@ -91,6 +93,12 @@ class Results:
         if key not in self._cache:
             self._cache[key] = read_csv(run.path / name)
         return self._cache[key]
+
+    def masks(self, run: Run) -> dict[int, dict[str, Any]]:
+        """The run's stored neuron masks, ``{update: {mask_key: bool array}}``, read once per results object."""
+        if run.path not in self._masks:
+            self._masks[run.path] = load_masks(run.path)
+        return self._masks[run.path]
 
     def metric_series(self, arm: str, column: str, x: str = "global_step") -> dict[int, dict[float, float]]:
         """A column of metrics.csv per seed: ``{seed: {x: value}}``."""
