@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ocp.atomic_files import atomic_write_bytes
+
 MAGIC = b"OCPCKPT1"
 _HEADER = len(MAGIC) + 8 + 32
 CHECKPOINT_DIR = "checkpoints"
@@ -27,36 +29,6 @@ CHECKPOINT_SUFFIX = ".ckpt"
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint file failed its integrity check (truncated, altered, or not a checkpoint)."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory + fsync + ``os.replace`` + dir fsync."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: str | os.PathLike) -> None:
-    """Make a rename inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from tqdm import tqdm
 
-from ocp.checkpoint import atomic_write_json
+from ocp.atomic_files import atomic_write_json
 from ocp.ppo import RUNTIME_FIELDS, SCHEDULED_INTERVENTIONS, PPOConfig, presets, train
 from ocp.tables import write_scenario_tables
 from ocp.transfer import TransferConfig, run_transfer

@@ -44,9 +44,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ocp.agent import Agent, RunningMeanStd, gaussian_entropy, gaussian_log_prob
+from ocp.atomic_files import atomic_write_json
 from ocp.checkpoint import (
     CHECKPOINT_DIR,
-    atomic_write_json,
     config_diff,
     load_latest_checkpoint,
     save_rotating,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ocp import metrics
-from ocp.checkpoint import atomic_write_bytes
+from ocp.atomic_files import atomic_write_bytes
 
 MASK_DIR = "masks"
 

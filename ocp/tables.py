@@ -8,20 +8,23 @@ from __future__ import annotations
 import copy
 import csv
 import gzip
+import hashlib
 import io
 import json
-import os
-import tarfile
 import math
+import os
+import shutil
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-
+from ocp.atomic_files import atomic_write_bytes, atomic_write_json, csv_bytes, write_csv
 from ocp.runlog import load_masks
 from ocp.statistics import mean_ci
 
-__all__ = ["read_csv", "Results", "aggregate", "write_scenario_tables", "SCENARIO_TABLES", "pack_tables", "unpack_tables"]
+__all__ = ["read_csv", "Results", "aggregate", "write_scenario_tables", "SCENARIO_TABLES", "pack_tables", "unpack_tables",
+           "merge_results"]
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -154,13 +157,7 @@ def write_scenario_tables(root: str | Path) -> list[Path]:
                 kept = {k: row[k] for k in _RETURN_COLUMNS} if source == "metrics.csv" else row
                 rows.append({"arm": run.arm, "seed": run.seed, **kept})
         path = res.root / name
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            if rows:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, csv_bytes(rows, list(rows[0])) if rows else b"")
         paths.append(path)
     return paths
 
@@ -189,10 +186,7 @@ def pack_tables(root: str | Path, archive: str | Path) -> Path:
     compressed = io.BytesIO()
     with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=9) as gz:
         gz.write(buf.getvalue())
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    tmp = archive.with_name(archive.name + ".tmp")
-    tmp.write_bytes(compressed.getvalue())
-    os.replace(tmp, archive)
+    atomic_write_bytes(archive, compressed.getvalue())
     return archive
 
 
@@ -206,4 +200,150 @@ def unpack_tables(archive: str | Path, root: str | Path) -> Path:
         tar.extractall(root, filter="data")
     if not (root / "index.json").is_file():
         raise ValueError(f"{archive} holds no index.json: not an archive of results tables")
+    return root
+
+
+#: Settings of a transfer experiment that name its critics; every other setting must agree for results to merge.
+_TRANSFER_CRITIC_FIELDS = ("checkpoints", "labels", "arms", "expected_activations", "out_dir", "similar_policy")
+
+
+def _table_files(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".json", ".npz")
+                  and not NOT_TABLES & set(p.relative_to(run_dir).parts[:-1]))  # fmt: skip
+
+
+def _config_conflicts(configs: dict[str, dict[str, Any]], ignore: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Fields whose values differ between configs (present in both), and fields that only some configs have."""
+    ignore = set(ignore)
+    keys = set().union(*configs.values()) - ignore
+    differ, partial = [], []
+    for k in sorted(keys):
+        present = {name: json.dumps(c[k], sort_keys=True) for name, c in configs.items() if k in c}
+        if len(present) < len(configs):
+            partial.append(k)
+        if len(set(present.values())) > 1:
+            differ.append(f"{k}: " + ", ".join(f"{name}={v}" for name, v in sorted(present.items())))
+    return differ, partial
+
+
+def merge_results(sources: Iterable[str | Path], root: str | Path, scaled_down: str,
+                  ignore: Iterable[str] = ("seed", "run_dir", "exp_name")) -> Path:  # fmt: skip
+    """Join results folders of one preset that hold different runs (other seeds, computed on other machines or at
+    other times) into one results folder at ``root``, as if one invocation had run them all.
+
+    Each PPO and task-switch run is copied (its tables, without checkpoints) and must appear in one source only; runs
+    of one arm must share their config except ``ignore`` (a field that only some runs' configs have is allowed and
+    named in the Scale line). The transfer experiment's per-regressor curves are concatenated
+    and its summary recomputed from them, which gives what one transfer over all critics gives: a critic's regressors
+    depend on that critic, its PPO seed and the regression seed only. ``scaled_down`` becomes the Scale line.
+    """
+    from ocp.transfer_statistics import (  # numpy only; kept local like its one caller
+        SUMMARY_COLUMNS,
+        summarise,
+    )
+
+    sources = [Path(s) for s in sources]
+    root = Path(root)
+    if len(sources) < 2:
+        raise ValueError("merging needs at least two results folders")
+    if root.exists():
+        raise ValueError(f"{root} exists; merge into a new folder")
+    indexes = {}
+    for src in sources:
+        if not (src / "index.json").is_file():
+            raise ValueError(f"{src} has no index.json: not a results folder")
+        indexes[src] = json.loads((src / "index.json").read_text())
+    presets = {i["preset"] for i in indexes.values()}
+    if len(presets) != 1:
+        raise ValueError(f"results of different presets cannot be merged: {sorted(presets)}")
+
+    def union(kind: str) -> list[tuple[Path, dict[str, Any]]]:
+        seen: dict[tuple[str, int], Path] = {}
+        names: dict[str, Path] = {}
+        out = []
+        for src, index in indexes.items():
+            for run in index.get(kind, []):
+                key = (run["arm"], int(run["seed"]))
+                if key in seen:
+                    raise ValueError(f"{kind}: arm {key[0]!r} seed {key[1]} is in both {seen[key]} and {src}")
+                if run["run_dir"] in names:
+                    raise ValueError(f"{kind}: run folder {run['run_dir']} is in both {names[run['run_dir']]} and {src}")
+                seen[key], names[run["run_dir"]] = src, src
+                out.append((src, run))
+        return sorted(out, key=lambda t: (t[1]["arm"], int(t[1]["seed"])))
+
+    ppo_runs, scenario_runs = union("ppo_runs"), union("scenario_runs")
+    notes = []
+    for kind, runs in (("PPO", ppo_runs), ("task-switch", scenario_runs)):
+        for arm in dict.fromkeys(r["arm"] for _, r in runs):
+            configs = {f"seed {r['seed']}": json.loads((src / r["run_dir"] / "config.json").read_text())
+                       for src, r in runs if r["arm"] == arm}  # fmt: skip
+            differ, partial = _config_conflicts(configs, ignore)
+            if differ:
+                raise ValueError(f"{kind} arm {arm!r}: runs differ in " + "; ".join(differ))
+            if partial:
+                notes.append(f"{kind} arm {arm}: only some runs' configs have {', '.join(partial)}")
+    scenarios = {json.dumps(i.get("scenario"), sort_keys=True) for i in indexes.values() if i.get("scenario_runs")}
+    if len(scenarios) > 1:
+        raise ValueError(f"the sources ran different task-switch scenarios: {sorted(scenarios)}")
+
+    transfer_dirs = {src: src / i["transfer_dir"] for src, i in indexes.items()}
+    infos = {src: json.loads((d / "config.json").read_text()) for src, d in transfer_dirs.items()}
+    differ, _ = _config_conflicts({str(s): i["config"] for s, i in infos.items()}, _TRANSFER_CRITIC_FIELDS)
+    if differ:
+        raise ValueError("the transfer experiments differ in " + "; ".join(differ))
+    floors = {(d / "linear_floor.csv").read_bytes() for d in transfer_dirs.values()}
+    if len(floors) != 1:
+        raise ValueError("the transfer experiments' linear_floor.csv differ")
+    key = hashlib.sha256("\n".join(sorted(i["transfer_dir"] for i in indexes.values())).encode()).hexdigest()[:12]
+    transfer_rel = f"transfer/transfer-merged-{key}"
+
+    staging = root.with_name(f".{root.name}.merging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for src, run in ppo_runs + scenario_runs:
+            for path in _table_files(src / run["run_dir"]):
+                dest = staging / run["run_dir"] / path.relative_to(src / run["run_dir"])
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+        out = staging / transfer_rel
+        tables = {}
+        for name in ("curves.csv", "probe.csv"):
+            rows, header = [], None
+            for d in transfer_dirs.values():
+                with open(d / name, newline="") as f:
+                    reader = csv.DictReader(f)
+                    if header is not None and reader.fieldnames != header:
+                        raise ValueError(f"the transfer experiments' {name} have different columns")
+                    header = reader.fieldnames
+                    rows += list(reader)
+            tables[name] = rows
+            write_csv(out / name, rows, header)
+        alpha = float(next(iter(infos.values()))["config"].get("alpha", 0.05))
+        write_csv(out / "summary.csv", summarise(tables["curves.csv"], alpha), SUMMARY_COLUMNS)
+        shutil.copyfile(next(iter(transfer_dirs.values())) / "linear_floor.csv", out / "linear_floor.csv")
+        config = dict(next(iter(infos.values()))["config"])
+        for field in ("checkpoints", "labels", "arms", "expected_activations"):
+            config[field] = [v for i in infos.values() for v in (i["config"].get(field) or [])]
+        config["out_dir"] = transfer_rel
+        atomic_write_json(out / "config.json", {
+            "config": config,
+            **{field: {k: v for i in infos.values() for k, v in i.get(field, {}).items()}
+               for field in ("checkpoints", "arms", "provenance")},
+            "merged_from": [os.path.relpath(d, s) for s, d in transfer_dirs.items()],
+        })  # fmt: skip
+        atomic_write_json(staging / "index.json", {
+            "preset": presets.pop(),
+            "scaled_down": scaled_down + "".join(f"; {note}" for note in notes),
+            "ppo_runs": [r for _, r in ppo_runs],
+            "transfer_dir": transfer_rel,
+            "scenario_runs": [r for _, r in scenario_runs],
+            "scenario": json.loads(scenarios.pop()) if scenarios else None,
+            "merged_from": {"sources": [i["scaled_down"] for i in indexes.values()], "notes": notes},
+        })  # fmt: skip
+        if scenario_runs:
+            write_scenario_tables(staging)
+        staging.rename(root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return root

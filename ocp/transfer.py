@@ -35,11 +35,9 @@ Choices where the paper is silent (all configurable, see :class:`TransferConfig`
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import hashlib
 import inspect
-import io
 import json
 import math
 import sys
@@ -55,7 +53,12 @@ from torch import nn
 
 from ocp import metrics
 from ocp.agent import ACTIVATIONS, Agent
-from ocp.checkpoint import CorruptCheckpointError, atomic_write_bytes, load_checkpoint, load_latest_checkpoint
+from ocp.atomic_files import atomic_write_bytes, write_csv
+from ocp.checkpoint import (
+    CorruptCheckpointError,
+    load_checkpoint,
+    load_latest_checkpoint,
+)
 from ocp.envs import check_env
 from ocp.probe import DEFAULT_THRESHOLDS, PlasticityProbe
 from ocp.regression_tasks import (
@@ -69,7 +72,12 @@ from ocp.regression_tasks import (
     eq1_linear_floor,
     make_eq1_data,
 )
-from ocp.transfer_statistics import LINEAR_FLOOR_COLUMNS, SUMMARY_COLUMNS, format_summary, summarise
+from ocp.transfer_statistics import (
+    LINEAR_FLOOR_COLUMNS,
+    SUMMARY_COLUMNS,
+    format_summary,
+    summarise,
+)
 
 Task = Literal["eq1", "eq1_permuted", "similar"]
 TASKS = ("eq1", "eq1_permuted", "similar")
@@ -407,19 +415,6 @@ def _prepare(data: RegressionData, p: PretrainedAgent, inputs: InputMode, target
         scale = float(torch.sqrt(p.agent.ret_rms.var + p.agent.norm_epsilon))
         y_train, y_test = y_train / scale, y_test / scale
     return RegressionData(x_train, y_train, x_test, y_test)
-
-
-def _csv_bytes(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="raise", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue().encode()
-
-
-def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """Write a tidy CSV atomically (readers see the old file or the complete new one)."""
-    atomic_write_bytes(path, _csv_bytes(rows, columns))
 
 
 def linear_floor_rows(cfg: TransferConfig) -> list[dict[str, Any]]:

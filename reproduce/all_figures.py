@@ -2,10 +2,12 @@
 
     python reproduce/all_figures.py                  # --preset quick: <= 30 min on a 2-core CPU machine
     python reproduce/all_figures.py --preset smoke   # CI: every figure, tiny runs, ~2 min
-    python reproduce/all_figures.py --preset paper   # the paper's scale (20M steps x 3 seeds per arm)
+    python reproduce/all_figures.py --preset paper   # the paper's scale (20M steps x 6 seeds per arm)
     python reproduce/all_figures.py --preset paper --ray-address auto   # the same grid on a Ray cluster
     python reproduce/all_figures.py --from-tables docs/tables/quick.tar.gz   # figures and report from committed
                                                                             # tables, without training
+    python reproduce/all_figures.py --merge-tables a.tar.gz b.tar.gz   # join results of one preset run in parts
+                                                                      # (other seeds, other machines)
 
 Finished runs are reused and interrupted ones resume: the command can be stopped and started again. Outputs go to
 ``results/<preset>/``: ``figures/`` (PNG, PDF and the CSV each figure was drawn from) and ``REPORT.md``.
@@ -25,10 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runs from a checkout without installing too
 
-from ocp.experiments import PRESETS, run_all  # noqa: E402
+from ocp.experiments import PRESETS, run_all, subset  # noqa: E402
 from ocp.figures import draw_all  # noqa: E402
 from ocp.report import write_report  # noqa: E402
-from ocp.tables import pack_tables, unpack_tables  # noqa: E402
+from ocp.tables import merge_results, pack_tables, unpack_tables  # noqa: E402
 
 
 def theory_table() -> str:
@@ -37,6 +39,26 @@ def theory_table() -> str:
     if done.returncode != 0:
         raise RuntimeError(f"python -m theory.report failed:\n{done.stderr}")
     return done.stdout
+
+
+def merge_sources(sources: list[str], results: Path) -> Path:
+    """Join archives or results folders of one preset into ``results/<preset>`` (see ``ocp.tables.merge_results``);
+    the Scale line names the seeds the parts hold together."""
+    results.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".merging-", dir=results))
+    try:
+        folders = [Path(s) if Path(s).is_dir() else unpack_tables(s, staging / str(i)) for i, s in enumerate(sources)]
+        indexes = [json.loads((f / "index.json").read_text()) for f in folders]
+        preset = indexes[0]["preset"]
+        if preset not in PRESETS:
+            raise ValueError(f"the first source's preset {preset!r} is none of {sorted(PRESETS)}")
+        seeds = sorted({int(r["seed"]) for index in indexes for r in index["ppo_runs"]})
+        switches = any(index.get("scenario_runs") for index in indexes)
+        chosen = subset(PRESETS[preset], None if set(seeds) == set(PRESETS[preset].seeds) else seeds, switches)
+        line = f"{chosen.scaled_down}; joined from {len(folders)} result sets"
+        return merge_results(folders, results / preset, line)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -54,6 +76,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--from-tables", metavar="ARCHIVE", default=None,
                         help="extract an archive of tables (docs/tables/<preset>.tar.gz) into the results folder of "
                              "its preset, then redraw figures and report from it (implies --figures-only)")
+    parser.add_argument("--merge-tables", metavar="SOURCE", nargs="+", default=None,
+                        help="join archives (or results folders) of one preset that hold different runs into the "
+                             "results folder of that preset, then redraw figures and report (implies --figures-only)")
     parser.add_argument("--pack-tables", metavar="ARCHIVE", default=None,
                         help="afterwards, write the tables the report was drawn from into this archive")
     args = parser.parse_args(argv)
@@ -75,6 +100,11 @@ def main(argv: list[str] | None = None) -> Path:
             staging.rename(root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
+    elif args.merge_tables:
+        try:
+            root = merge_sources(args.merge_tables, Path(args.results))
+        except ValueError as err:
+            parser.error(f"--merge-tables: {err}")
     elif args.figures_only:
         if not (root / "index.json").is_file():
             parser.error(f"--figures-only: {root} holds no results yet; run without it first")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ocp import checkpoint as ck
+from ocp.atomic_files import atomic_write_json
 
 
 def test_roundtrip_keeps_tensors_and_python_objects(tmp_path):
@@ -87,5 +88,5 @@ def test_config_diff_lists_each_differing_field():
 
 
 def test_atomic_write_json_is_readable(tmp_path):
-    ck.atomic_write_json(tmp_path / "config.json", {"b": 1, "a": [1, 2]})
+    atomic_write_json(tmp_path / "config.json", {"b": 1, "a": [1, 2]})
     assert (tmp_path / "config.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'

@@ -1,0 +1,128 @@
+"""Joining results of one preset computed in parts: split the committed quick tables by seed, merge the parts, and
+get the original tables back (the transfer summary recomputed from the parts' curves, byte for byte)."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ocp.atomic_files import write_csv
+from ocp.tables import merge_results, unpack_tables
+from ocp.transfer_statistics import SUMMARY_COLUMNS, summarise
+
+QUICK = Path(__file__).resolve().parents[1] / "docs" / "tables" / "quick.tar.gz"
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def _part(whole: Path, out: Path, ppo_seeds: set, switch_seeds: set) -> Path:
+    """The results folder that running only these seeds would have written (the transfer summary from its own
+    critics, as run_transfer computes it)."""
+    index = json.loads((whole / "index.json").read_text())
+    index["ppo_runs"] = [r for r in index["ppo_runs"] if r["seed"] in ppo_seeds]
+    index["scenario_runs"] = [r for r in index["scenario_runs"] if r["seed"] in switch_seeds]
+    index["scaled_down"] += f" (seeds {sorted(ppo_seeds)})"
+    for run in index["ppo_runs"] + index["scenario_runs"]:
+        shutil.copytree(whole / run["run_dir"], out / run["run_dir"])
+    src, dst = whole / index["transfer_dir"], out / index["transfer_dir"]
+    dst.mkdir(parents=True)
+    for name in ("curves.csv", "probe.csv"):
+        header, rows = _rows(src / name)
+        write_csv(dst / name, [r for r in rows if int(r["ppo_seed"]) in ppo_seeds], header)
+    write_csv(dst / "summary.csv", summarise(_rows(dst / "curves.csv")[1]), SUMMARY_COLUMNS)
+    shutil.copyfile(src / "linear_floor.csv", dst / "linear_floor.csv")
+    info = json.loads((src / "config.json").read_text())
+    keep = [i for i, label in enumerate(info["config"]["labels"]) if int(label.rsplit("seed", 1)[1]) in ppo_seeds]
+    for field in ("checkpoints", "labels", "arms", "expected_activations"):
+        info["config"][field] = [info["config"][field][i] for i in keep]
+    (dst / "config.json").write_text(json.dumps(info))
+    (out / "index.json").write_text(json.dumps(index))
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quick")
+    whole = unpack_tables(QUICK, root / "whole")
+    a = _part(whole, root / "a", {1, 2}, {1})
+    b = _part(whole, root / "b", {3}, {2})
+    return whole, a, b
+
+
+def test_merging_parts_gives_back_the_whole(quick, tmp_path):
+    whole, a, b = quick
+    assert (a / json.loads((a / "index.json").read_text())["transfer_dir"] / "summary.csv").read_bytes() != (
+        whole / json.loads((whole / "index.json").read_text())["transfer_dir"] / "summary.csv").read_bytes()
+    merged = merge_results([b, a], tmp_path / "quick", "joined")
+    index, original = (json.loads((p / "index.json").read_text()) for p in (merged, whole))
+    assert index["scaled_down"] == "joined"
+    for kind in ("ppo_runs", "scenario_runs"):
+        key = lambda r: (r["arm"], r["seed"])  # noqa: E731
+        assert sorted(index[kind], key=key) == sorted(original[kind], key=key)
+    assert index["scenario"] == original["scenario"]
+    summary = (merged / index["transfer_dir"] / "summary.csv").read_bytes()
+    assert summary == (whole / original["transfer_dir"] / "summary.csv").read_bytes()
+    for name in ("curves.csv", "probe.csv"):
+        got, want = _rows(merged / index["transfer_dir"] / name), _rows(whole / original["transfer_dir"] / name)
+        assert got[0] == want[0] and sorted(map(tuple, map(dict.items, got[1]))) == sorted(
+            map(tuple, map(dict.items, want[1])))
+    for name in ("scenario_switches.csv", "scenario_returns.csv", "scenario_recovery.csv"):
+        assert sorted(_rows(merged / name)[1], key=str) == sorted(_rows(whole / name)[1], key=str)
+    for run in index["ppo_runs"] + index["scenario_runs"]:
+        files = sorted(p.relative_to(whole / run["run_dir"]) for p in (whole / run["run_dir"]).rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(merged / run["run_dir"]) for p in (merged / run["run_dir"]).rglob("*")
+                               if p.is_file())  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quick"]  # no staging folder left
+
+
+def test_a_run_in_two_parts_is_refused(quick, tmp_path):
+    whole, a, _ = quick
+    with pytest.raises(ValueError, match="ppo_runs: arm 'relu' seed 1 is in both"):
+        merge_results([a, whole], tmp_path / "out", "joined")
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_of_an_arm_must_share_their_config(quick, tmp_path):
+    _, a, b = quick
+    b2 = tmp_path / "b2"
+    shutil.copytree(b, b2)
+    run = json.loads((b2 / "index.json").read_text())["ppo_runs"][0]
+    config = json.loads((b2 / run["run_dir"] / "config.json").read_text())
+    (b2 / run["run_dir"] / "config.json").write_text(json.dumps({**config, "learning_rate": 0.5}))
+    with pytest.raises(ValueError, match=rf"PPO arm '{run['arm']}': runs differ in learning_rate: .*seed 3=0.5"):
+        merge_results([a, b2], tmp_path / "out", "joined")
+    del config["probe_objective"]
+    (b2 / run["run_dir"] / "config.json").write_text(json.dumps(config))
+    merged = merge_results([a, b2], tmp_path / "out", "joined")
+    assert json.loads((merged / "index.json").read_text())["scaled_down"] == (
+        f"joined; PPO arm {run['arm']}: only some runs' configs have probe_objective")
+
+
+def test_transfer_settings_must_agree(quick, tmp_path):
+    _, a, b = quick
+    b2 = tmp_path / "b2"
+    shutil.copytree(b, b2)
+    path = b2 / json.loads((b2 / "index.json").read_text())["transfer_dir"] / "config.json"
+    info = json.loads(path.read_text())
+    info["config"]["epochs"] = 7
+    path.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="the transfer experiments differ in epochs"):
+        merge_results([a, b2], tmp_path / "out", "joined")
+
+
+def test_only_results_of_one_preset_merge(quick, tmp_path):
+    _, a, b = quick
+    b2 = tmp_path / "b2"
+    shutil.copytree(b, b2)
+    index = json.loads((b2 / "index.json").read_text())
+    (b2 / "index.json").write_text(json.dumps({**index, "preset": "standard"}))
+    with pytest.raises(ValueError, match=r"different presets cannot be merged: \['quick', 'standard'\]"):
+        merge_results([a, b2], tmp_path / "out", "joined")
+    with pytest.raises(ValueError, match="at least two"):
+        merge_results([a], tmp_path / "out", "joined")
