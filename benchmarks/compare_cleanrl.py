@@ -29,14 +29,33 @@ from pathlib import Path
 def timed(cmd: list[str], core: int, cwd: str) -> float:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     start = time.perf_counter()
-    subprocess.run(["taskset", "-c", str(core), *cmd], cwd=cwd, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        ["taskset", "-c", str(core), *cmd],
+        cwd=cwd,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
 def ours(steps: int, run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "ocp.train", "cleanrl", "--total-timesteps", str(steps), "--probe-interval", "0",
-            "--no-tensorboard", "--no-progress-bar", "--run-dir", str(run_dir), "--overwrite"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "ocp.train",
+        "cleanrl",
+        "--total-timesteps",
+        str(steps),
+        "--probe-interval",
+        "0",
+        "--no-tensorboard",
+        "--no-progress-bar",
+        "--run-dir",
+        str(run_dir),
+        "--overwrite",
+    ]
 
 
 def main() -> int:
@@ -53,30 +72,48 @@ def main() -> int:
     script = Path(args.cleanrl_script).resolve()
     repo = str(Path(__file__).resolve().parents[1])
     with tempfile.TemporaryDirectory() as tmp:
-        theirs_cmd = [args.cleanrl_python, str(script), "--env-id", "HalfCheetah-v4", "--total-timesteps", str(args.steps)]
+        theirs_cmd = [
+            args.cleanrl_python,
+            str(script),
+            "--env-id",
+            "HalfCheetah-v4",
+            "--total-timesteps",
+            str(args.steps),
+        ]
         times: dict[str, list[float]] = {"cleanrl": [], "ours": []}
         for k in range(args.rounds):
             times["cleanrl"].append(timed(theirs_cmd, args.core, tmp))
             times["ours"].append(timed(ours(args.steps, Path(tmp) / f"ours{k}"), args.core, repo))
             print(f"round {k + 1}: CleanRL {times['cleanrl'][-1]:.1f} s, ours {times['ours'][-1]:.1f} s", flush=True)
         theirs_s, ours_s = (statistics.median(times[k]) for k in ("cleanrl", "ours"))
-        print(f"{args.steps} steps, one pinned core, median of {args.rounds}: CleanRL {theirs_s:.1f} s "
-              f"({args.steps / theirs_s:,.0f} steps/s), ours {ours_s:.1f} s ({args.steps / ours_s:,.0f} steps/s); "
-              f"CleanRL / ours = {theirs_s / ours_s:.2f}")  # fmt: skip
+        print(
+            f"{args.steps} steps, one pinned core, median of {args.rounds}: CleanRL {theirs_s:.1f} s "
+            f"({args.steps / theirs_s:,.0f} steps/s), ours {ours_s:.1f} s ({args.steps / ours_s:,.0f} steps/s); "
+            f"CleanRL / ours = {theirs_s / ours_s:.2f}"
+        )
         if args.side_by_side:
             env = dict(os.environ, OMP_NUM_THREADS="1")
             start = time.perf_counter()
-            procs = [subprocess.Popen(["taskset", "-c", str(core), *ours(args.steps, Path(tmp) / f"pair{core}")],
-                                      cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for core in (0, 1)]  # fmt: skip
+            procs = [
+                subprocess.Popen(
+                    ["taskset", "-c", str(core), *ours(args.steps, Path(tmp) / f"pair{core}")],
+                    cwd=repo,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for core in (0, 1)
+            ]
             ends = []
             for p in procs:
                 if p.wait() != 0:
                     raise RuntimeError("a side-by-side run failed")
                 ends.append(time.perf_counter() - start)
             slowest = max(ends)
-            print(f"two of ours side by side (cores 0 and 1): {slowest:.1f} s for the slower; "
-                  f"each keeps {ours_s / slowest:.0%} of its solo speed")  # fmt: skip
+            print(
+                f"two of ours side by side (cores 0 and 1): {slowest:.1f} s for the slower; "
+                f"each keeps {ours_s / slowest:.0%} of its solo speed"
+            )
     return 0
 
 

@@ -47,8 +47,13 @@ def main() -> None:
         net, x, loss = setup(name, args.activation, device)
         params = list(net.parameters())
         probe = PlasticityProbe(net)
-        plain = lambda: torch.autograd.grad(loss(net(x)), params)  # noqa: E731
-        measure = lambda: probe.measure(x, loss)  # noqa: E731
+
+        def plain(net=net, x=x, loss=loss, params=params):
+            return torch.autograd.grad(loss(net(x)), params)
+
+        def measure(probe=probe, x=x, loss=loss):
+            return probe.measure(x, loss)
+
         for _ in range(5):
             plain(), measure()
         t_plain, t_probe = median_time(plain, device, args.repeats), median_time(measure, device, args.repeats)
@@ -58,8 +63,10 @@ def main() -> None:
             sync(device)
         events = prof.key_averages()
         syncs = {e.key: e.count // args.repeats for e in events if e.key in SYNC_EVENTS}
-        print(f"\n== {name} / {args.activation} on {device}: plain {t_plain * 1e3:.2f} ms, probe {t_probe * 1e3:.2f} ms "
-              f"({t_probe / t_plain:.2f}x); per measurement: {syncs}")
+        print(
+            f"\n== {name} / {args.activation} on {device}: plain {t_plain * 1e3:.2f} ms, probe {t_probe * 1e3:.2f} ms "
+            f"({t_probe / t_plain:.2f}x); per measurement: {syncs}"
+        )
         print(events.table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=40))
 
 

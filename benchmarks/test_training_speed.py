@@ -53,15 +53,29 @@ def test_ppo_iteration(timed):
     raw, _ = envs.reset(seed=0)
     state = LoopState(agent.normalize_obs(raw, True), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64), deque())
     collector = RolloutCollector(agent, envs, RolloutSettings(cfg.num_steps, cfg.gamma, True, cfg.reward_norm_reset))
-    learner = PPOUpdate(agent, optimizer, UpdateSettings(cfg.update_epochs, cfg.num_minibatches, cfg.norm_adv,
-                        cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef, cfg.max_grad_norm, cfg.target_kl))  # fmt: skip
+    learner = PPOUpdate(
+        agent,
+        optimizer,
+        UpdateSettings(
+            cfg.update_epochs,
+            cfg.num_minibatches,
+            cfg.norm_adv,
+            cfg.clip_coef,
+            cfg.clip_vloss,
+            cfg.ent_coef,
+            cfg.vf_coef,
+            cfg.max_grad_norm,
+            cfg.target_kl,
+        ),
+    )
     buf = Rollout.empty(cfg.num_steps, 1, 17, 6)
     generator = torch.Generator().manual_seed(0)
 
     def run():
         collector.collect(state, buf, generator)
-        adv, ret = compute_gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones, cfg.gamma,
-                               cfg.gae_lambda)  # fmt: skip
+        adv, ret = compute_gae(
+            buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones, cfg.gamma, cfg.gae_lambda
+        )
         learner.run(buf.flat(adv, ret), generator)
 
     try:
@@ -91,8 +105,14 @@ def test_raw_env_steps(timed, setting):
 @pytest.mark.parametrize("probe", [False, True], ids=["no_probe", "probe_every_update"])
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_ppo_loop(timed, tmp_path, setting, probe):
-    cfg = dataclasses.replace(presets()["cleanrl"][1], **SETTINGS[setting], total_timesteps=TOTAL_STEPS,
-                              probe_interval=1 if probe else 0, progress_bar=False, tensorboard=False)  # fmt: skip
+    cfg = dataclasses.replace(
+        presets()["cleanrl"][1],
+        **SETTINGS[setting],
+        total_timesteps=TOTAL_STEPS,
+        probe_interval=1 if probe else 0,
+        progress_bar=False,
+        tensorboard=False,
+    )
     runs = iter(range(1000))
 
     def run():

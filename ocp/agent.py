@@ -9,14 +9,26 @@ uses ``nn.Identity`` modules in the same positions.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-Activation = Literal["relu", "identity", "tanh"]
+#: The hidden-layer activations, by name (the one list: configs and CLIs take their choices from it).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "identity": nn.Identity, "tanh": nn.Tanh}
+Activation = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
+#: The run-config fields an :class:`Agent` is built from, besides the environment's dimensions.
+AGENT_FIELDS = (
+    "hidden_sizes",
+    "activation",
+    "init_log_std",
+    "norm_obs",
+    "norm_reward",
+    "obs_clip",
+    "reward_clip",
+    "norm_epsilon",
+)
 #: log √(2π), the constant of a Gaussian log-density per action dimension.
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -47,8 +59,9 @@ def running_update(mean: np.ndarray, var: np.ndarray, count: np.ndarray, x: np.n
     count.fill(total)
 
 
-def running_normalize(mean: np.ndarray, var: np.ndarray, x: np.ndarray, epsilon: float, clip: float,
-                      center: bool = True) -> np.ndarray:  # fmt: skip
+def running_normalize(
+    mean: np.ndarray, var: np.ndarray, x: np.ndarray, epsilon: float, clip: float, center: bool = True
+) -> np.ndarray:
     """((x − mean) if center else x) / √(var + ε), clipped to ±clip, as a float32 array; ``x`` float64."""
     if x.size == 1 and mean.ndim == 0:  # one number: Python floats, bit for bit the array path's result
         z = ((float(x.flat[0]) - float(mean)) if center else float(x.flat[0])) / math.sqrt(float(var) + epsilon)
@@ -96,7 +109,9 @@ def _as_float64(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: Activation, out_gain: float) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: Activation, out_gain: float
+) -> nn.Sequential:
     """Linear → activation blocks then a linear output layer; orthogonal init (gain √2 hidden, ``out_gain`` output),
     zero biases — CleanRL's ``layer_init``."""
     if activation not in ACTIVATIONS:
@@ -153,6 +168,48 @@ class Agent(nn.Module):
         self.ret_rms = RunningMeanStd(())
         self.norm_obs, self.norm_reward = norm_obs, norm_reward
         self.obs_clip, self.reward_clip, self.norm_epsilon = obs_clip, reward_clip, norm_epsilon
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], obs_dim: int, act_dim: int) -> Agent:
+        """The agent a run config describes (a ``PPOConfig`` dict, or any mapping holding :data:`AGENT_FIELDS`;
+        a field it lacks keeps this class's default)."""
+        activation = config.get("activation", "tanh")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        return cls(obs_dim, act_dim, **{k: config[k] for k in AGENT_FIELDS if k in config})
+
+    @classmethod
+    def from_checkpoint(cls, payload: Any, source: object) -> tuple[Agent, dict[str, Any]]:
+        """The agent of a checkpoint payload as ``ocp.ppo`` writes it (``{"config": run config dict, "agent":
+        state_dict, ...}``), in eval mode, and the run config. The one reader of that format: widths come from the
+        weights, everything else from the config. ``source`` names the payload in errors."""
+        if not isinstance(payload, dict) or "agent" not in payload or "config" not in payload:
+            keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+            raise ValueError(f"{source}: not a PPO checkpoint (need 'agent' and 'config' entries, found {keys})")
+        state, config = payload["agent"], payload["config"]
+        if not isinstance(config, dict) or not isinstance(state, dict):
+            raise ValueError(f"{source}: the checkpoint's 'config' and 'agent' entries must be dicts")
+        if config.get("activation") not in ACTIVATIONS:
+            raise ValueError(
+                f"{source}: the checkpoint's config has activation {config.get('activation')!r}, expected one of "
+                f"{sorted(ACTIVATIONS)}"
+            )
+        try:
+            names = [k for k in state if k.startswith("critic.") and k.endswith(".weight")]
+            critic_weights = [state[k] for k in sorted(names, key=lambda k: int(k.split(".")[1]))]
+            obs_dim, act_dim = int(critic_weights[0].shape[1]), int(state["actor_logstd"].shape[-1])
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"{source}: the agent state lacks critic or actor weights ({err!r})") from err
+        hidden = tuple(int(w.shape[0]) for w in critic_weights[:-1])
+        agent = cls.from_config({**config, "hidden_sizes": hidden}, obs_dim, act_dim)
+        try:
+            agent.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{source}: the agent state does not fit a {config['activation']} agent with hidden sizes {hidden}: "
+                f"{err}"
+            ) from err
+        return agent.eval(), config
 
     def normalize_obs(self, obs: np.ndarray | torch.Tensor, update: bool) -> np.ndarray:
         """(obs − mean)/√(var + ε) clipped to ±obs_clip, a float32 array; ``update`` first folds ``obs`` into the
@@ -216,7 +273,9 @@ class Agent(nn.Module):
         return action, logprob, self.value(obs)
 
     @torch.no_grad()
-    def act(self, raw_obs: np.ndarray | torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    def act(
+        self, raw_obs: np.ndarray | torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Action for raw environment observations, normalised with the stored (frozen) statistics — for evaluation."""
         obs = torch.from_numpy(self.normalize_obs(raw_obs, update=False))
         if deterministic:

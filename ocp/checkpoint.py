@@ -13,10 +13,12 @@ import hashlib
 import io
 import json
 import os
+import random
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from ocp.atomic_files import atomic_write_bytes
@@ -108,3 +110,101 @@ def config_diff(saved: dict[str, Any], current: dict[str, Any], ignore: frozense
         if a != b:
             lines.append(f"{key}: saved={a!r} current={b!r}")
     return lines
+
+
+class Stateful(Protocol):
+    """A part of a run whose state a checkpoint must hold for an exact resume."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> None: ...
+
+
+class RunState:
+    """Every stateful part of a run, by name: a checkpoint holds each registered part's ``state_dict`` and a resume
+    loads each one back, so a part registered here resumes exactly without any change to the checkpoint code.
+
+    A checkpoint entry that no registered part claims must be ``None`` (a part that this run does not have, such as
+    the task-switch monitor of a run without switches); anything else is refused, as is a registered part that the
+    checkpoint lacks.
+    """
+
+    #: Checkpoint entries that describe the checkpoint itself rather than a part.
+    RESERVED = frozenset({"format", "config", "update", "global_step", "finished"})
+
+    def __init__(self) -> None:
+        self._parts: dict[str, Stateful] = {}
+
+    def register(self, name: str, part: Stateful) -> None:
+        if name in self.RESERVED or name in self._parts:
+            raise ValueError(f"checkpoint part name {name!r} is reserved or already registered")
+        if not callable(getattr(part, "state_dict", None)) or not callable(getattr(part, "load_state_dict", None)):
+            raise TypeError(f"checkpoint part {name!r} needs state_dict() and load_state_dict()")
+        self._parts[name] = part
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._parts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: part.state_dict() for name, part in self._parts.items()}
+
+    def load_state_dict(self, payload: dict[str, Any]) -> None:
+        missing = [name for name in self._parts if name not in payload]
+        if missing:
+            raise ValueError(f"the checkpoint holds no state for part(s) {missing}")
+        unclaimed = [k for k, v in payload.items() if k not in self._parts and k not in self.RESERVED and v is not None]
+        if unclaimed:
+            raise ValueError(f"the checkpoint holds state for part(s) {unclaimed} that this run does not have")
+        for name, part in self._parts.items():
+            part.load_state_dict(payload[name])
+
+
+class GeneratorState:
+    """A ``torch.Generator`` as a checkpoint part."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def load_state_dict(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+class GlobalRandomState:
+    """The process-wide generators of Python, numpy and torch (and ``sampler``, kept under the same entry as earlier
+    checkpoints did)."""
+
+    def __init__(self, sampler: torch.Generator) -> None:
+        self.sampler = sampler
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler.get_state(),
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+
+
+class TensorsState:
+    """A dict of tensors (e.g. the weights at initialisation) as a checkpoint part, restored in place so every holder
+    of the dict sees the restored values."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.tensors
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.tensors.clear()
+        self.tensors.update(state)

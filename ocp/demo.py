@@ -17,7 +17,9 @@ from ocp.probe import PlasticityProbe
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="Adam steps (default: 300)")
-    parser.add_argument("--lr", type=float, default=0.05, help="learning rate; large values kill ReLU units (default: 0.05)")
+    parser.add_argument(
+        "--lr", type=float, default=0.05, help="learning rate; large values kill ReLU units (default: 0.05)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
     if args.steps < 0 or args.lr <= 0:

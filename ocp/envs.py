@@ -163,8 +163,9 @@ class SameStepSyncVectorEnv(SyncVectorEnv):
 
     def __init__(self, env_fns: Any):
         super().__init__(env_fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
-        self._obs_batch = np.zeros((self.num_envs, *self.single_observation_space.shape),
-                                   dtype=self.single_observation_space.dtype)  # fmt: skip
+        self._obs_batch = np.zeros(
+            (self.num_envs, *self.single_observation_space.shape), dtype=self.single_observation_space.dtype
+        )
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, rewards = self._obs_batch, np.zeros(self.num_envs)
@@ -174,8 +175,10 @@ class SameStepSyncVectorEnv(SyncVectorEnv):
             obs[i], rewards[i], terminated[i], truncated[i], _ = env.step(actions[i])
             if terminated[i] or truncated[i]:
                 if not infos:
-                    infos = {"final_obs": np.full(self.num_envs, None, dtype=object),
-                             "_final_obs": np.zeros(self.num_envs, dtype=bool)}  # fmt: skip
+                    infos = {
+                        "final_obs": np.full(self.num_envs, None, dtype=object),
+                        "_final_obs": np.zeros(self.num_envs, dtype=bool),
+                    }
                 infos["final_obs"][i], infos["_final_obs"][i] = obs[i].copy(), True
                 obs[i], _ = env.reset()
         return obs, rewards, terminated, truncated, infos
@@ -191,6 +194,19 @@ def set_env_states(envs: VectorEnv, states: list[dict[str, Any]]) -> None:
     if len(states) != envs.num_envs:
         raise ValueError(f"{len(states)} env states for {envs.num_envs} envs")
     envs.set_attr("env_state", list(states))
+
+
+class VectorEnvState:
+    """The sub-envs' states (:func:`get_env_states`) as a checkpoint part."""
+
+    def __init__(self, envs: VectorEnv) -> None:
+        self.envs = envs
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return get_env_states(self.envs)
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        set_env_states(self.envs, states)
 
 
 def final_observations(infos: dict[str, Any], done: np.ndarray, fallback: np.ndarray) -> np.ndarray:

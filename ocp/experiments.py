@@ -33,26 +33,34 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from tqdm import tqdm
 
 from ocp.atomic_files import atomic_write_json
-from ocp.ppo import RUNTIME_FIELDS, SCHEDULED_INTERVENTIONS, PPOConfig, presets, train
+from ocp.interventions import INTERVENTIONS, GradientReDo, Intervention
+from ocp.ppo import RUNTIME_FIELDS, PPOConfig, presets, train
 from ocp.tables import write_scenario_tables
 from ocp.transfer import TransferConfig, run_transfer
 
-__all__ = ["GridPreset", "ScenarioGrid", "PRESETS", "PPORunSpec", "plan_ppo_runs", "plan_scenario_runs", "run_grid",
-           "run_all", "subset", "config_key", "INTERVENTION_ARMS", "executor_map"]
+__all__ = [
+    "GridPreset",
+    "ScenarioGrid",
+    "PRESETS",
+    "PPORunSpec",
+    "plan_ppo_runs",
+    "plan_scenario_runs",
+    "run_grid",
+    "run_all",
+    "subset",
+    "config_key",
+    "INTERVENTION_ARMS",
+    "executor_map",
+]
 
 #: The two arms of the paper's Figure 1: label -> activation.
 ARMS: dict[str, str] = {"relu": "relu", "no-act": "identity"}
 
-#: The arms of the scenario grid: label -> PPOConfig overrides selecting the intervention (its other parameters keep
-#: their PPOConfig defaults; the schedule of the scheduled ones is ``ScenarioGrid.intervention_every``).
-INTERVENTION_ARMS: dict[str, dict[str, Any]] = {
-    "none": dict(intervention="none"),
-    "redo": dict(intervention="redo"),
-    "gradient_redo": dict(intervention="gradient_redo", intervention_mode="reset"),
-    "gradient_perturb": dict(intervention="gradient_redo", intervention_mode="perturb"),
-    "shrink_perturb": dict(intervention="shrink_perturb"),
-    "l2_init": dict(intervention="l2_init"),
-    "weight_clipping": dict(intervention="weight_clipping"),
+#: The arms of the scenario grid: label -> intervention. One arm per registered intervention with its class defaults,
+#: and perturb-mode gradient-ReDo; a scheduled one acts every ``ScenarioGrid.intervention_every`` updates.
+INTERVENTION_ARMS: dict[str, Intervention] = {
+    **{name: cls() for name, cls in INTERVENTIONS.items()},
+    "gradient_perturb": GradientReDo(mode="perturb"),
 }
 
 
@@ -66,9 +74,11 @@ class ScenarioGrid:
     """Labels of :data:`INTERVENTION_ARMS`."""
     seeds: tuple[int, ...]
     ppo: dict[str, Any]
-    """Overrides of the ``paper`` PPO preset, the scenario fields included."""
+    """Overrides of the ``paper`` PPO preset (length, probe interval, ``scenario_period``)."""
     intervention_every: int
     """Updates between the acts of the scheduled interventions (ReDo, gradient-ReDo, shrink & perturb)."""
+    scenario: str = "reverse"
+    """The task switch (``ocp.scenarios.SCENARIOS``); every run of the grid also has ``anneal_lr=False``."""
 
 
 @dataclass(frozen=True)
@@ -91,18 +101,41 @@ class GridPreset:
 PRESETS: dict[str, GridPreset] = {
     "smoke": GridPreset(
         name="smoke",
-        scaled_down="CI smoke test: 2 seeds x 2,048 PPO steps (8 updates of 256 steps), transfer 2 regression seeds per PPO critic x 3 epochs; "
-        "task switches: 1 seed x 3 arms x 3,072 steps, reward reversal every 1,024 steps (2 switches)",
+        scaled_down="CI smoke test: 2 seeds x 2,048 PPO steps (8 updates of 256 steps), transfer 2 regression seeds "
+        "per PPO critic x 3 epochs; task switches: 1 seed x 3 arms x 3,072 steps, reward reversal every 1,024 steps "
+        "(2 switches)",
         seeds=(1, 2),
-        ppo=dict(total_timesteps=2048, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=1,
-                 checkpoint_interval=4),  # fmt: skip
-        transfer=dict(seeds=(0, 1), epochs=3, n_train=200, n_test=200, probe_every=1, similar_horizon=100,
-                      similar_states_per_episode=100),  # fmt: skip
+        ppo=dict(
+            total_timesteps=2048,
+            num_steps=256,
+            num_minibatches=4,
+            update_epochs=2,
+            probe_interval=1,
+            checkpoint_interval=4,
+        ),
+        transfer=dict(
+            seeds=(0, 1),
+            epochs=3,
+            n_train=200,
+            n_test=200,
+            probe_every=1,
+            similar_horizon=100,
+            similar_states_per_episode=100,
+        ),
         scenarios=ScenarioGrid(
-            arms=("none", "gradient_perturb", "l2_init"), seeds=(1,), intervention_every=2,
-            ppo=dict(total_timesteps=3072, num_steps=256, num_minibatches=4, update_epochs=2, probe_interval=2,
-                     checkpoint_interval=4, anneal_lr=False, scenario="reverse", scenario_period=1024),
-        ),  # fmt: skip
+            arms=("none", "gradient_perturb", "l2_init"),
+            seeds=(1,),
+            intervention_every=2,
+            ppo=dict(
+                total_timesteps=3072,
+                num_steps=256,
+                num_minibatches=4,
+                update_epochs=2,
+                probe_interval=2,
+                checkpoint_interval=4,
+                scenario_period=1024,
+            ),
+        ),
     ),
     "quick": GridPreset(
         name="quick",
@@ -114,25 +147,33 @@ PRESETS: dict[str, GridPreset] = {
         ppo=dict(total_timesteps=1_000_000, probe_interval=5),
         transfer=dict(seeds=(0, 1, 2), lrs=(0.01,), epochs=100, probe_every=10),
         scenarios=ScenarioGrid(
-            arms=("none", "gradient_perturb", "l2_init", "weight_clipping"), seeds=(1, 2), intervention_every=10,
-            ppo=dict(total_timesteps=802_816, probe_interval=5, anneal_lr=False, scenario="reverse",
-                     scenario_period=401_408),  # 392 and 196 updates of 2,048 steps
-        ),  # fmt: skip
+            arms=("none", "gradient_perturb", "l2_init", "weight_clipping"),
+            seeds=(1, 2),
+            intervention_every=10,
+            ppo=dict(
+                total_timesteps=802_816, probe_interval=5, scenario_period=401_408
+            ),  # 392 and 196 updates of 2,048 steps
+        ),
     ),
     "standard": GridPreset(
         name="standard",
         scaled_down="6 seeds x 2M PPO steps per arm (paper: 20M; six paired seeds are what an exact test with two "
-        "Holm-corrected sub-tests needs); transfer from each PPO critic, 5 regression seeds x 200 epochs; task switches: "
-        "6 seeds x 6 arms (no reset-mode gradient-ReDo) x 1.2M steps, reward reversal every 401k (2 switches)",
+        "Holm-corrected sub-tests needs); transfer from each PPO critic, 5 regression seeds x 200 epochs; task "
+        "switches: 6 seeds x 6 arms (no reset-mode gradient-ReDo) x 1.2M steps, reward reversal every 401k "
+        "(2 switches)",
         seeds=(1, 2, 3, 4, 5, 6),
         ppo=dict(total_timesteps=2_000_000, probe_interval=10),
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=200),
         scenarios=ScenarioGrid(
             arms=("none", "redo", "gradient_perturb", "shrink_perturb", "l2_init", "weight_clipping"),
-            seeds=(1, 2, 3, 4, 5, 6), intervention_every=10,
-            ppo=dict(total_timesteps=1_204_224, probe_interval=10, anneal_lr=False, scenario="reverse",
-                     scenario_period=401_408),  # 588 and 196 updates of 2,048 steps
-        ),  # fmt: skip
+            seeds=(1, 2, 3, 4, 5, 6),
+            intervention_every=10,
+            ppo=dict(
+                total_timesteps=1_204_224,
+                probe_interval=10,
+                scenario_period=401_408,
+            ),  # 588 and 196 updates of 2,048 steps
+        ),
     ),
     "paper": GridPreset(
         name="paper",
@@ -144,10 +185,15 @@ PRESETS: dict[str, GridPreset] = {
         ppo=dict(total_timesteps=20_000_000, probe_interval=10),
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=200),
         scenarios=ScenarioGrid(
-            arms=tuple(INTERVENTION_ARMS), seeds=(1, 2, 3, 4, 5, 6), intervention_every=100,
-            ppo=dict(total_timesteps=10_000_000, probe_interval=10, anneal_lr=False, scenario="reverse",
-                     scenario_period=2_000_896),
-        ),  # fmt: skip
+            arms=tuple(INTERVENTION_ARMS),
+            seeds=(1, 2, 3, 4, 5, 6),
+            intervention_every=100,
+            ppo=dict(
+                total_timesteps=10_000_000,
+                probe_interval=10,
+                scenario_period=2_000_896,
+            ),
+        ),
     ),
 }
 
@@ -185,8 +231,15 @@ def plan_ppo_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
     specs = []
     for arm, activation in ARMS.items():
         for seed in preset.seeds:
-            cfg = dataclasses.replace(base, **preset.ppo, activation=activation, seed=seed,
-                                      exp_name=f"{preset.name}-{arm}", progress_bar=False, tensorboard=False)  # fmt: skip
+            cfg = dataclasses.replace(
+                base,
+                **preset.ppo,
+                activation=activation,
+                seed=seed,
+                exp_name=f"{preset.name}-{arm}",
+                progress_bar=False,
+                tensorboard=False,
+            )
             key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
             run_dir = root / "runs" / f"ppo-{arm}-seed{seed}-{key}"
             specs.append(PPORunSpec(arm, seed, _validated(dataclasses.replace(cfg, run_dir=str(run_dir)), preset)))
@@ -203,12 +256,19 @@ def plan_scenario_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
     for arm in grid.arms:
         if arm not in INTERVENTION_ARMS:
             raise ValueError(f"unknown intervention arm {arm!r}; choose from {sorted(INTERVENTION_ARMS)}")
-        overrides = dict(INTERVENTION_ARMS[arm])
-        if overrides["intervention"] in SCHEDULED_INTERVENTIONS:
-            overrides["intervention_every"] = grid.intervention_every
+        intervention = INTERVENTION_ARMS[arm]
+        if intervention.scheduled():
+            intervention = dataclasses.replace(intervention, every=grid.intervention_every)
         for seed in grid.seeds:
-            cfg = dataclasses.replace(base, **grid.ppo, **overrides, seed=seed, exp_name=f"{preset.name}-switch-{arm}",
-                                      progress_bar=False, tensorboard=False)  # fmt: skip
+            cfg = dataclasses.replace(
+                base,
+                **{"anneal_lr": False, "scenario": grid.scenario, **grid.ppo},
+                intervention=intervention,
+                seed=seed,
+                exp_name=f"{preset.name}-switch-{arm}",
+                progress_bar=False,
+                tensorboard=False,
+            )
             key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
             run_dir = root / "runs" / f"switch-{arm}-seed{seed}-{key}"
             specs.append(PPORunSpec(arm, seed, _validated(dataclasses.replace(cfg, run_dir=str(run_dir)), preset)))
@@ -249,8 +309,12 @@ class LocalExecutor:
 
     def __init__(self, workers: Optional[int] = None):
         self.workers = workers or os.cpu_count() or 1
-        self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=exit_with_parent, initargs=(os.getpid(),))  # fmt: skip
+        self._pool = cf.ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
 
     def submit(self, fn: Callable, *args: Any) -> cf.Future:
         return self._pool.submit(fn, *args)
@@ -430,7 +494,9 @@ def run_all(
         if (Path(tcfg.out_dir) / "summary.csv").is_file():
             log(f"transfer: reusing {tcfg.out_dir}")
         else:
-            log(f"transfer: {len(tcfg.checkpoints)} critics (one per PPO run) x {len(tcfg.seeds)} regression seeds in parallel -> {tcfg.out_dir}")
+            critics, seeds = len(tcfg.checkpoints), len(tcfg.seeds)
+            log(f"transfer: {critics} critics (one per PPO run) x {seeds} regression seeds in parallel")
+            log(f"transfer: writing {tcfg.out_dir}")
             run_transfer(tcfg, log=log, map_seeds=executor_map(pool, "transfer seeds"))
     finally:
         pool.close()
@@ -438,11 +504,25 @@ def run_all(
     index = {
         "preset": preset.name,
         "scaled_down": preset.scaled_down,
-        "ppo_runs": [{"arm": s.arm, "seed": s.seed, "activation": s.config.activation,
-                      "run_dir": os.path.relpath(s.run_dir, root)} for s in specs],  # fmt: skip
+        "ppo_runs": [
+            {
+                "arm": s.arm,
+                "seed": s.seed,
+                "activation": s.config.activation,
+                "run_dir": os.path.relpath(s.run_dir, root),
+            }
+            for s in specs
+        ],
         "transfer_dir": os.path.relpath(tcfg.out_dir, root),
-        "scenario_runs": [{"arm": s.arm, "seed": s.seed, "activation": s.config.activation,
-                           "run_dir": os.path.relpath(s.run_dir, root)} for s in switch_specs],  # fmt: skip
+        "scenario_runs": [
+            {
+                "arm": s.arm,
+                "seed": s.seed,
+                "activation": s.config.activation,
+                "run_dir": os.path.relpath(s.run_dir, root),
+            }
+            for s in switch_specs
+        ],
         "scenario": None if not switch_specs else _scenario_summary(switch_specs[0].config),
     }
     atomic_write_json(root / "index.json", index)
@@ -453,5 +533,10 @@ def run_all(
 
 def _scenario_summary(cfg: PPOConfig) -> dict[str, Any]:
     total = cfg.num_updates * cfg.batch_size
-    return {"name": cfg.scenario, "period": cfg.scenario_period, "scale": cfg.scenario_scale,
-            "total_timesteps": total, "switch_steps": cfg.task_scenario.switch_steps(total)}  # fmt: skip
+    return {
+        "name": cfg.scenario,
+        "period": cfg.scenario_period,
+        "scale": cfg.scenario_scale,
+        "total_timesteps": total,
+        "switch_steps": cfg.task_scenario.switch_steps(total),
+    }

@@ -30,8 +30,17 @@ __all__ = ["draw_all", "FIGURES", "DEFAULT_TAU"]
 DEFAULT_TAU = 0.025
 NETWORK_TITLES = {"actor": "policy", "critic": "value"}
 ARM_STYLE = {"relu": dict(color="tab:red", label="PPO-ReLU"), "no-act": dict(color="tab:blue", label="PPO-No-Act")}
-plt.rcParams.update({"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6,
-                     "xtick.labelsize": 6, "ytick.labelsize": 6, "lines.linewidth": 1.0})  # fmt: skip
+plt.rcParams.update(
+    {
+        "font.size": 7,
+        "axes.titlesize": 7,
+        "axes.labelsize": 7,
+        "legend.fontsize": 6,
+        "xtick.labelsize": 6,
+        "ytick.labelsize": 6,
+        "lines.linewidth": 1.0,
+    }
+)
 
 
 class FigureData:
@@ -40,14 +49,22 @@ class FigureData:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def band(self, ax: Any, panel: str, series: str, points: list[dict[str, float]], **style: Any) -> list[dict[str, float]]:
+    def band(
+        self, ax: Any, panel: str, series: str, points: list[dict[str, float]], **style: Any
+    ) -> list[dict[str, float]]:
         """Draw a mean line with its CI band, record the points and return them."""
         if not points:
             return points
         xs = [p["x"] for p in points]
         ax.plot(xs, [p["mean"] for p in points], **style)
-        ax.fill_between(xs, [p["ci_low"] for p in points], [p["ci_high"] for p in points],
-                        color=style.get("color"), alpha=0.2, linewidth=0)  # fmt: skip
+        ax.fill_between(
+            xs,
+            [p["ci_low"] for p in points],
+            [p["ci_high"] for p in points],
+            color=style.get("color"),
+            alpha=0.2,
+            linewidth=0,
+        )
         self.rows += [{"panel": panel, "series": series, **p} for p in points]
         return points
 
@@ -159,8 +176,10 @@ def fig1_return_and_dormancy(res: Results, out: Path, tau: float = DEFAULT_TAU) 
     for ax in axes:
         _steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
     axes[0].legend(loc="best")
-    fig.suptitle(f"Figure 1 (paper): return and dormant units, PPO-ReLU vs PPO-No-Act "
-                 f"(mean and 95% CI over {_seeds_per_arm(res)})")  # fmt: skip
+    fig.suptitle(
+        f"Figure 1 (paper): return and dormant units, PPO-ReLU vs PPO-No-Act "
+        f"(mean and 95% CI over {_seeds_per_arm(res)})"
+    )
     return _save(fig, data, out, "fig1")
 
 
@@ -172,14 +191,18 @@ def _overlap_reason(ratios: dict[str, list[dict[str, float]]], kinds: list[str],
     """Why the overlap (Definition 3, undefined when either set is empty) of ``kinds`` has no value."""
     never = [KIND_LABELS[k] for k in kinds if not any(_finite_means(ratios[k]))]
     parts = ["no " + " or\n".join(never) + f"\nunits at τ = {tau:g}"] if never else []
-    parts += [f"{KIND_LABELS[k]} units never\nin two consecutive\nmeasurements" for k in kinds if KIND_LABELS[k] not in never]
+    parts += [
+        f"{KIND_LABELS[k]} units never\nin two consecutive\nmeasurements" for k in kinds if KIND_LABELS[k] not in never
+    ]
     return ";\n".join(parts) + ":\noverlap undefined"
 
 
-def _dormant_vs_zero_gradient(res: Results, out: Path, name: str, layers: list[tuple[str, str]], arm: str,
-                              tau: float, title: str) -> list[Path]:  # fmt: skip
-    fig, axes = plt.subplots(2, len(layers), figsize=(max(4.2, 1.75 * len(layers)), 3.2), constrained_layout=True,
-                             squeeze=False)  # fmt: skip
+def _dormant_vs_zero_gradient(
+    res: Results, out: Path, name: str, layers: list[tuple[str, str]], arm: str, tau: float, title: str
+) -> list[Path]:
+    fig, axes = plt.subplots(
+        2, len(layers), figsize=(max(4.2, 1.75 * len(layers)), 3.2), constrained_layout=True, squeeze=False
+    )
     data = FigureData()
     last = _last_step(res)
     for col, (net, layer) in enumerate(layers):
@@ -192,8 +215,9 @@ def _dormant_vs_zero_gradient(res: Results, out: Path, name: str, layers: list[t
             ratios[kind] = data.band(axes[0][col], f"{panel}/{kind}_ratio", KIND_LABELS[kind], points, **style)
             points = aggregate(res.plasticity_series(arm, net, layer, f"{kind}_overlap", tau))
             # markers: an overlap defined only at isolated measurements is a point between gaps, not an invisible line
-            overlaps[kind] = data.band(axes[1][col], f"{panel}/{kind}_overlap", KIND_LABELS[kind], points, marker="o",
-                                       markersize=1.5, **style)  # fmt: skip
+            overlaps[kind] = data.band(
+                axes[1][col], f"{panel}/{kind}_overlap", KIND_LABELS[kind], points, marker="o", markersize=1.5, **style
+            )
         ratio_ax, overlap_ax = axes[0][col], axes[1][col]
         ratio_ax.set_title(panel)
         ratio_ax.set_ylabel("share of units")
@@ -213,8 +237,10 @@ def _dormant_vs_zero_gradient(res: Results, out: Path, name: str, layers: list[t
             _steps_axis(ax, last)
     # below the panels: inside one it would cover the text of a panel without data
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=len(KIND_LABELS))
-    fig.suptitle(f"{title}\n{ARM_STYLE.get(arm, dict(label=arm))['label']}, τ = {tau:g}, mean and 95% CI over "
-                 f"{len(res.runs_of(arm))} seeds; overlap: Definition 3, consecutive measurements")  # fmt: skip
+    fig.suptitle(
+        f"{title}\n{ARM_STYLE.get(arm, dict(label=arm))['label']}, τ = {tau:g}, mean and 95% CI over "
+        f"{len(res.runs_of(arm))} seeds; overlap: Definition 3, consecutive measurements"
+    )
     return _save(fig, data, out, name)
 
 
@@ -233,11 +259,17 @@ def fig6_every_layer(res: Results, out: Path, tau: float = DEFAULT_TAU, arm: str
     return _dormant_vs_zero_gradient(res, out, "fig6", layers, arm, tau, title)
 
 
-def _per_layer_metrics(res: Results, out: Path, name: str, metrics: Sequence[tuple[str, str]],
-                       kinds: Sequence[str], title: str) -> list[Path]:  # fmt: skip
+def _per_layer_metrics(
+    res: Results, out: Path, name: str, metrics: Sequence[tuple[str, str]], kinds: Sequence[str], title: str
+) -> list[Path]:
     layers = [(net, layer) for net in ("actor", "critic") for layer in res.layers(net, kinds)]
-    fig, axes = plt.subplots(len(metrics), len(layers), figsize=(1.2 * len(layers) + 0.6, 1.3 * len(metrics) + 0.3),
-                             constrained_layout=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(layers),
+        figsize=(1.2 * len(layers) + 0.6, 1.3 * len(metrics) + 0.3),
+        constrained_layout=True,
+        squeeze=False,
+    )
     data = FigureData()
     last = _last_step(res)
     for r, (metric, ylabel) in enumerate(metrics):
@@ -245,7 +277,13 @@ def _per_layer_metrics(res: Results, out: Path, name: str, metrics: Sequence[tup
             ax = axes[r][c]
             for arm in res.arms:
                 style = ARM_STYLE.get(arm, dict(label=arm))
-                data.band(ax, f"{net}/{layer}/{metric}", arm, aggregate(res.plasticity_series(arm, net, layer, metric)), **style)
+                data.band(
+                    ax,
+                    f"{net}/{layer}/{metric}",
+                    arm,
+                    aggregate(res.plasticity_series(arm, net, layer, metric)),
+                    **style,
+                )
             if r == 0:
                 ax.set_title(_layer_title(res, net, layer))
             if c == 0:
@@ -263,26 +301,42 @@ def _per_layer_metrics(res: Results, out: Path, name: str, metrics: Sequence[tup
 
 def fig7_weights(res: Results, out: Path) -> list[Path]:
     """Figure 7: weight statistics per layer (output layers included) over training."""
-    metrics = [("weight_abs_mean", "mean |W|"), ("weight_l2", "‖W‖_F"), ("weight_abs_max", "max |W|"),
-               ("weight_distance", "‖W − W₀‖_F")]  # fmt: skip
+    metrics = [
+        ("weight_abs_mean", "mean |W|"),
+        ("weight_l2", "‖W‖_F"),
+        ("weight_abs_max", "max |W|"),
+        ("weight_distance", "‖W − W₀‖_F"),
+    ]
     title = "Figure 7 (paper, Appendix C): weight statistics per layer"
     return _per_layer_metrics(res, out, "fig7", metrics, ("hidden", "output"), title)
 
 
 def fig8_ranks(res: Results, out: Path) -> list[Path]:
     """Figure 8: the four ranks of each hidden layer's features on the probe batch."""
-    metrics = [("effective_rank", "effective rank"), ("srank", "srank (δ=0.01)"), ("stable_rank", "stable rank"),
-               ("feature_rank", "feature rank (ε=0.01)")]  # fmt: skip
+    metrics = [
+        ("effective_rank", "effective rank"),
+        ("srank", "srank (δ=0.01)"),
+        ("stable_rank", "stable rank"),
+        ("feature_rank", "feature rank (ε=0.01)"),
+    ]
     title = "Figure 8 (paper, Appendix D): ranks of each hidden layer's features"
     return _per_layer_metrics(res, out, "fig8", metrics, ("hidden",), title)
 
 
 #: The initial weights of a regressor: a critic PPO trained, or one of two random initialisations of the same shape.
-INIT_LABELS = {"pretrained": "trained critic", "random_ppo": "random init (PPO)", "random_torch": "random init (PyTorch)"}
+INIT_LABELS = {
+    "pretrained": "trained critic",
+    "random_ppo": "random init (PPO)",
+    "random_torch": "random init (PyTorch)",
+}
 INIT_LINESTYLES = {"pretrained": "-", "random_ppo": "--", "random_torch": ":"}
 BAR_INIT_LABELS = {"pretrained": "trained", "random_ppo": "random (PPO)", "random_torch": "random (PyTorch)"}
 INIT_HATCHES = {"pretrained": "", "random_ppo": "////", "random_torch": "...."}
-TASK_TITLES = {"eq1": "Eq. 1 (dissimilar task)", "eq1_permuted": "Eq. 1, permuted inputs", "similar": "similar task (control)"}
+TASK_TITLES = {
+    "eq1": "Eq. 1 (dissimilar task)",
+    "eq1_permuted": "Eq. 1, permuted inputs",
+    "similar": "similar task (control)",
+}
 
 
 def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: str) -> list[Path]:
@@ -294,8 +348,13 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: s
     arms = list(dict.fromkeys(r["arm"] for r in curves))
     inits = list(dict.fromkeys(r["init"] for r in curves))
     # per task a column; per lr a row of loss curves above a row of final-MSE bars
-    fig, axes = plt.subplots(2 * len(lrs), len(tasks), figsize=(2.4 * len(tasks), 3.3 * len(lrs) + 0.7),
-                             constrained_layout=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        2 * len(lrs),
+        len(tasks),
+        figsize=(2.4 * len(tasks), 3.3 * len(lrs) + 0.7),
+        constrained_layout=True,
+        squeeze=False,
+    )
     data = FigureData()
     handles = {}
     for r, lr in enumerate(lrs):
@@ -317,20 +376,38 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: s
                         continue
                     per_seed: dict[str, dict[float, list[float]]] = {}
                     for row in rows:
-                        per_seed.setdefault(row["ppo_run"], {}).setdefault(to_float(row["epoch"]), []).append(to_float(row["test_mse"]))
+                        per_seed.setdefault(row["ppo_run"], {}).setdefault(to_float(row["epoch"]), []).append(
+                            to_float(row["test_mse"])
+                        )
                     series = {run: {x: sum(v) / len(v) for x, v in epochs.items()} for run, epochs in per_seed.items()}
                     arm_label = ARM_STYLE.get(arm, dict(label=arm))["label"]
                     label = f"{arm_label}, {INIT_LABELS.get(init, init)}"
                     color = ARM_STYLE.get(arm, dict(color="0.4"))["color"]
                     points = aggregate(series)
-                    data.band(ax_curve, f"{task}/lr={lr:g}/curve", label, points, color=color, label=label,
-                              linestyle=INIT_LINESTYLES.get(init, "-."))  # fmt: skip
+                    data.band(
+                        ax_curve,
+                        f"{task}/lr={lr:g}/curve",
+                        label,
+                        points,
+                        color=color,
+                        label=label,
+                        linestyle=INIT_LINESTYLES.get(init, "-."),
+                    )
                     handles.setdefault(label, ax_curve.lines[-1])
                     drawn += points
                     finals = [s[max(s)] for s in series.values()]
                     m, lo, hi = mean_ci(finals)
-                    data.rows.append({"panel": f"{task}/lr={lr:g}/final", "series": label, "x": max(next(iter(series.values()))),
-                                      "mean": m, "ci_low": lo, "ci_high": hi, "n": len(finals)})  # fmt: skip
+                    data.rows.append(
+                        {
+                            "panel": f"{task}/lr={lr:g}/final",
+                            "series": label,
+                            "x": max(next(iter(series.values()))),
+                            "mean": m,
+                            "ci_low": lo,
+                            "ci_high": hi,
+                            "n": len(finals),
+                        }
+                    )
                     labels.append(f"{arm_label.removeprefix('PPO-')} {BAR_INIT_LABELS.get(init, init)}")
                     means.append(m)
                     errs.append(hi - m)
@@ -353,8 +430,9 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: s
             ax_bar.set_ylabel("test MSE")
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(arms))
     runs = [len({r["ppo_run"] for r in curves if r["arm"] == arm}) for arm in arms]
-    fig.suptitle(f"{title}\n(mean and 95% CI over {_count(runs, 'PPO run')} per arm, each the mean over its regression "
-                 "seeds)")  # fmt: skip
+    fig.suptitle(
+        f"{title}\n(mean and 95% CI over {_count(runs, 'PPO run')} per arm, each the mean over its regression seeds)"
+    )
     return _save(fig, data, out, name)
 
 
@@ -376,7 +454,10 @@ def _log_limits(ax: Any, points: list[dict[str, float]]) -> None:
 
 def fig3_transfer(res: Results, out: Path) -> list[Path]:
     """Figure 3: transfer at lr 0.01 — test-loss curves and final test MSE, Eq. 1 beside its controls."""
-    title = "Figure 3 (paper): critics trained by PPO, then fitted to a new regression task\nat lr 0.01, beside random inits"
+    title = (
+        "Figure 3 (paper): critics trained by PPO, then fitted to a new regression task\nat lr 0.01, beside random "
+        "inits"
+    )
     return _transfer(res, out, "fig3", [0.01], title)
 
 
@@ -423,8 +504,9 @@ def fig_switches(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path
         m, lo, hi = mean_ci(values)
         n = sum(not math.isnan(v) for v in values)
         seeds.append(n)
-        data.rows.append({"panel": "entering_zero_gradient", "series": arm, "x": i, "mean": m, "ci_low": lo,
-                          "ci_high": hi, "n": n})  # fmt: skip
+        data.rows.append(
+            {"panel": "entering_zero_gradient", "series": arm, "x": i, "mean": m, "ci_low": lo, "ci_high": hi, "n": n}
+        )
         axes[3].bar(i, m, color=colors(i))
         if math.isfinite(hi):  # one seed has no interval: no error bar rather than a zero-length one
             axes[3].errorbar(i, m, yerr=hi - m, color="black", capsize=2, linewidth=0.8)
@@ -454,9 +536,11 @@ def fig_switches(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path
     axes[3].set_ylim(bottom=0)  # a count is >= 0: a t-interval reaching below 0 is cut at the axis
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(arms))
     every = f" every {period:,} steps" if period else ""
-    fig.suptitle(f"Task switches (no figure in the paper; they test the hypothesis its Figure 2 illustrates)\n"
-                 f"{scenario.get('name', 'switch')}{every} (dotted), mean and 95% CI over "
-                 f"{_count(seeds, 'seed')} per intervention")  # fmt: skip
+    fig.suptitle(
+        f"Task switches (no figure in the paper; they test the hypothesis its Figure 2 illustrates)\n"
+        f"{scenario.get('name', 'switch')}{every} (dotted), mean and 95% CI over "
+        f"{_count(seeds, 'seed')} per intervention"
+    )
     return _save(fig, data, out, "fig_switches")
 
 

@@ -33,8 +33,15 @@ from torch import nn
 class FlatAdam:
     """Adam / AdamW on ``params``, whose storage it takes over (see the module docstring)."""
 
-    def __init__(self, params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ):
         params = list(params)
         if not params:
             raise ValueError("FlatAdam got no parameters")
@@ -44,8 +51,10 @@ class FlatAdam:
             if p.dtype != torch.float32 or p.device.type != "cpu":
                 raise ValueError(f"FlatAdam needs float32 CPU parameters, got {p.dtype} on {p.device}")
         if not (lr > 0 and eps > 0 and weight_decay >= 0 and all(0 <= b < 1 for b in betas)):
-            raise ValueError(f"FlatAdam: need lr > 0, eps > 0, weight_decay >= 0, 0 <= betas < 1; got "
-                             f"lr={lr}, eps={eps}, weight_decay={weight_decay}, betas={betas}")  # fmt: skip
+            raise ValueError(
+                f"FlatAdam: need lr > 0, eps > 0, weight_decay >= 0, 0 <= betas < 1; got "
+                f"lr={lr}, eps={eps}, weight_decay={weight_decay}, betas={betas}"
+            )
         total = sum(p.numel() for p in params)
         self._flat = torch.empty(total, dtype=torch.float32)
         self._exp_avg = torch.zeros(total, dtype=torch.float32)
@@ -72,8 +81,9 @@ class FlatAdam:
                 }
                 offset += n
         self.params = params
-        self.param_groups = [dict(params=params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                  decoupled=decoupled)]  # fmt: skip
+        self.param_groups = [
+            dict(params=params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled)
+        ]
         self._addresses = [p.data_ptr() for p in params]
 
     def grad_view(self, param: nn.Parameter) -> np.ndarray:
@@ -84,8 +94,10 @@ class FlatAdam:
     def check_aliasing(self) -> None:
         """Raise if a parameter was replaced by another tensor since construction (it would no longer be trained)."""
         if [p.data_ptr() for p in self.params] != self._addresses:
-            raise RuntimeError("a parameter held by FlatAdam was replaced by a new tensor (assigning param.data); "
-                               "edit parameters in place so the optimiser keeps training them")  # fmt: skip
+            raise RuntimeError(
+                "a parameter held by FlatAdam was replaced by a new tensor (assigning param.data); "
+                "edit parameters in place so the optimiser keeps training them"
+            )
 
     def clip_grad_norm_(self, max_norm: float) -> float:
         """Scale :attr:`grad` so its global L2 norm is at most ``max_norm`` (``torch.nn.utils.clip_grad_norm_``:
@@ -174,8 +186,9 @@ class FlatAdam:
         if state.get("kind") != "flat_adam":
             raise ValueError(f"not a FlatAdam state (kind={state.get('kind')!r}); was it saved by torch.optim?")
         if state["exp_avg"].shape != self._exp_avg.shape:
-            raise ValueError(f"FlatAdam state for {state['exp_avg'].numel()} numbers, this optimiser holds "
-                             f"{self._exp_avg.numel()}")  # fmt: skip
+            raise ValueError(
+                f"FlatAdam state for {state['exp_avg'].numel()} numbers, this optimiser holds {self._exp_avg.numel()}"
+            )
         self._exp_avg.copy_(state["exp_avg"])
         self._exp_avg_sq.copy_(state["exp_avg_sq"])
         self._step.fill_(state["step"])
@@ -184,8 +197,10 @@ class FlatAdam:
             self._entry_steps = None
         else:
             if entry_steps.shape != self._exp_avg.shape:
-                raise ValueError(f"FlatAdam state has {entry_steps.numel()} per-entry step counts, this optimiser "
-                                 f"holds {self._exp_avg.numel()} numbers")  # fmt: skip
+                raise ValueError(
+                    f"FlatAdam state has {entry_steps.numel()} per-entry step counts, this optimiser "
+                    f"holds {self._exp_avg.numel()} numbers"
+                )
             self._start_entry_steps(0.0)
             self._entry_steps.copy_(entry_steps)
         self.param_groups[0].update(state["param_groups"][0])

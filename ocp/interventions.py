@@ -17,7 +17,10 @@ The hooks an intervention may implement, called by a training loop:
 * :meth:`Intervention.state_dict` / :meth:`Intervention.load_state_dict` — what :meth:`Intervention.bind` stored,
   for checkpoints (θ₀ of L2-init, the clipping bounds).
 
-``ocp.ppo.train`` calls all of them (selected by the ``intervention*`` fields of ``PPOConfig``; docs/scenarios.md).
+``ocp.ppo.train`` calls all of them. Each intervention is defined once, by its class: the dataclass fields are its
+parameters (with their defaults and documentation, which ``PPOConfig.intervention`` and the command line take over),
+``name`` is its registry key, and whether it acts on a schedule follows from whether it implements
+:meth:`Intervention.on_schedule`. Adding one is a subclass and a line in :data:`INTERVENTIONS` (docs/scenarios.md).
 
 Sources: ReDo — Sokar et al. 2023 (recycle dormant neurons: re-initialise incoming weights, zero outgoing weights,
 reset their Adam moments); shrink & perturb — Ash & Adams 2020 (θ ← λθ + p·θ_fresh with a freshly initialised θ_fresh);
@@ -26,9 +29,10 @@ L2-init — Kumar et al. 2023 (λ‖θ − θ₀‖²); weight clipping — Elsa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +48,7 @@ __all__ = [
     "L2Init",
     "WeightClipping",
     "make_intervention",
+    "intervention_from_dict",
     "INTERVENTIONS",
 ]
 
@@ -115,14 +120,46 @@ def _check_optimizer_holds(optimizer: torch.optim.Optimizer, params: list[Tensor
 
 @dataclass
 class Intervention:
-    """Base class: does nothing. ``every`` is the schedule of :meth:`on_schedule` in updates (0 = never)."""
+    """Base class, and the ``none`` intervention: does nothing. Its dataclass fields (here ``every``; a subclass adds
+    its own) are the intervention's parameters; state it gathers while training lives in fields with ``init=False``,
+    which are neither parameters nor compared."""
 
+    name: ClassVar[str] = "none"
     every: int = 0
-    name: str = field(default="none", init=False)
+    """Updates between two acts of :meth:`on_schedule` (>= 1 for an intervention that implements it; 0 for the
+    others, which act in every optimiser step or not at all). An act reads a probe of the current rollout, taken
+    before the update's first optimiser step."""
 
     def __post_init__(self) -> None:
         if self.every < 0:
             raise ValueError(f"{type(self).__name__}.every must be >= 0, got {self.every}")
+
+    @classmethod
+    def scheduled(cls) -> bool:
+        """Whether the intervention acts every ``every`` updates (it implements :meth:`on_schedule`)."""
+        return cls.on_schedule is not Intervention.on_schedule
+
+    def params(self) -> dict[str, Any]:
+        """The parameters, ``{field: value}``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., **parameters}``: how a run config stores the intervention
+        (:func:`intervention_from_dict`)."""
+        return {"name": self.name, **self.params()}
+
+    def errors(self) -> list[str]:
+        """What makes this intervention unusable in a training loop (the parameter checks run at construction)."""
+        if self.scheduled() and self.every < 1:
+            return [f"intervention {self.name!r} acts on a schedule: it needs every >= 1, got {self.every}"]
+        if not self.scheduled() and self.every != 0:
+            return [f"intervention {self.name!r} has no schedule: every has no effect, leave it 0 (got {self.every})"]
+        return []
+
+    def optimiser_weight_decay(self, weight_decay: float) -> float:
+        """The weight decay the optimiser gets while this intervention runs (the run config's, unless the intervention
+        replaces it)."""
+        return weight_decay
 
     def due(self, update: int) -> bool:
         return self.every > 0 and update > 0 and update % self.every == 0
@@ -192,10 +229,12 @@ class ReDo(Intervention):
       bias-corrected like a fresh Adam's (needs ``ocp.flat_adam.FlatAdam``, which keeps a count per entry).
     """
 
-    tau: float = 0.0
-    initialiser: Initialiser = layer_initialiser
+    name: ClassVar[str] = "redo"
+    tau: float = 0.025
+    """Threshold τ: a unit is recycled when its dormancy score (``gradient_redo``: normalised MAGI) is ≤ τ."""
     adam_step: str = "keep"
-    name: str = field(default="redo", init=False)
+    """Adam's step count at an act: ``keep``, ``reset_tensors`` or ``reset_entries`` (see the class docstring)."""
+    initialiser: ClassVar[Initialiser] = staticmethod(layer_initialiser)
 
     #: The name under which :meth:`on_schedule` logs how many units it acted on.
     log_quantity = "units_reset"
@@ -203,7 +242,9 @@ class ReDo(Intervention):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.adam_step not in ADAM_STEP_CHOICES:
-            raise ValueError(f"{type(self).__name__}.adam_step must be one of {ADAM_STEP_CHOICES}, got {self.adam_step!r}")
+            raise ValueError(
+                f"{type(self).__name__}.adam_step must be one of {ADAM_STEP_CHOICES}, got {self.adam_step!r}"
+            )
 
     def select(self, result: ProbeResult, layer: str) -> Tensor:
         return result.layer(layer).dormant_mask(self.tau)
@@ -214,8 +255,10 @@ class ReDo(Intervention):
 
     def on_schedule(self, networks, optimizer, probes, generator):
         if self.adam_step == "reset_entries" and not isinstance(optimizer, FlatAdam):
-            raise ValueError(f"{type(optimizer).__name__} keeps one step count per tensor: restarting it for some "
-                             "entries (adam_step='reset_entries') needs ocp.flat_adam.FlatAdam")  # fmt: skip
+            raise ValueError(
+                f"{type(optimizer).__name__} keeps one step count per tensor: restarting it for some "
+                "entries (adam_step='reset_entries') needs ocp.flat_adam.FlatAdam"
+            )
         log = {}
         for net_name, net in networks.items():
             _check_optimizer_holds(optimizer, list(net.parameters()))
@@ -279,9 +322,11 @@ class GradientReDo(ReDo):
     ``mode="perturb"`` — a perturbation of their incoming weights by ``noise_scale`` times fresh initial weights
     (the paper's claim that perturbing trapped neurons does not hurt). Perturbation keeps the outgoing weights."""
 
+    name: ClassVar[str] = "gradient_redo"
     mode: str = "reset"
+    """``reset`` as ReDo, or ``perturb``: add noise to the incoming weights and keep the rest."""
     noise_scale: float = 0.1
-    name: str = field(default="gradient_redo", init=False)
+    """``perturb``: the noise is this times a fresh initialisation."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -290,8 +335,9 @@ class GradientReDo(ReDo):
         if not (self.noise_scale > 0 and math.isfinite(self.noise_scale)):
             raise ValueError(f"GradientReDo.noise_scale must be > 0, got {self.noise_scale}")
         if self.mode == "perturb" and self.adam_step != "keep":
-            raise ValueError(f"GradientReDo.adam_step={self.adam_step!r} needs mode='reset': perturbation leaves "
-                             "Adam's state alone")  # fmt: skip
+            raise ValueError(
+                f"GradientReDo.adam_step={self.adam_step!r} needs mode='reset': perturbation leaves Adam's state alone"
+            )
 
     def select(self, result: ProbeResult, layer: str) -> Tensor:
         return result.layer(layer).zero_gradient_mask(self.tau)
@@ -320,10 +366,12 @@ class ShrinkPerturb(Intervention):
     (Ash & Adams 2020; :func:`layer_initialiser`); biases of θ_fresh are zero, as in the agent's initialisation. Adam
     moments are kept."""
 
+    name: ClassVar[str] = "shrink_perturb"
     shrink: float = 0.8
+    """λ in θ ← λθ + p·θ_fresh."""
     perturb: float = 0.1
-    initialiser: Initialiser = layer_initialiser
-    name: str = field(default="shrink_perturb", init=False)
+    """p in θ ← λθ + p·θ_fresh."""
+    initialiser: ClassVar[Initialiser] = staticmethod(layer_initialiser)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -346,15 +394,23 @@ class ShrinkPerturb(Intervention):
 class L2Init(Intervention):
     """Regenerative regularisation: ``coef · Σ ‖θ − θ₀‖²`` over every weight and bias (Kumar et al. 2023)."""
 
+    name: ClassVar[str] = "l2_init"
     coef: float = 1e-3
-    name: str = field(default="l2_init", init=False)
-    _initial: dict[str, list[Tensor]] = field(default_factory=dict, init=False, repr=False)
-    _terms: list[float] = field(default_factory=list, init=False, repr=False)
+    """Coefficient of Σ‖θ − θ₀‖²."""
+    keep_weight_decay: bool = True
+    """Keep the optimiser's weight decay on beside the penalty, so both pull at once, toward 0 and toward θ₀ (the
+    ``paper`` preset's 1e-4 Adam L2 with L2-init; how the task-switch grids have run). False turns the optimiser's
+    weight decay off, so the penalty toward θ₀ is the only regulariser."""
+    _initial: dict[str, list[Tensor]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _terms: list[float] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (self.coef > 0 and math.isfinite(self.coef)):
             raise ValueError(f"L2Init.coef must be > 0, got {self.coef}")
+
+    def optimiser_weight_decay(self, weight_decay: float) -> float:
+        return weight_decay if self.keep_weight_decay else 0.0
 
     def bind(self, networks):
         self._initial = {n: [p.detach().clone() for p in net.parameters()] for n, net in networks.items()}
@@ -363,9 +419,7 @@ class L2Init(Intervention):
         if not self._initial:
             raise ValueError("L2Init.bind(networks) must be called before training to store θ₀")
         terms = [
-            (p - p0).square().sum()
-            for n, net in networks.items()
-            for p, p0 in zip(net.parameters(), self._initial[n])
+            (p - p0).square().sum() for n, net in networks.items() for p, p0 in zip(net.parameters(), self._initial[n])
         ]
         return self.coef * torch.stack(terms).sum()
 
@@ -399,10 +453,11 @@ class WeightClipping(Intervention):
     bound was 0.0043 at κ = 2, which capped the mean action at 64 × 0.0043 ≈ 0.28.
     """
 
+    name: ClassVar[str] = "weight_clipping"
     kappa: float = 2.0
-    name: str = field(default="weight_clipping", init=False)
-    _bounds: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)
-    _clipped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    """κ of the bound κ/√fan_in of each layer's weights and biases."""
+    _bounds: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _clipped: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -411,8 +466,7 @@ class WeightClipping(Intervention):
 
     def bind(self, networks):
         self._bounds = {
-            n: [self.kappa / math.sqrt(layer.in_features) for _, layer in _linears(net)]
-            for n, net in networks.items()
+            n: [self.kappa / math.sqrt(layer.in_features) for _, layer in _linears(net)] for n, net in networks.items()
         }
 
     def after_step(self, networks):
@@ -438,21 +492,28 @@ class WeightClipping(Intervention):
         self._bounds = {n: list(b) for n, b in state["bounds"].items()}
 
 
+#: Every intervention by name: adding one is its class and a line here.
 INTERVENTIONS: dict[str, type[Intervention]] = {
-    "none": Intervention,
-    "redo": ReDo,
-    "gradient_redo": GradientReDo,
-    "shrink_perturb": ShrinkPerturb,
-    "l2_init": L2Init,
-    "weight_clipping": WeightClipping,
+    cls.name: cls for cls in (Intervention, ReDo, GradientReDo, ShrinkPerturb, L2Init, WeightClipping)
 }
 
 
-def make_intervention(name: str, **params) -> Intervention:
+def make_intervention(name: str, **params: Any) -> Intervention:
     """Build an intervention by name with its parameters, e.g. ``make_intervention("redo", every=10, tau=0.0)``."""
     if name not in INTERVENTIONS:
         raise ValueError(f"unknown intervention {name!r}; choose from {sorted(INTERVENTIONS)}")
-    try:
-        return INTERVENTIONS[name](**params)
-    except TypeError as err:
-        raise ValueError(f"bad parameters for intervention {name!r}: {err}") from err
+    cls = INTERVENTIONS[name]
+    allowed = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(f"bad parameters for intervention {name!r}: {unknown}; it takes {sorted(allowed)}")
+    return cls(**params)
+
+
+def intervention_from_dict(stored: Mapping[str, Any]) -> Intervention:
+    """The intervention a run config stored with :meth:`Intervention.to_dict`."""
+    params = dict(stored)
+    name = params.pop("name", None)
+    if name is None:
+        raise ValueError(f"a stored intervention needs a 'name' entry, got keys {sorted(stored)}")
+    return make_intervention(name, **params)

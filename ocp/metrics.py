@@ -232,7 +232,9 @@ def absolute_zero_gradient_mask(G: Tensor, theta: float) -> Tensor:
 def activation_gradient_scores(acts_grad: Tensor) -> Tensor:
     r"""GraMa's gradient-magnitude score (Liu et al. 2025, "Neuroplastic Expansion"/"GraMa", Eq. 2).
 
-    .. math:: g_i = \frac{\mathbb{E}_x |\partial L / \partial h_i(x)|}{\frac{1}{H}\sum_k \mathbb{E}_x |\partial L / \partial h_k(x)|}
+    .. math::
+        g_i = \frac{\mathbb{E}_x |\partial L / \partial h_i(x)|}
+                   {\frac{1}{H}\sum_k \mathbb{E}_x |\partial L / \partial h_k(x)|}
 
     Args:
         acts_grad: per-sample gradients of the objective with respect to the layer's post-activation outputs,
@@ -253,11 +255,14 @@ def _check_mask_pair(a: Tensor, b: Tensor, names: tuple[str, str]) -> None:
     _check_mask(a, names[0])
     _check_mask(b, names[1])
     if a.shape != b.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
 
 
 def overlap_coefficient(a: Tensor, b: Tensor) -> float:
-    r"""Szymkiewicz–Simpson overlap :math:`|A \cap B| / \min(|A|, |B|)` of two unit sets (He 2026, Definition 3, Eq. 19).
+    r"""Szymkiewicz–Simpson overlap :math:`|A \cap B| / \min(|A|, |B|)` of two unit sets (He 2026, Definition 3,
+    Eq. 19).
 
     ``a`` and ``b`` are boolean masks of the same shape. When either set is empty the ratio is 0/0 and the result is
     NaN: "no dormant units at one of the two times" is not the same statement as "no overlap".
@@ -333,7 +338,8 @@ def _feature_rank(sigma: Tensor, n_samples: int, eps: float) -> int:
 
 
 def effective_rank(phi: Tensor) -> float:
-    r"""Effective rank of Roy & Vetterli (2007): :math:`\exp(-\sum_k p_k \log p_k)` with :math:`p = \sigma / \sum\sigma`.
+    r"""Effective rank of Roy & Vetterli (2007): :math:`\exp(-\sum_k p_k \log p_k)` with
+    :math:`p = \sigma / \sum\sigma`.
 
     ``0 log 0 = 0``. NaN for the all-zero matrix (``p`` is 0/0 there).
     """

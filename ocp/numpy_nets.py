@@ -77,7 +77,9 @@ class NumpyMLP:
             elif type(module) in _ACTIVATION_NAMES:
                 activations.append(_ACTIVATION_NAMES[type(module)])
             else:
-                raise ValueError(f"NumpyMLP supports Linear layers and the activations {sorted(ACTIVATIONS)}, got {module}")
+                raise ValueError(
+                    f"NumpyMLP supports Linear layers and the activations {sorted(ACTIVATIONS)}, got {module}"
+                )
         if len(activations) != len(self.linears) - 1 or len(set(activations)) > 1:
             raise ValueError(f"expected Linear (activation Linear)* with one activation kind, got {net}")
         passes = ACTIVATION_PASSES[activations[0]] if activations else (_identity, _identity_backward)
@@ -107,8 +109,13 @@ class NumpyMLP:
             y = self._act(h) if i < last else h
         return y
 
-    def backward(self, grad_out: np.ndarray, inputs: Sequence[np.ndarray], weight_grads: Sequence[np.ndarray],
-                 bias_grads: Sequence[np.ndarray]) -> None:  # fmt: skip
+    def backward(
+        self,
+        grad_out: np.ndarray,
+        inputs: Sequence[np.ndarray],
+        weight_grads: Sequence[np.ndarray],
+        bias_grads: Sequence[np.ndarray],
+    ) -> None:
         """Write ∂loss/∂W and ∂loss/∂b of every layer into ``weight_grads`` / ``bias_grads`` (overwritten, not
         accumulated), given ∂loss/∂output and the layer inputs recorded by :meth:`forward`."""
         g = grad_out

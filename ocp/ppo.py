@@ -36,30 +36,38 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Optional
+from typing import Annotated, Any, Iterator, Literal, Mapping, Optional, Union
 
 import numpy as np
 import torch
+import tyro
 from torch import nn
 from tqdm import tqdm
 
-from ocp.agent import Agent, RunningMeanStd, gaussian_entropy, gaussian_log_prob
+from ocp import metrics
+from ocp.agent import ACTIVATIONS, Activation, Agent, RunningMeanStd, gaussian_entropy, gaussian_log_prob
 from ocp.atomic_files import atomic_write_json
 from ocp.checkpoint import (
     CHECKPOINT_DIR,
+    GeneratorState,
+    GlobalRandomState,
+    RunState,
+    TensorsState,
     config_diff,
     load_latest_checkpoint,
     save_rotating,
 )
-from ocp.envs import check_env, get_env_states, make_vector_env, set_env_states
+from ocp.envs import VectorEnvState, check_env, make_vector_env
 from ocp.flat_adam import FlatAdam
-from ocp.interventions import INTERVENTIONS, Intervention, make_intervention
+from ocp.interventions import INTERVENTIONS, Intervention, intervention_from_dict
 from ocp.probe import PlasticityProbe, ProbeResult
 from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.runlog import MASK_DIR, CsvLog, delete_masks_after, mask_key, save_masks
 from ocp.scenarios import RECOVERY_COLUMNS, SWITCH_COLUMNS, Scenario, SwitchMonitor, TaskSwitchEnv, recovery_rows
 from ocp.update import PPOUpdate, UpdateSettings
-from ocp import metrics
+
+#: Any registered intervention, each a sub-command named after it on the command line (``intervention:redo``).
+InterventionChoice = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in INTERVENTIONS.items())]  # type: ignore[valid-type]
 
 
 @dataclass
@@ -88,9 +96,9 @@ class PPOConfig:
     ``torch.set_flush_denormal`` for the training thread, so numpy's arithmetic there follows too). Under Adam with L2
     weight decay the incoming weights of a dead ReLU unit decay geometrically and stall in the subnormal range, where
     every multiply costs ~40x; a 20M-step ReLU run slowed from ~5,600 to ~2,200 steps/s after 1.5M steps that way.
-    Flushed, those weights become exactly 0. It changes the last bits of a run whose values reach the subnormal range, so
-    it is part of the config (and of the experiment grid's run keys). The probe always measures in IEEE arithmetic, so
-    Definition 1's exact zero at τ = 0 is never a flushed tiny value."""
+    Flushed, those weights become exactly 0. It changes the last bits of a run whose values reach the subnormal range,
+    so it is part of the config (and of the experiment grid's run keys). The probe always measures in IEEE arithmetic,
+    so Definition 1's exact zero at τ = 0 is never a flushed tiny value."""
     progress_bar: bool = True
     """Show a tqdm progress bar (SPS and recent return)."""
     tensorboard: bool = True
@@ -149,16 +157,16 @@ class PPOConfig:
     weight_decay: float = 0.0
     """Weight decay on every parameter (weights, biases, log-std)."""
     weight_decay_mode: Literal["l2", "decoupled"] = "l2"
-    """``l2``: the maths of ``torch.optim.Adam(weight_decay=...)``, an L2 term added to the gradient inside the optimiser
-    step (what a CleanRL-derived script gets by passing weight_decay to Adam; the paper does not say). ``decoupled``:
-    AdamW's. Both run in ``ocp.flat_adam.FlatAdam``."""
+    """``l2``: the maths of ``torch.optim.Adam(weight_decay=...)``, an L2 term added to the gradient inside the
+    optimiser step (what a CleanRL-derived script gets by passing weight_decay to Adam; the paper does not say).
+    ``decoupled``: AdamW's. Both run in ``ocp.flat_adam.FlatAdam``."""
     adam_eps: float = 1e-5
     """Adam ε (CleanRL's)."""
 
     # ----- agent -----
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden widths of the actor and of the critic (separate networks)."""
-    activation: Literal["relu", "identity", "tanh"] = "tanh"
+    activation: Activation = "tanh"
     """Hidden activation; ``identity`` is the paper's No-Act network."""
     init_log_std: float = 0.0
     """Initial value of the state-independent log standard deviation."""
@@ -179,10 +187,11 @@ class PPOConfig:
 
     # ----- plasticity -----
     probe_interval: int = 10
-    """Measure plasticity every this many updates (also at update 1); 0 disables the regular measurements (a scenario
-    or an intervention still probes the updates it needs: around switches, when the intervention acts; every
-    measurement is logged). The probe batch is the current rollout (normalised observations, actions, log-probs, advantages, returns), measured after GAE and before the
-    first optimiser step of the update, where the PPO ratio is 1 (no sample is clipped)."""
+    """Measure plasticity every this many updates (also at update 1); 0 disables the regular measurements (a scenario or
+    an intervention still probes the updates it needs: around switches, when the intervention acts; every measurement is
+    logged). The probe batch is the current rollout (normalised observations, actions, log-probs, advantages, returns),
+    measured after GAE and before the first optimiser step of the update, where the PPO ratio is 1 (no sample is
+    clipped)."""
     probe_thresholds: tuple[float, ...] = (0.0, 0.025, 0.1)
     """Thresholds τ for dormant (score ≤ τ) and zero-gradient (normalised MAGI ≤ τ) neurons."""
     probe_objective: Literal["loss", "optimised", "ppo_loss"] = "loss"
@@ -215,35 +224,11 @@ class PPOConfig:
     of the pre-switch level (``recovery.csv``; see ``ocp.scenarios.recovery_rows``)."""
 
     # ----- interventions (ocp.interventions) -----
-    intervention: Literal["none", "redo", "gradient_redo", "shrink_perturb", "l2_init", "weight_clipping"] = "none"
-    """Plasticity intervention on the actor and critic MLPs: ``redo`` (recycle dormant units), ``gradient_redo``
-    (reset or perturb zero-gradient units), ``shrink_perturb``, ``l2_init`` (a loss term), ``weight_clipping`` (after
-    every optimiser step)."""
-    intervention_every: int = 0
-    """Updates between the acts of ``redo``, ``gradient_redo`` and ``shrink_perturb`` (>= 1 for them; must stay 0 for
-    the others, which act every step). An act uses a probe of the current rollout before the update's first step."""
-    intervention_tau: float = 0.025
-    """τ of ``redo`` (dormancy score ≤ τ) and ``gradient_redo`` (normalised MAGI ≤ τ)."""
-    intervention_mode: Literal["reset", "perturb"] = "reset"
-    """``gradient_redo``: ``reset`` as ReDo, or ``perturb`` (add noise to the incoming weights, keep the rest)."""
-    intervention_adam_step: Literal["keep", "reset_tensors", "reset_entries"] = "keep"
-    """``redo`` and reset-mode ``gradient_redo``: Adam's step count at an act. ``keep``: untouched (dopamine's ReDo
-    code); ``reset_tensors``: restarted for every hidden layer's weight and bias and the next layer's weight, whole
-    tensors (timoklein/redo); ``reset_entries``: restarted for exactly the recycled entries (``ocp.interventions.ReDo``)."""
-    intervention_noise_scale: float = 0.1
-    """``gradient_redo`` perturb: the noise is this times a fresh initialisation."""
-    intervention_shrink: float = 0.8
-    """``shrink_perturb``: λ in θ ← λθ + p·θ_fresh."""
-    intervention_perturb: float = 0.1
-    """``shrink_perturb``: p in θ ← λθ + p·θ_fresh."""
-    intervention_l2_coef: float = 1e-3
-    """``l2_init``: coefficient of Σ‖θ − θ₀‖²."""
-    intervention_l2_keep_weight_decay: bool = True
-    """``l2_init``: keep the optimiser's ``weight_decay`` on beside the penalty, so both pull at once, toward 0 and
-    toward θ₀ (the ``paper`` preset's 1e-4 Adam L2 with L2-init; how the task-switch grid has run). False turns weight
-    decay off in ``l2_init`` runs, so the penalty toward θ₀ is the only regulariser. No effect for other interventions."""
-    intervention_clip_kappa: float = 2.0
-    """``weight_clipping``: κ of the bound κ/√fan_in of each layer's weights and biases."""
+    intervention: InterventionChoice = dataclasses.field(default_factory=Intervention)
+    """Plasticity intervention on the actor and critic MLPs, with its parameters (each documented on its class in
+    ``ocp.interventions``): ``redo`` (recycle dormant units), ``gradient_redo`` (reset or perturb zero-gradient
+    units), ``shrink_perturb``, ``l2_init`` (a loss term), ``weight_clipping`` (after every optimiser step). On the
+    command line: ``intervention:redo --intervention.every 10``."""
 
     # ----- derived -----
     @property
@@ -266,7 +251,24 @@ class PPOConfig:
         return Path(self.run_dir) if self.run_dir else Path("runs") / f"{self.exp_name}__{self.env_id}__seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as plain values (JSON-ready; the intervention as ``{"name": ..., **parameters}``)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["intervention"] = self.intervention.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> PPOConfig:
+        """The config :meth:`to_dict` wrote, read back (lists become tuples). Also reads the layout of earlier
+        versions, which kept the intervention's parameters in flat ``intervention_*`` fields."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+        if isinstance(values.get("intervention"), str):
+            values["intervention"] = _flat_intervention(values)
+        elif isinstance(values.get("intervention"), Mapping):
+            values["intervention"] = intervention_from_dict(values["intervention"])
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown PPO config field(s) {unknown}")
+        return cls(**values)
 
     def validate(self) -> None:
         """Raise ``ValueError`` listing every invalid hyper-parameter."""
@@ -299,24 +301,38 @@ class PPOConfig:
         need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         need(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        need(self.weight_decay_mode in ("l2", "decoupled"), f"weight_decay_mode must be 'l2' or 'decoupled', got {self.weight_decay_mode!r}")
+        need(
+            self.weight_decay_mode in ("l2", "decoupled"),
+            f"weight_decay_mode must be 'l2' or 'decoupled', got {self.weight_decay_mode!r}",
+        )
         need(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
         need(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}",
         )
-        need(self.activation in ("relu", "identity", "tanh"), f"activation must be relu, identity or tanh, got {self.activation!r}")
+        need(
+            self.activation in ACTIVATIONS,
+            f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}",
+        )
         need(self.vector_mode in ("sync", "async"), f"vector_mode must be 'sync' or 'async', got {self.vector_mode!r}")
-        need(self.max_episode_steps is None or self.max_episode_steps >= 1, f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        need(self.obs_clip > 0 and self.reward_clip > 0, f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
+        need(
+            self.max_episode_steps is None or self.max_episode_steps >= 1,
+            f"max_episode_steps must be >= 1, got {self.max_episode_steps}",
+        )
+        need(
+            self.obs_clip > 0 and self.reward_clip > 0,
+            f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}",
+        )
         need(self.norm_epsilon > 0, f"norm_epsilon must be > 0, got {self.norm_epsilon}")
         need(
             self.reward_norm_reset in ("termination", "episode_end"),
             f"reward_norm_reset must be 'termination' or 'episode_end', got {self.reward_norm_reset!r}",
         )
         need(self.probe_interval >= 0, f"probe_interval must be >= 0, got {self.probe_interval}")
-        need(self.probe_objective in ("loss", "optimised", "ppo_loss"),
-             f"probe_objective must be 'loss', 'optimised' or 'ppo_loss', got {self.probe_objective!r}")  # fmt: skip
+        need(
+            self.probe_objective in ("loss", "optimised", "ppo_loss"),
+            f"probe_objective must be 'loss', 'optimised' or 'ppo_loss', got {self.probe_objective!r}",
+        )
         need(
             len(self.probe_thresholds) >= 1 and all(t >= 0 and math.isfinite(t) for t in self.probe_thresholds),
             f"probe_thresholds must be one or more finite values >= 0, got {self.probe_thresholds}",
@@ -329,38 +345,44 @@ class PPOConfig:
         if self.num_envs >= 1 and self.num_steps >= 1:
             errors.extend(self.task_scenario.errors(self.batch_size))
         need(0 < self.recovery_fraction <= 1, f"recovery_fraction must be in (0, 1], got {self.recovery_fraction}")
-        need(self.intervention in INTERVENTIONS, f"intervention must be one of {sorted(INTERVENTIONS)}, got {self.intervention!r}")
-        if self.intervention in INTERVENTIONS:
-            scheduled = self.intervention in SCHEDULED_INTERVENTIONS
-            need(not scheduled or self.intervention_every >= 1,
-                 f"intervention {self.intervention!r} needs intervention_every >= 1, got {self.intervention_every}")
-            need(scheduled or self.intervention_every == 0,
-                 f"intervention_every has no effect with intervention {self.intervention!r}; leave it 0")
-            try:
-                build_intervention(self)
-            except ValueError as err:
-                errors.append(str(err))
+        if isinstance(self.intervention, Intervention):
+            errors.extend(self.intervention.errors())
+        else:
+            errors.append(f"intervention must be an ocp.interventions.Intervention, got {self.intervention!r}")
         if errors:
             raise ValueError("invalid PPO config:\n  " + "\n  ".join(errors))
 
 
-#: Interventions that act on a schedule of updates (the others act in every optimiser step).
-SCHEDULED_INTERVENTIONS = ("redo", "gradient_redo", "shrink_perturb")
+#: The earlier flat config fields of each intervention parameter: ``intervention_<old>`` -> parameter.
+_FLAT_INTERVENTION_FIELDS = {
+    "every": "every",
+    "tau": "tau",
+    "mode": "mode",
+    "adam_step": "adam_step",
+    "noise_scale": "noise_scale",
+    "shrink": "shrink",
+    "perturb": "perturb",
+    "l2_coef": "coef",
+    "l2_keep_weight_decay": "keep_weight_decay",
+    "clip_kappa": "kappa",
+}
+
+
+def _flat_intervention(values: dict[str, Any]) -> Intervention:
+    """Pop the flat ``intervention*`` fields of an earlier config and build the intervention they describe."""
+    name = values.pop("intervention")
+    flat = {k: values.pop(f"intervention_{k}") for k in _FLAT_INTERVENTION_FIELDS if f"intervention_{k}" in values}
+    cls = INTERVENTIONS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown intervention {name!r}; choose from {sorted(INTERVENTIONS)}")
+    takes = {f.name for f in dataclasses.fields(cls) if f.init}
+    params = {_FLAT_INTERVENTION_FIELDS[k]: v for k, v in flat.items() if _FLAT_INTERVENTION_FIELDS[k] in takes}
+    return cls(**params)
 
 
 def build_intervention(cfg: PPOConfig) -> Intervention:
-    """The intervention the config selects, with its parameters."""
-    every = dict(every=cfg.intervention_every)
-    params = {
-        "none": {},
-        "redo": dict(every, tau=cfg.intervention_tau, adam_step=cfg.intervention_adam_step),
-        "gradient_redo": dict(every, tau=cfg.intervention_tau, mode=cfg.intervention_mode,
-                              noise_scale=cfg.intervention_noise_scale, adam_step=cfg.intervention_adam_step),
-        "shrink_perturb": dict(every, shrink=cfg.intervention_shrink, perturb=cfg.intervention_perturb),
-        "l2_init": dict(coef=cfg.intervention_l2_coef),
-        "weight_clipping": dict(kappa=cfg.intervention_clip_kappa),
-    }  # fmt: skip
-    return make_intervention(cfg.intervention, **params[cfg.intervention])
+    """A fresh instance of the config's intervention (same parameters, no state), for one run to bind and train with."""
+    return dataclasses.replace(cfg.intervention)
 
 
 def intervention_networks(agent: Agent) -> dict[str, nn.Sequential]:
@@ -390,7 +412,10 @@ def presets() -> dict[str, tuple[str, PPOConfig]]:
         activation="relu",
     )
     return {
-        "cleanrl": ("CleanRL ppo_continuous_action defaults: lr 3e-4 annealed, 1 env x 2048 steps, tanh, 1M steps", cleanrl),
+        "cleanrl": (
+            "CleanRL ppo_continuous_action defaults: lr 3e-4 annealed, 1 env x 2048 steps, tanh, 1M steps",
+            cleanrl,
+        ),
         "paper": ("Paper Appendix B: lr 1e-4 annealed, weight decay 1e-4 (Adam L2), ReLU, 20M steps", paper),
     }
 
@@ -404,7 +429,9 @@ def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
     return (adv - adv.mean()) / (adv.std() + 1e-8)
 
 
-def policy_loss(logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+def policy_loss(
+    logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+) -> torch.Tensor:
     """Clipped surrogate: mean(max(−A·r, −A·clip(r, 1−ε, 1+ε))), r = exp(logπ − logπ_old)."""
     ratio = torch.exp(logprob - old_logprob)
     unclipped = -advantages * ratio
@@ -429,24 +456,39 @@ def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def optimizer_weight_decay(cfg: PPOConfig) -> float:
-    """The optimiser's weight decay: ``weight_decay``, or 0 in an ``l2_init`` run told not to keep it."""
-    if cfg.intervention == "l2_init" and not cfg.intervention_l2_keep_weight_decay:
-        return 0.0
-    return cfg.weight_decay
+    """The optimiser's weight decay: ``weight_decay``, unless the intervention replaces it (``l2_init`` told not to
+    keep it)."""
+    return cfg.intervention.optimiser_weight_decay(cfg.weight_decay)
 
 
 def make_optimizer(agent: Agent, cfg: PPOConfig) -> FlatAdam:
     """Adam (``weight_decay_mode="l2"``) or AdamW (``"decoupled"``) over every agent parameter, which it moves into
     one flat buffer (``ocp.flat_adam``)."""
-    return FlatAdam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=optimizer_weight_decay(cfg),
-                    decoupled=cfg.weight_decay_mode == "decoupled")  # fmt: skip
+    return FlatAdam(
+        agent.parameters(),
+        lr=cfg.learning_rate,
+        eps=cfg.adam_eps,
+        weight_decay=optimizer_weight_decay(cfg),
+        decoupled=cfg.weight_decay_mode == "decoupled",
+    )
 
 
 # ======================================================================================================================
 # Plasticity measurement
 # ======================================================================================================================
 
-PLASTICITY_COLUMNS = ["update", "global_step", "network", "layer", "kind", "width", "activation", "metric", "threshold", "value"]
+PLASTICITY_COLUMNS = [
+    "update",
+    "global_step",
+    "network",
+    "layer",
+    "kind",
+    "width",
+    "activation",
+    "metric",
+    "threshold",
+    "value",
+]
 
 
 class PlasticityRecorder:
@@ -462,8 +504,13 @@ class PlasticityRecorder:
     parameters at initialisation.
     """
 
-    def __init__(self, agent: Agent, cfg: PPOConfig, initial_state: dict[str, torch.Tensor],
-                 intervention: Optional[Intervention] = None):  # fmt: skip
+    def __init__(
+        self,
+        agent: Agent,
+        cfg: PPOConfig,
+        initial_state: dict[str, torch.Tensor],
+        intervention: Optional[Intervention] = None,
+    ):
         self.agent, self.cfg = agent, cfg
         self.intervention = intervention if cfg.probe_objective in ("loss", "optimised") else None
         optimised = cfg.probe_objective == "optimised" and cfg.weight_decay_mode == "l2"
@@ -515,21 +562,46 @@ class PlasticityRecorder:
             loss = loss + 0.5 * self.l2_weight_decay * sum(p.square().sum() for p in net.parameters())
         return loss
 
-    def rows_and_masks(self, results: dict[str, ProbeResult], update: int, step: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
-        """Tidy rows (PLASTICITY_COLUMNS) and this measurement's masks; overlaps are against the previous
-        measurement's masks, which this call then replaces."""
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The masks of the last measurement (the next one's overlaps compare against them)."""
+        return self.previous_masks
+
+    def load_state_dict(self, masks: Optional[dict[str, torch.Tensor]]) -> None:
+        self.previous_masks = dict(masks or {})
+
+    def record(
+        self, results: dict[str, ProbeResult], update: int, step: int
+    ) -> tuple[list[dict], dict[str, torch.Tensor]]:
+        """Tidy rows (PLASTICITY_COLUMNS) and this measurement's masks, and advance: overlaps are against the
+        previous measurement's masks, which this measurement's then replace."""
         rows: list[dict[str, Any]] = []
         masks: dict[str, torch.Tensor] = {}
 
-        def add(net: str, layer: str, kind: str, width: int, activation: str, metric: str, value: float, tau: Any = "") -> None:
-            rows.append(dict(update=update, global_step=step, network=net, layer=layer, kind=kind, width=width,
-                             activation=activation, metric=metric, threshold=tau, value=float(value)))  # fmt: skip
+        def add(
+            net: str, layer: str, kind: str, width: int, activation: str, metric: str, value: float, tau: Any = ""
+        ) -> None:
+            rows.append(
+                dict(
+                    update=update,
+                    global_step=step,
+                    network=net,
+                    layer=layer,
+                    kind=kind,
+                    width=width,
+                    activation=activation,
+                    metric=metric,
+                    threshold=tau,
+                    value=float(value),
+                )
+            )
 
         for net, res in results.items():
             hidden_width = sum(r.width for r in res.hidden)
             for tau in self.thresholds:
                 add(net, "network", "hidden", hidden_width, "", "dormant_ratio", res.dormant_ratio(tau), tau)
-                add(net, "network", "hidden", hidden_width, "", "zero_gradient_ratio", res.zero_gradient_ratio(tau), tau)
+                add(
+                    net, "network", "hidden", hidden_width, "", "zero_gradient_ratio", res.zero_gradient_ratio(tau), tau
+                )
             for r in res.layers:
                 meta = (net, r.name, r.kind, r.width, r.activation)
                 for tau in self.thresholds:
@@ -558,10 +630,27 @@ class PlasticityRecorder:
 # ======================================================================================================================
 
 METRIC_COLUMNS = [
-    "update", "global_step", "learning_rate", "episodic_return", "episodic_length", "episodes", "return_recent",
-    "policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "explained_variance",
-    "log_std_mean", "epochs_run", "probed", "sps", "time_s", "probe_time_s",
-]  # fmt: skip
+    "update",
+    "global_step",
+    "learning_rate",
+    "episodic_return",
+    "episodic_length",
+    "episodes",
+    "return_recent",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "old_approx_kl",
+    "approx_kl",
+    "clipfrac",
+    "explained_variance",
+    "log_std_mean",
+    "epochs_run",
+    "probed",
+    "sps",
+    "time_s",
+    "probe_time_s",
+]
 #: Columns that depend on wall-clock time (excluded when comparing a resumed run with an uninterrupted one).
 WALL_CLOCK_COLUMNS = ("sps", "time_s", "probe_time_s")
 EPISODE_COLUMNS = ["global_step", "update", "env", "episodic_return", "episodic_length"]
@@ -613,10 +702,9 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)  # action noise and minibatch order
-    agent = Agent(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.init_log_std, cfg.norm_obs,
-                  cfg.norm_reward, cfg.obs_clip, cfg.reward_clip, cfg.norm_epsilon)  # fmt: skip
-    # Weight distances are measured from the parameters at initialisation, which a resumed run takes from its checkpoint.
-    initial_state = checkpoint["initial_agent"] if checkpoint else {k: v.clone() for k, v in agent.state_dict().items()}
+    agent = Agent.from_config(cfg.to_dict(), obs_dim, act_dim)
+    # Weight distances are measured from the initial parameters (a resumed run takes them from its checkpoint).
+    initial_state = {k: v.clone() for k, v in agent.state_dict().items()}
     optimizer = make_optimizer(agent, cfg)
     scenario = cfg.task_scenario
     wrap = functools.partial(TaskSwitchEnv, scenario=scenario) if scenario.active else None
@@ -636,29 +724,64 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
     intervention = build_intervention(cfg)
     intervention.bind(networks)  # the agent holds its initial weights here (a resume restores the bound state below)
     intervention_rng = torch.Generator().manual_seed(cfg.seed + 1)  # fresh weights drawn by an intervention
-    monitor = SwitchMonitor(scenario, cfg.batch_size, cfg.num_updates * cfg.batch_size, cfg.probe_thresholds) if scenario.active else None
+    monitor = (
+        SwitchMonitor(scenario, cfg.batch_size, cfg.num_updates * cfg.batch_size, cfg.probe_thresholds)
+        if scenario.active
+        else None
+    )
     needs_recorder = cfg.probe_interval > 0 or monitor is not None or intervention.needs_probe
     recorder = PlasticityRecorder(agent, cfg, initial_state, intervention) if needs_recorder else None
 
-    offsets: dict[str, Optional[int]] = {"metrics": 0, "plasticity": 0, "episodes": 0, "switches": 0, "interventions": 0}
-    if checkpoint is not None:
-        _restore(checkpoint, agent, optimizer, sampler, envs, state, recorder)
-        offsets = checkpoint["log_offsets"]
-        intervention.load_state_dict(checkpoint["intervention"])
-        intervention_rng.set_state(checkpoint["intervention_rng"])
-        if monitor is not None:
-            monitor.load_state_dict(checkpoint["switch_monitor"])
-    delete_masks_after(run_dir, state.update)
-    logs = RunLogs(run_dir, cfg, offsets, state, scenario_logs=monitor is not None)
+    logs = RunLogs(run_dir, cfg, scenario_logs=monitor is not None)
 
-    collector = RolloutCollector(agent, envs, RolloutSettings(cfg.num_steps, cfg.gamma, cfg.bootstrap_truncation,
-                                                              cfg.reward_norm_reset))  # fmt: skip
-    learner = PPOUpdate(agent, optimizer, UpdateSettings(cfg.update_epochs, cfg.num_minibatches, cfg.norm_adv,
-                        cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef, cfg.max_grad_norm, cfg.target_kl),
-                        intervention if cfg.intervention != "none" else None, networks)  # fmt: skip
+    # ----- everything a checkpoint holds: saved and restored as one registry -----
+    parts = RunState()
+    parts.register("agent", agent)
+    parts.register("initial_agent", TensorsState(initial_state))
+    parts.register("optimizer", optimizer)
+    parts.register("rng", GlobalRandomState(sampler))
+    parts.register("envs", VectorEnvState(envs))
+    parts.register("loop", state)
+    parts.register("log_offsets", logs)
+    parts.register("intervention", intervention)
+    parts.register("intervention_rng", GeneratorState(intervention_rng))
+    if recorder is not None:
+        parts.register("previous_masks", recorder)
+    if monitor is not None:
+        parts.register("switch_monitor", monitor)
+    if checkpoint is not None:
+        parts.load_state_dict(checkpoint)
+    delete_masks_after(run_dir, state.update)
+    logs.open(state)
+
+    collector = RolloutCollector(
+        agent, envs, RolloutSettings(cfg.num_steps, cfg.gamma, cfg.bootstrap_truncation, cfg.reward_norm_reset)
+    )
+    learner = PPOUpdate(
+        agent,
+        optimizer,
+        UpdateSettings(
+            cfg.update_epochs,
+            cfg.num_minibatches,
+            cfg.norm_adv,
+            cfg.clip_coef,
+            cfg.clip_vloss,
+            cfg.ent_coef,
+            cfg.vf_coef,
+            cfg.max_grad_norm,
+            cfg.target_kl,
+        ),
+        intervention if cfg.intervention.name != "none" else None,
+        networks,
+    )
     buf = Rollout.empty(cfg.num_steps, N, obs_dim, act_dim)
-    bar = tqdm(total=cfg.num_updates * cfg.batch_size, initial=state.global_step, unit="step",
-               disable=not cfg.progress_bar, dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=cfg.num_updates * cfg.batch_size,
+        initial=state.global_step,
+        unit="step",
+        disable=not cfg.progress_bar,
+        dynamic_ncols=True,
+    )
     start_time, start_step, updates_here = time.perf_counter(), state.global_step, 0
     try:
         while state.update < cfg.num_updates:
@@ -666,15 +789,20 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
                 break
             state.update += 1
             updates_here += 1
-            lr = cfg.learning_rate * (1.0 - (state.update - 1.0) / cfg.num_updates) if cfg.anneal_lr else cfg.learning_rate
+            lr = (
+                cfg.learning_rate * (1.0 - (state.update - 1.0) / cfg.num_updates)
+                if cfg.anneal_lr
+                else cfg.learning_rate
+            )
             optimizer.param_groups[0]["lr"] = lr
             if scenario.active:
                 _apply_task(scenario, cfg, agent, envs, state)
 
             # ----- rollout and advantages -----
             episodes = collector.collect(state, buf, sampler)
-            advantages, returns = compute_gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones,
-                                              cfg.gamma, cfg.gae_lambda)  # fmt: skip
+            advantages, returns = compute_gae(
+                buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones, cfg.gamma, cfg.gae_lambda
+            )
             batch = buf.flat(advantages, returns)
 
             # ----- plasticity: probe (regular, around a switch, for an intervention), then the intervention acts -----
@@ -685,25 +813,27 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
             if regular or at_switch or (acting and intervention.needs_probe):
                 t0 = time.perf_counter()
                 results = recorder.measure({k: torch.from_numpy(v) for k, v in batch.items()})
-                logs.plasticity(state, *recorder.rows_and_masks(results, state.update, state.global_step))
+                logs.plasticity(state, *recorder.record(results, state.update, state.global_step))
                 probed, probe_time = True, time.perf_counter() - t0
                 if at_switch:
-                    logs.extra["switches"].write(monitor.observe(state.update, results))
+                    logs.write("switches", monitor.observe(state.update, results))
             if acting:  # after the probe, before the update's first optimiser step
                 done = intervention.on_schedule(networks, optimizer, results, intervention_rng)
-                logs.extra["interventions"].write(_intervention_rows(state, intervention, done))
+                logs.write("interventions", _intervention_rows(state, intervention, done))
 
             # ----- PPO update -----
             stats = learner.run(batch, sampler)
-            if cfg.intervention != "none":
-                logs.extra["interventions"].write(_intervention_rows(state, intervention, intervention.update_log()))
+            if cfg.intervention.name != "none":
+                logs.write("interventions", _intervention_rows(state, intervention, intervention.update_log()))
 
             # ----- logging and checkpoint -----
             for ep in episodes:
                 state.recent_returns.append(ep["episodic_return"])
             elapsed = time.perf_counter() - start_time
             row = {
-                "update": state.update, "global_step": state.global_step, "learning_rate": lr,
+                "update": state.update,
+                "global_step": state.global_step,
+                "learning_rate": lr,
                 "episodic_return": float(np.mean([e["episodic_return"] for e in episodes])) if episodes else math.nan,
                 "episodic_length": float(np.mean([e["episodic_length"] for e in episodes])) if episodes else math.nan,
                 "episodes": len(episodes),
@@ -712,18 +842,23 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
                 "explained_variance": explained_variance(batch["values"], batch["returns"]),
                 "log_std_mean": float(agent.actor_logstd.detach().mean()),
                 "probed": int(probed),
-                "sps": (state.global_step - start_step) / elapsed, "time_s": elapsed, "probe_time_s": probe_time,
-            }  # fmt: skip
+                "sps": (state.global_step - start_step) / elapsed,
+                "time_s": elapsed,
+                "probe_time_s": probe_time,
+            }
             logs.update(state, row, episodes)
             bar.update(cfg.batch_size)
             bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['return_recent']:.0f}")
 
             if state.update % cfg.checkpoint_interval == 0 or state.update == cfg.num_updates:
-                payload = _checkpoint_payload(cfg, agent, initial_state, optimizer, sampler, envs, state, recorder,
-                                              logs.sync())  # fmt: skip
-                payload.update(intervention=intervention.state_dict(), intervention_rng=intervention_rng.get_state(),
-                               switch_monitor=None if monitor is None else monitor.state_dict())  # fmt: skip
-                save_rotating(run_dir, state.update, payload, cfg.keep_checkpoints)
+                meta = {
+                    "format": CHECKPOINT_FORMAT,
+                    "config": cfg.to_dict(),
+                    "update": state.update,
+                    "global_step": state.global_step,
+                    "finished": state.update >= cfg.num_updates,
+                }
+                save_rotating(run_dir, state.update, {**meta, **parts.state_dict()}, cfg.keep_checkpoints)
     finally:
         bar.close()
         logs.close()
@@ -735,30 +870,46 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
 
 class RunLogs:
     """The run's tables (``metrics.csv``, ``plasticity.csv``, ``episodes.csv``, and ``switches.csv`` /
-    ``interventions.csv`` when the run has a scenario / an intervention), its mask files and TensorBoard events,
-    each opened at the length its checkpoint recorded (``offsets``)."""
+    ``interventions.csv`` when the run has a scenario / an intervention), its mask files and TensorBoard events.
 
-    def __init__(self, run_dir: Path, cfg: PPOConfig, offsets: Mapping[str, Optional[int]], state: LoopState,
-                 scenario_logs: bool):  # fmt: skip
-        self.run_dir = run_dir
-        self.metrics = CsvLog(run_dir / "metrics.csv", METRIC_COLUMNS, truncate_to=offsets["metrics"])
-        self.plasticity_log = CsvLog(run_dir / "plasticity.csv", PLASTICITY_COLUMNS, truncate_to=offsets["plasticity"])
-        self.episodes = CsvLog(run_dir / "episodes.csv", EPISODE_COLUMNS, truncate_to=offsets["episodes"])
-        self.extra: dict[str, CsvLog] = {}
+    A checkpoint part: its state is each table's byte length (flushed to disk first), and a resume opens each table
+    cut back to the length its checkpoint recorded, dropping rows of updates the run will redo."""
+
+    def __init__(self, run_dir: Path, cfg: PPOConfig, scenario_logs: bool):
+        self.run_dir, self.cfg = run_dir, cfg
+        self.tables = {"metrics": METRIC_COLUMNS, "plasticity": PLASTICITY_COLUMNS, "episodes": EPISODE_COLUMNS}
         if scenario_logs:
-            self.extra["switches"] = CsvLog(run_dir / "switches.csv", SWITCH_COLUMNS, truncate_to=offsets.get("switches"))
-        if cfg.intervention != "none":
-            self.extra["interventions"] = CsvLog(run_dir / "interventions.csv", INTERVENTION_COLUMNS,
-                                                 truncate_to=offsets.get("interventions"))  # fmt: skip
+            self.tables["switches"] = SWITCH_COLUMNS
+        if cfg.intervention.name != "none":
+            self.tables["interventions"] = INTERVENTION_COLUMNS
+        self._offsets: dict[str, int] = {name: 0 for name in self.tables}
+        self.logs: dict[str, CsvLog] = {}
         self.writer = None
-        if cfg.tensorboard:
+
+    def load_state_dict(self, offsets: Mapping[str, int]) -> None:
+        missing = sorted(set(self.tables) - set(offsets))
+        if missing:
+            raise ValueError(f"the checkpoint records no length for table(s) {missing}")
+        self._offsets = {name: int(offsets[name]) for name in self.tables}
+
+    def open(self, state: LoopState) -> None:
+        """Open every table at its recorded length (0 for a fresh run) and the TensorBoard writer."""
+        self.logs = {
+            name: CsvLog(self.run_dir / f"{name}.csv", columns, truncate_to=self._offsets[name])
+            for name, columns in self.tables.items()
+        }
+        if self.cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events a killed run logged after its last checkpoint.
-            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.global_step + 1 if state.update else None)
+            purge = state.global_step + 1 if state.update else None
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
+
+    def write(self, table: str, rows: list[dict[str, Any]]) -> None:
+        self.logs[table].write(rows)
 
     def plasticity(self, state: LoopState, rows: list[dict[str, Any]], masks: dict[str, torch.Tensor]) -> None:
-        self.plasticity_log.write(rows)
+        self.logs["plasticity"].write(rows)
         save_masks(self.run_dir, state.update, masks)
         if self.writer is not None:
             for row in rows:
@@ -767,23 +918,21 @@ class RunLogs:
                     self.writer.add_scalar(tag, row["value"], state.global_step)
 
     def update(self, state: LoopState, row: dict[str, Any], episodes: list[dict[str, Any]]) -> None:
-        self.metrics.write([row])
-        self.episodes.write([{**e, "update": state.update} for e in episodes])
+        self.logs["metrics"].write([row])
+        self.logs["episodes"].write([{**e, "update": state.update} for e in episodes])
         if self.writer is not None:
             for key in METRIC_COLUMNS[2:]:
                 if key != "probed" and not (isinstance(row[key], float) and math.isnan(row[key])):
                     self.writer.add_scalar(f"ppo/{key}", row[key], state.global_step)
 
-    def sync(self) -> dict[str, int]:
-        """Flush everything to disk; return each table's byte length (the offsets a checkpoint records)."""
+    def state_dict(self) -> dict[str, int]:
+        """Flush everything to disk; return each table's byte length (what a checkpoint records)."""
         if self.writer is not None:
             self.writer.flush()
-        offsets = {"metrics": self.metrics.sync(), "plasticity": self.plasticity_log.sync(), "episodes": self.episodes.sync()}
-        offsets.update({name: log.sync() for name, log in self.extra.items()})
-        return offsets
+        return {name: log.sync() for name, log in self.logs.items()}
 
     def close(self) -> None:
-        for log in (self.metrics, self.plasticity_log, self.episodes, *self.extra.values()):
+        for log in self.logs.values():
             log.close()
         if self.writer is not None:
             self.writer.close()
@@ -807,8 +956,16 @@ def _intervention_rows(state: LoopState, intervention: Intervention, log: Mappin
     rows = []
     for key, value in log.items():
         network, _, quantity = key.rpartition("/")
-        rows.append(dict(update=state.update, global_step=state.global_step, intervention=intervention.name,
-                         network=network or "all", quantity=quantity, value=float(value)))  # fmt: skip
+        rows.append(
+            dict(
+                update=state.update,
+                global_step=state.global_step,
+                intervention=intervention.name,
+                network=network or "all",
+                quantity=quantity,
+                value=float(value),
+            )
+        )
     return rows
 
 
@@ -816,8 +973,15 @@ def _write_recovery(run_dir: Path, cfg: PPOConfig) -> None:
     """``recovery.csv`` of a finished run with a scenario, from its ``episodes.csv`` (see ``recovery_rows``)."""
     with open(run_dir / "episodes.csv", newline="") as f:
         episodes = list(csv.DictReader(f))
-    rows = recovery_rows(episodes, cfg.task_scenario, cfg.num_updates * cfg.batch_size, cfg.batch_size, cfg.num_envs,
-                         cfg.return_window, cfg.recovery_fraction)  # fmt: skip
+    rows = recovery_rows(
+        episodes,
+        cfg.task_scenario,
+        cfg.num_updates * cfg.batch_size,
+        cfg.batch_size,
+        cfg.num_envs,
+        cfg.return_window,
+        cfg.recovery_fraction,
+    )
     tmp = run_dir / "recovery.csv.tmp"
     log = CsvLog(tmp, RECOVERY_COLUMNS, truncate_to=0)
     log.write(rows)
@@ -865,7 +1029,9 @@ def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
             if found is not None and found[1]["finished"]:
                 print(f"{run_dir}: run already finished; nothing to do (pass --overwrite to train again)")
                 return "finished"
-            raise ValueError(f"{run_dir} holds an unfinished run: pass --resume to continue it or --overwrite to restart")
+            raise ValueError(
+                f"{run_dir} holds an unfinished run: pass --resume to continue it or --overwrite to restart"
+            )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(f"{run_dir} exists, is not empty and holds no run config; choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -874,6 +1040,10 @@ def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
 
 
 def _refuse_config_change(saved: dict[str, Any], cfg: PPOConfig, run_dir: Path) -> None:
+    try:
+        saved = PPOConfig.from_dict(saved).to_dict()  # an earlier version's layout compares by meaning
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{run_dir}/config.json cannot be read as a PPO config: {err}") from err
     diff = config_diff(saved, cfg.to_dict(), ignore=RUNTIME_FIELDS)
     if diff:
         raise ValueError(
@@ -890,64 +1060,9 @@ def _clear_outputs(run_dir: Path) -> None:
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-#: Version of the checkpoint payload. 2: FlatAdam optimiser state, numpy loop state (1 was torch.optim.Adam's).
-CHECKPOINT_FORMAT = 2
-
-
-def _checkpoint_payload(
-    cfg: PPOConfig, agent: Agent, initial_state: dict, optimizer: FlatAdam, sampler: torch.Generator,
-    envs: Any, state: LoopState, recorder: Optional[PlasticityRecorder], offsets: dict[str, int],
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "config": cfg.to_dict(),
-        "update": state.update,
-        "global_step": state.global_step,
-        "finished": state.update >= cfg.num_updates,
-        "agent": agent.state_dict(),
-        "initial_agent": initial_state,
-        "optimizer": optimizer.state_dict(),
-        "rng": {
-            "sampler": sampler.get_state(),
-            "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-        },
-        "envs": get_env_states(envs),
-        "loop": {
-            "next_obs": state.next_obs,
-            "discounted_return": state.discounted_return.copy(),
-            "episode_return": state.episode_return.copy(),
-            "episode_length": state.episode_length.copy(),
-            "recent_returns": list(state.recent_returns),
-        },
-        "previous_masks": None if recorder is None else recorder.previous_masks,
-        "log_offsets": offsets,
-    }
-
-
-def _restore(
-    checkpoint: dict[str, Any], agent: Agent, optimizer: FlatAdam, sampler: torch.Generator,
-    envs: Any, state: LoopState, recorder: Optional[PlasticityRecorder],
-) -> None:  # fmt: skip
-    agent.load_state_dict(checkpoint["agent"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    rng = checkpoint["rng"]
-    sampler.set_state(rng["sampler"])
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    set_env_states(envs, checkpoint["envs"])
-    loop = checkpoint["loop"]
-    state.next_obs = loop["next_obs"]
-    state.discounted_return = np.array(loop["discounted_return"])
-    state.episode_return = np.array(loop["episode_return"])
-    state.episode_length = np.array(loop["episode_length"])
-    state.recent_returns.clear()
-    state.recent_returns.extend(loop["recent_returns"])
-    state.update, state.global_step = checkpoint["update"], checkpoint["global_step"]
-    if recorder is not None and checkpoint["previous_masks"] is not None:
-        recorder.previous_masks = checkpoint["previous_masks"]
+#: Version of the checkpoint payload. 3: one entry per registered part (``RunState``), the loop state with its update
+#: and step; 2: FlatAdam optimiser state, numpy loop state; 1: torch.optim.Adam's.
+CHECKPOINT_FORMAT = 3
 
 
 def load_agent(run_dir: str | Path) -> tuple[Agent, PPOConfig]:
@@ -955,16 +1070,13 @@ def load_agent(run_dir: str | Path) -> tuple[Agent, PPOConfig]:
     found = load_latest_checkpoint(run_dir)
     if found is None:
         raise ValueError(f"{run_dir} has no checkpoint")
-    checkpoint = found[1]
-    cfg = PPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()})
-    obs_dim, act_dim = check_env(cfg.env_id, cfg.max_episode_steps)
-    agent = Agent(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.init_log_std, cfg.norm_obs,
-                  cfg.norm_reward, cfg.obs_clip, cfg.reward_clip, cfg.norm_epsilon)  # fmt: skip
-    agent.load_state_dict(checkpoint["agent"])
-    return agent.eval(), cfg
+    agent, config = Agent.from_checkpoint(found[1], found[0])
+    return agent, PPOConfig.from_dict(config)
 
 
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, max_episode_steps: Optional[int] = None) -> list[float]:
+def evaluate(
+    agent: Agent, env_id: str, episodes: int, seed: int, max_episode_steps: Optional[int] = None
+) -> list[float]:
     """Returns of ``episodes`` episodes of the deterministic policy (mean action), observations normalised with the
     agent's frozen statistics."""
     from ocp.envs import make_env

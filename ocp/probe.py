@@ -44,10 +44,31 @@ PROBED_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv
 
 #: Element-wise activation modules the probe recognises by type.
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Tanhshrink,
-    nn.Softshrink, nn.Hardshrink, nn.Threshold, nn.LogSigmoid,
-)  # fmt: skip
+    nn.Identity,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ReLU6,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Tanhshrink,
+    nn.Softshrink,
+    nn.Hardshrink,
+    nn.Threshold,
+    nn.LogSigmoid,
+)
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.0, 0.025, 0.1)
 
@@ -151,8 +172,14 @@ class ProbeResult:
                 **r.weight_stats,
             }
             for tau in self.thresholds:
-                out.append({**base, "tau": tau, "dormant_ratio": r.dormant_ratio(tau),
-                            "zero_gradient_ratio": r.zero_gradient_ratio(tau)})  # fmt: skip
+                out.append(
+                    {
+                        **base,
+                        "tau": tau,
+                        "dormant_ratio": r.dormant_ratio(tau),
+                        "zero_gradient_ratio": r.zero_gradient_ratio(tau),
+                    }
+                )
         return out
 
     def format(self) -> str:
@@ -259,7 +286,9 @@ class PlasticityProbe:
         }
 
     # ----------------------------------------------------------------------------------------------------------
-    def measure(self, inputs: Union[Tensor, Sequence[Tensor]], objective: Objective, train_mode: bool = False) -> ProbeResult:
+    def measure(
+        self, inputs: Union[Tensor, Sequence[Tensor]], objective: Objective, train_mode: bool = False
+    ) -> ProbeResult:
         """One forward and one backward pass over ``inputs``; see the module docstring for ``objective``.
 
         ``train_mode=False`` (default) runs the model in eval mode, so dropout and batch-norm statistics neither
@@ -352,10 +381,20 @@ class PlasticityProbe:
             kind = "output" if _contains(outputs, h) and not consumed else "hidden"
             if not torch.is_floating_point(h) or h.dim() < 2 or h.shape[1] != _width(module):
                 raise ValueError(
-                    f"layer {name!r}: the measured output has shape {tuple(h.shape)}, expected (N, {_width(module)}, ...)"
+                    f"layer {name!r}: the measured output has shape {tuple(h.shape)}, "
+                    f"expected (N, {_width(module)}, ...)"
                 )
-            plan.append(dict(name=name, module=module, x=x, y=y, h=h, kind=kind,
-                             activation="none" if act_module is None else type(act_module).__name__))  # fmt: skip
+            plan.append(
+                dict(
+                    name=name,
+                    module=module,
+                    x=x,
+                    y=y,
+                    h=h,
+                    kind=kind,
+                    activation="none" if act_module is None else type(act_module).__name__,
+                )
+            )
         return plan
 
     def _post_activation(
@@ -429,7 +468,9 @@ class PlasticityProbe:
         if not math.isfinite(value.item()):
             raise ValueError(f"the objective is not finite: {value.item()}")
 
-    def _layer_report(self, p: dict[str, Any], weight_grad: Optional[Tensor], act_grad: Optional[Tensor]) -> LayerReport:
+    def _layer_report(
+        self, p: dict[str, Any], weight_grad: Optional[Tensor], act_grad: Optional[Tensor]
+    ) -> LayerReport:
         name, module, h = p["name"], p["module"], p["h"].detach()
         if weight_grad is None:  # the objective does not reach this layer: its gradient is exactly zero
             weight_grad = torch.zeros_like(module.weight)

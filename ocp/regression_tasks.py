@@ -86,7 +86,9 @@ def eq1_noise_free(x: np.ndarray, permutation: Optional[Sequence[int]] = None) -
     return total
 
 
-def sample_eq1_inputs(n: int, rng: np.random.Generator, distribution: XDistribution = "normal", scale: float = 1.0) -> np.ndarray:
+def sample_eq1_inputs(
+    n: int, rng: np.random.Generator, distribution: XDistribution = "normal", scale: float = 1.0
+) -> np.ndarray:
     """``n`` rows of X: i.i.d. N(0, scale²) (``normal``) or U[−scale, scale] (``uniform``) per coordinate."""
     if n < 1:
         raise ValueError(f"need at least one sample, got n={n}")
@@ -141,18 +143,27 @@ def input_expectation(g: Callable[[np.ndarray], np.ndarray], distribution: XDist
     if not scale > 0:
         raise ValueError(f"x_scale must be > 0, got {scale}")
     if distribution == "normal":
-        density, low, high = (lambda v: math.exp(-0.5 * (v / scale) ** 2) / (scale * math.sqrt(2 * math.pi))), -math.inf, math.inf
+        density, low, high = (
+            (lambda v: math.exp(-0.5 * (v / scale) ** 2) / (scale * math.sqrt(2 * math.pi))),
+            -math.inf,
+            math.inf,
+        )
     elif distribution == "uniform":
         density, low, high = (lambda v: 0.5 / scale), -scale, scale
     else:
         raise ValueError(f"x_distribution must be 'normal' or 'uniform', got {distribution!r}")
+
     def weighted(v: float) -> float:
         return float(g(np.float64(v))) * density(v)
 
-    return sum(integrate.quad(weighted, a, b, epsabs=1e-13, epsrel=1e-12, limit=200)[0] for a, b in ((low, 0.0), (0.0, high)))
+    return sum(
+        integrate.quad(weighted, a, b, epsabs=1e-13, epsrel=1e-12, limit=200)[0] for a, b in ((low, 0.0), (0.0, high))
+    )
 
 
-def eq1_linear_floor(distribution: XDistribution = "normal", scale: float = 1.0, noise_std: float = 0.1) -> tuple[float, float]:
+def eq1_linear_floor(
+    distribution: XDistribution = "normal", scale: float = 1.0, noise_std: float = 0.1
+) -> tuple[float, float]:
     """(var(y), the test MSE of the best affine predictor of y) for Eq. 1 with i.i.d. inputs and noise σ: what an
     identity-activation (No-Act) network, an affine map, can reach at best with unlimited data.
 
@@ -255,10 +266,12 @@ def rollout_returns(agent: Agent, spec: ReturnTaskSpec, episodes: int, seed: int
                 run, ctrl = _reward_terms(info)
                 rewards.append(spec.reward_run_weight * run + spec.reward_ctrl_weight * ctrl)
                 if terminated:
-                    raise ValueError(f"{spec.env_id} terminated an episode; the return task needs non-terminating tasks")
+                    raise ValueError(
+                        f"{spec.env_id} terminated an episode; the return task needs non-terminating tasks"
+                    )
             returns = truncated_discounted_returns(np.array(rewards), spec.gamma, spec.horizon)
-            observations.append(np.array(states[:span:spec.state_stride]))
-            targets.append(returns[:span:spec.state_stride])
+            observations.append(np.array(states[: span : spec.state_stride]))
+            targets.append(returns[: span : spec.state_stride])
     finally:
         env.close()
     return np.concatenate(observations), np.concatenate(targets)

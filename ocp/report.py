@@ -48,8 +48,16 @@ from ocp.statistics import (
 from ocp.tables import Results, to_float
 from ocp.transfer_statistics import c2_verdict
 
-__all__ = ["Criteria", "Claim", "evaluate_claims", "write_report", "SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE",
-           "NOT_TESTABLE"]  # fmt: skip
+__all__ = [
+    "Criteria",
+    "Claim",
+    "evaluate_claims",
+    "write_report",
+    "SUPPORTED",
+    "NOT_SUPPORTED",
+    "INCONCLUSIVE",
+    "NOT_TESTABLE",
+]
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,8 @@ class Criteria:
     tau: float = 0.025
     """Threshold of the dormant and zero-gradient sets the verdicts use (as in the figures)."""
     other_taus: tuple[float, ...] = (0.0, 0.1)
-    """Thresholds shown beside ``tau`` in the C3–C5 rows (τ = 0 is Definition 1's exact zero); no verdict rests on them."""
+    """Thresholds shown beside ``tau`` in the C3–C5 rows (τ = 0 is Definition 1's exact zero); no verdict rests on
+    them."""
     late_fraction: float = 0.25
     """"Late in training" = the last quarter of a run's measurements."""
     learned_gain: float = 500.0
@@ -175,8 +184,10 @@ def directional_tests(diffs: dict[str, Sequence[float]], c: Criteria) -> dict[st
         elif n == 0:
             untestable[name] = f"all {d.size} paired differences are exactly 0"
         elif m * 2.0**-n > c.alpha:
-            untestable[name] = (f"{n} paired run{'s' if n > 1 else ''} with a non-zero difference: the exact test's smallest p is "
-                                f"2^-{n} = {2.0**-n:.3g}" + (f", Holm over {m} tests needs ≤ {c.alpha / m:.3g}" if m > 1 else ""))  # fmt: skip
+            untestable[name] = (
+                f"{n} paired run{'s' if n > 1 else ''} with a non-zero difference: the exact test's smallest p is "
+                f"2^-{n} = {2.0**-n:.3g}" + (f", Holm over {m} tests needs ≤ {c.alpha / m:.3g}" if m > 1 else "")
+            )
         # An untestable sub-test still counts in Holm's family (as p = 1), so every row is corrected over m tests.
         testable = name not in untestable
         p_for.append(sign_flip_test(d, "greater") if testable else 1.0)
@@ -238,7 +249,9 @@ def steps_to_reach(series: dict[float, float], level: float) -> tuple[float, boo
 
 
 def claim_c1(res: Results, c: Criteria) -> Claim:
-    statement = "ReLU PPO converges faster than No-Act PPO and matches its final return, with more dormant neurons (Fig. 1)"
+    statement = (
+        "ReLU PPO converges faster than No-Act PPO and matches its final return, with more dormant neurons (Fig. 1)"
+    )
     unit = "PPO run (seed), paired by seed; per run: steps to the speed level, late return, late dormant fraction"
     returns = {arm: res.metric_series(arm, "return_recent") for arm in ("relu", "no-act")}
     if not all(returns.values()):
@@ -252,9 +265,22 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
     reach = {arm: {k: steps_to_reach(s, level) for k, s in returns[arm].items()} for arm in returns}
     steps = {arm: {k: v[0] for k, v in reach[arm].items()} for arm in reach}
     never = {arm: sum(not ok for _, ok in reach[arm].values()) for arm in reach}
-    dorm = {arm: {r.seed: float(np.mean([_late(res.plasticity_series(arm, net, "network", "dormant_ratio", c.tau)[r.seed],
-                                               c.late_fraction) for net in ("actor", "critic")]))
-                  for r in res.runs_of(arm)} for arm in ("relu", "no-act")}  # fmt: skip
+    dorm = {
+        arm: {
+            r.seed: float(
+                np.mean(
+                    [
+                        _late(
+                            res.plasticity_series(arm, net, "network", "dormant_ratio", c.tau)[r.seed], c.late_fraction
+                        )
+                        for net in ("actor", "critic")
+                    ]
+                )
+            )
+            for r in res.runs_of(arm)
+        }
+        for arm in ("relu", "no-act")
+    }
 
     parts = [
         f"speed level {_fmt(level)} (start {_fmt(start)} + {c.speed_fraction:g} × (final {_fmt(final)} − start)); "
@@ -266,28 +292,45 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
     ]
     if not any(g >= c.learned_gain for g in gain.values()):  # NaN gains count as not learned
         parts.append(f"learning gain (late − first return): ReLU {_fmt(gain['relu'])}, No-Act {_fmt(gain['no-act'])}")
-        return Claim("C1", statement, unit, "; ".join(parts),
-                     f"{NOT_TESTABLE} (neither arm learned: gain below {c.learned_gain:g})")  # fmt: skip
+        return Claim(
+            "C1",
+            statement,
+            unit,
+            "; ".join(parts),
+            f"{NOT_TESTABLE} (neither arm learned: gain below {c.learned_gain:g})",
+        )
     slower, faster = _paired(steps["no-act"], steps["relu"])
     more, fewer = _paired(dorm["relu"], dorm["no-act"])
-    tests = directional_tests({"faster (No-Act − ReLU steps)": paired_differences(slower, faster),
-                               "more dormant (ReLU − No-Act)": paired_differences(more, fewer)}, c)  # fmt: skip
+    tests = directional_tests(
+        {
+            "faster (No-Act − ReLU steps)": paired_differences(slower, faster),
+            "more dormant (ReLU − No-Act)": paired_differences(more, fewer),
+        },
+        c,
+    )
     relu_late, noact_late = _paired(late["relu"], late["no-act"])
     margin = c.final_equivalence_margin * abs(gain["no-act"])
     equivalent, m, lo, hi = level_test(paired_differences(relu_late, noact_late), -margin, margin, c)
     parts += [_directional_text(name, r) for name, r in tests.items()]
-    parts.append(f"matching final return: ReLU − No-Act late return {_interval(m, lo, hi, c)} within ±{_fmt(margin)} "
-                 f"({c.final_equivalence_margin:.0%} of No-Act's gain {_fmt(gain['no-act'])}) → {equivalent}")
+    parts.append(
+        f"matching final return: ReLU − No-Act late return {_interval(m, lo, hi, c)} within ±{_fmt(margin)} "
+        f"({c.final_equivalence_margin:.0%} of No-Act's gain {_fmt(gain['no-act'])}) → {equivalent}"
+    )
     verdict = _combine([r[0] for r in tests.values()] + [equivalent])
     return Claim("C1", statement, unit, "; ".join(parts), verdict)
 
 
 def claim_c2(res: Results, c: Criteria) -> Claim:
-    measured, verdict = c2_verdict(res.transfer_table("summary.csv"), res.transfer_table("linear_floor.csv"),
-                                   c.alpha, c.equivalence_margin)  # fmt: skip
-    return Claim("C2", "A dormant value network learns a dissimilar task (Eq. 1) as well as a random init (Fig. 3/5)",
-                 "PPO run (the critic of one seed); per run: mean paired difference over its regression seeds",
-                 measured, verdict)  # fmt: skip
+    measured, verdict = c2_verdict(
+        res.transfer_table("summary.csv"), res.transfer_table("linear_floor.csv"), c.alpha, c.equivalence_margin
+    )
+    return Claim(
+        "C2",
+        "A dormant value network learns a dissimilar task (Eq. 1) as well as a random init (Fig. 3/5)",
+        "PPO run (the critic of one seed); per run: mean paired difference over its regression seeds",
+        measured,
+        verdict,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -309,12 +352,15 @@ def _mask_sequences(res: Results, arm: str, kind: str, tau: float) -> dict[tuple
         for net in ("actor", "critic"):
             for layer in res.layers(net):
                 key = mask_key(net, layer, kind, tau)
-                out[(r.seed, net, layer)] = [measurements[u][key] for u in sorted(measurements) if key in measurements[u]]
+                out[(r.seed, net, layer)] = [
+                    measurements[u][key] for u in sorted(measurements) if key in measurements[u]
+                ]
     return out
 
 
-def jaccard_per_run(dormant: dict[tuple[int, str, str], list[np.ndarray]],
-                    zero: dict[tuple[int, str, str], list[np.ndarray]]) -> tuple[dict[int, float], dict[int, float], dict[str, int]]:  # fmt: skip
+def jaccard_per_run(
+    dormant: dict[tuple[int, str, str], list[np.ndarray]], zero: dict[tuple[int, str, str], list[np.ndarray]]
+) -> tuple[dict[int, float], dict[int, float], dict[str, int]]:
     """Per seed, the mean Jaccard index |D∩Z|/|D∪Z| over its (hidden layer, measurement) cases where D∪Z is not
     empty (NaN when there is none), the same mean with both-empty cases counted as full agreement (1), and the
     number of non-empty cases per ``network/layer``."""
@@ -339,24 +385,36 @@ def claim_c3(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     unit = "PPO run (seed); per run: mean Jaccard over its hidden layers and measurements where D∪Z is not empty"
     if missing := _runs_without_masks(res, arm):
         return Claim("C3", statement, unit, "the sets come from the stored masks", missing)
+
     def at(tau: float):
-        return jaccard_per_run(_mask_sequences(res, arm, "dormant", tau), _mask_sequences(res, arm, "zero_gradient", tau))
+        return jaccard_per_run(
+            _mask_sequences(res, arm, "dormant", tau), _mask_sequences(res, arm, "zero_gradient", tau)
+        )
 
     per_run, with_empty, where = at(c.tau)
     cases = ", ".join(f"{k} {v}" for k, v in sorted(where.items())) or "none"
-    measured = (f"{arm} networks, τ={c.tau:g}: per-run mean Jaccard |D∩Z|/|D∪Z| {_agg(list(per_run.values()))}; "
-                f"non-empty cases by layer: {cases}; cases with D and Z both empty are left out (counted as agreement "
-                f"the per-run means would be {_agg(list(with_empty.values()))})"
-                + _other_taus(c, lambda tau: list(at(tau)[0].values())))  # fmt: skip
+    measured = (
+        f"{arm} networks, τ={c.tau:g}: per-run mean Jaccard |D∩Z|/|D∪Z| {_agg(list(per_run.values()))}; "
+        f"non-empty cases by layer: {cases}; cases with D and Z both empty are left out (counted as agreement "
+        f"the per-run means would be {_agg(list(with_empty.values()))})"
+        + _other_taus(c, lambda tau: list(at(tau)[0].values()))
+    )
     if not where:
-        return Claim("C3", statement, unit, measured,
-                     f"{NOT_TESTABLE} (no dormant or zero-gradient unit at τ={c.tau:g} in any measurement)")
+        return Claim(
+            "C3",
+            statement,
+            unit,
+            measured,
+            f"{NOT_TESTABLE} (no dormant or zero-gradient unit at τ={c.tau:g} in any measurement)",
+        )
     verdict, m, lo, hi = level_test(list(per_run.values()), c.coincidence_jaccard, math.inf, c)
     measured += f"; mean over runs {_interval(m, lo, hi, c)}, criterion ≥ {c.coincidence_jaccard}"
     return Claim("C3", statement, unit, measured, verdict)
 
 
-def set_stability_per_run(zero: dict[tuple[int, str, str], list[np.ndarray]], horizon: int = 1) -> tuple[dict[int, float], dict[int, float], dict[int, int]]:  # fmt: skip
+def set_stability_per_run(
+    zero: dict[tuple[int, str, str], list[np.ndarray]], horizon: int = 1
+) -> tuple[dict[int, float], dict[int, float], dict[int, int]]:
     """Per seed, over its hidden layers and the pairs of measurements ``horizon`` apart:
 
     * persistence |Z_t ∩ Z_t+h| / |Z_t| averaged over pairs with Z_t not empty (do trapped units stay trapped?),
@@ -378,8 +436,11 @@ def set_stability_per_run(zero: dict[tuple[int, str, str], list[np.ndarray]], ho
             if not math.isnan(shared := metrics.overlap_coefficient(a, b)):
                 overlap[seed].append(shared)
     mean = lambda v: float(np.mean(v)) if v else math.nan  # noqa: E731
-    return ({s: mean(v) for s, v in persistence.items()}, {s: mean(v) for s, v in overlap.items()},
-            {s: len(v) for s, v in persistence.items()})  # fmt: skip
+    return (
+        {s: mean(v) for s, v in persistence.items()},
+        {s: mean(v) for s, v in overlap.items()},
+        {s: len(v) for s, v in persistence.items()},
+    )
 
 
 def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
@@ -388,11 +449,15 @@ def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     if missing := _runs_without_masks(res, arm):
         return Claim("C4", statement, unit, "the sets come from the stored masks", missing)
     persistence, overlap, pairs = set_stability_per_run(_mask_sequences(res, arm, "zero_gradient", c.tau))
-    measured = (f"{arm} networks, τ={c.tau:g}: persistence |Z_t ∩ Z_t+1|/|Z_t| (the verdict's statistic: it asks "
-                f"whether trapped units leave the set) {_agg(list(persistence.values()))} over "
-                f"{sum(pairs.values())} pairs; Definition 3's overlap |Z_t ∩ Z_t+1|/min(|Z_t|, |Z_t+1|) "
-                f"{_agg(list(overlap.values()))} (1 whenever one set contains the other, so it misses recovery)"
-                + _other_taus(c, lambda tau: list(set_stability_per_run(_mask_sequences(res, arm, "zero_gradient", tau))[0].values())))  # fmt: skip
+    measured = (
+        f"{arm} networks, τ={c.tau:g}: persistence |Z_t ∩ Z_t+1|/|Z_t| (the verdict's statistic: it asks "
+        f"whether trapped units leave the set) {_agg(list(persistence.values()))} over "
+        f"{sum(pairs.values())} pairs; Definition 3's overlap |Z_t ∩ Z_t+1|/min(|Z_t|, |Z_t+1|) "
+        f"{_agg(list(overlap.values()))} (1 whenever one set contains the other, so it misses recovery)"
+        + _other_taus(
+            c, lambda tau: list(set_stability_per_run(_mask_sequences(res, arm, "zero_gradient", tau))[0].values())
+        )
+    )
     if not sum(pairs.values()):
         return Claim("C4", statement, unit, measured, f"{NOT_TESTABLE} (no zero-gradient unit at τ={c.tau:g})")
     verdict, m, lo, hi = level_test(list(persistence.values()), c.persistence, math.inf, c)
@@ -406,12 +471,14 @@ def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
 
 
 def claim_c5(res: Results, c: Criteria, arm: str = "relu") -> Claim:
-    statement = ("The last hidden layer has a higher dormant and zero-gradient fraction than the layer before it "
-                 "(Appendix B)")  # fmt: skip
+    statement = (
+        "The last hidden layer has a higher dormant and zero-gradient fraction than the layer before it (Appendix B)"
+    )
     unit = "PPO run (seed); per run: late fraction of the last minus the first hidden layer, mean of actor and critic"
     nets = [net for net in ("actor", "critic") if len(res.layers(net)) >= 2]
     if not nets:
         return Claim("C5", statement, unit, "no network with two hidden layers", f"{NOT_TESTABLE} (one hidden layer)")
+
     def last_minus_first(metric: str, tau: float) -> tuple[dict[str, dict[int, float]], list[float]]:
         """Per network and seed, and per seed averaged over the networks."""
         per_net = {}
@@ -428,7 +495,10 @@ def claim_c5(res: Results, c: Criteria, arm: str = "relu") -> Claim:
         parts += [f"{net} {name} last − first hidden {_agg(list(v.values()))}" for net, v in per_net.items()]
     tests = directional_tests(diffs, c)
     parts += [_directional_text(name, r) for name, r in tests.items()]
-    parts.append("dormant (last − first), mean of the networks" + _other_taus(c, lambda tau: last_minus_first("dormant_ratio", tau)[1]).removeprefix(";"))
+    parts.append(
+        "dormant (last − first), mean of the networks"
+        + _other_taus(c, lambda tau: last_minus_first("dormant_ratio", tau)[1]).removeprefix(";")
+    )
     measured = f"{arm}, late fractions at τ={c.tau:g}: " + "; ".join(parts)
     return Claim("C5", statement, unit, measured, _combine([r[0] for r in tests.values()]))
 
@@ -443,8 +513,11 @@ def _after_switch_zero_gradient(view: Results, arm: str, tau: float) -> dict[int
     switch, averaged over the switches (``switches.csv``)."""
     out = {}
     for run in view.runs_of(arm):
-        values = [to_float(r["after_ratio"]) for r in view.table(run, "switches.csv")
-                  if r["layer"] == "network" and r["kind"] == "zero_gradient" and float(r["threshold"]) == tau]  # fmt: skip
+        values = [
+            to_float(r["after_ratio"])
+            for r in view.table(run, "switches.csv")
+            if r["layer"] == "network" and r["kind"] == "zero_gradient" and float(r["threshold"]) == tau
+        ]
         out[run.seed] = float(np.mean(values)) if values else math.nan
     return out
 
@@ -457,12 +530,16 @@ def _window(series: dict[float, float], low: float, high: float) -> float:
 def _recovery(view: Results, arm: str) -> str:
     rows = [r for run in view.runs_of(arm) for r in view.table(run, "recovery.csv")]
     done = [to_float(r["recovery_updates"]) for r in rows if r["recovered"] == "1"]
-    return f"{len(done)}/{len(rows)} switches recovered" + (f", median {_fmt(float(np.median(done)))} updates" if done else "")
+    return f"{len(done)}/{len(rows)} switches recovered" + (
+        f", median {_fmt(float(np.median(done)))} updates" if done else ""
+    )
 
 
 def claim_c6(res: Results, c: Criteria) -> Claim:
-    statement = ("Perturbing trapped (zero-gradient) neurons does not hurt and may help; parameter constraints reduce "
-                 "trapped neurons (Sec. 1, 3.1)")  # fmt: skip
+    statement = (
+        "Perturbing trapped (zero-gradient) neurons does not hurt and may help; parameter constraints reduce "
+        "trapped neurons (Sec. 1, 3.1)"
+    )
     unit = "task-switch run (seed), paired by seed with the `none` arm; per run: mean over the post-switch updates"
     view = res.scenario_view()
     if not view.runs or "none" not in view.arms:
@@ -470,28 +547,43 @@ def claim_c6(res: Results, c: Criteria) -> Claim:
     switches = (res.scenario or {}).get("switch_steps") or [math.inf]
     series = {arm: view.metric_series(arm, "return_recent") for arm in view.arms}
     start = {arm: _by_seed(s, _first) for arm, s in series.items()}
-    pre = {arm: _by_seed(s, lambda x: _late({k: v for k, v in x.items() if k <= switches[0]}, c.late_fraction))
-           for arm, s in series.items()}  # fmt: skip
+    pre = {
+        arm: _by_seed(s, lambda x: _late({k: v for k, v in x.items() if k <= switches[0]}, c.late_fraction))
+        for arm, s in series.items()
+    }
     post = {arm: _by_seed(s, lambda x: _window(x, switches[0], math.inf)) for arm, s in series.items()}
     zg = {arm: _after_switch_zero_gradient(view, arm, c.tau) for arm in view.arms}
     gain = [pre["none"][s] - start["none"][s] for s in pre["none"]]
     learned_gain = iqm(gain)
-    parts = [f"scenario {res.scenario['name']} every {res.scenario['period']} steps, {len(switches)} switches; "
-             f"the none arm's gain on task 0 before the first switch (pre-switch − first return) {_agg(gain)}; "
-             f"per arm, post-switch mean return / zero-gradient fraction after a switch (τ={c.tau:g}) / recovery: "
-             + "; ".join(f"{arm}: {_agg(list(post[arm].values()))} / {_agg(list(zg[arm].values()))} / {_recovery(view, arm)}"
-                         for arm in view.arms)]  # fmt: skip
+    parts = [
+        f"scenario {res.scenario['name']} every {res.scenario['period']} steps, {len(switches)} switches; "
+        f"the none arm's gain on task 0 before the first switch (pre-switch − first return) {_agg(gain)}; "
+        f"per arm, post-switch mean return / zero-gradient fraction after a switch (τ={c.tau:g}) / recovery: "
+        + "; ".join(
+            f"{arm}: {_agg(list(post[arm].values()))} / {_agg(list(zg[arm].values()))} / {_recovery(view, arm)}"
+            for arm in view.arms
+        )
+    ]
     if not learned_gain >= c.learned_gain:
-        return Claim("C6", statement, unit, "; ".join(parts),
-                     f"{NOT_TESTABLE} (the agent did not learn task 0 before the first switch: gain "
-                     f"{_fmt(learned_gain)} < {c.learned_gain:g})")  # fmt: skip
+        return Claim(
+            "C6",
+            statement,
+            unit,
+            "; ".join(parts),
+            f"{NOT_TESTABLE} (the agent did not learn task 0 before the first switch: gain "
+            f"{_fmt(learned_gain)} < {c.learned_gain:g})",
+        )
 
     diffs: dict[str, Sequence[float]] = {}
     if c.perturb_arm in view.arms:
-        diffs[f"{c.perturb_arm} helps (post-switch return − none)"] = paired_differences(*_paired(post[c.perturb_arm], post["none"]))
+        diffs[f"{c.perturb_arm} helps (post-switch return − none)"] = paired_differences(
+            *_paired(post[c.perturb_arm], post["none"])
+        )
     present = [arm for arm in c.constraint_arms if arm in view.arms]
     for arm in present:
-        diffs[f"{arm} reduces trapped neurons (none − {arm} zero-gradient fraction)"] = paired_differences(*_paired(zg["none"], zg[arm]))
+        diffs[f"{arm} reduces trapped neurons (none − {arm} zero-gradient fraction)"] = paired_differences(
+            *_paired(zg["none"], zg[arm])
+        )
     tests = directional_tests(diffs, c)
     parts += [_directional_text(name, r) for name, r in tests.items()]
 
@@ -504,8 +596,10 @@ def claim_c6(res: Results, c: Criteria) -> Claim:
         d = paired_differences(*_paired(post[c.perturb_arm], post["none"]))
         noninferior, m, lo, hi = level_test(d, -margin, math.inf, c)
         perturb = NOT_SUPPORTED if helps == NOT_SUPPORTED else noninferior
-        parts.append(f"(a) does not hurt: {c.perturb_arm} − none post-switch return {_interval(m, lo, hi, c)}, "
-                     f"non-inferiority margin −{_fmt(margin)} ({c.noninferiority_margin:.0%} of the task-0 gain) → {perturb}")
+        parts.append(
+            f"(a) does not hurt: {c.perturb_arm} − none post-switch return {_interval(m, lo, hi, c)}, "
+            f"non-inferiority margin −{_fmt(margin)} ({c.noninferiority_margin:.0%} of the task-0 gain) → {perturb}"
+        )
     # (b) constraints reduce trapped neurons: every constraint arm below none
     if not present:
         constrain = f"{NOT_TESTABLE} (no constraint arm run)"
@@ -518,18 +612,28 @@ def claim_c6(res: Results, c: Criteria) -> Claim:
 
 
 def evaluate_claims(res: Results, criteria: Criteria = Criteria()) -> list[Claim]:
-    return [claim_c1(res, criteria), claim_c2(res, criteria), claim_c3(res, criteria), claim_c4(res, criteria),
-            claim_c5(res, criteria), claim_c6(res, criteria)]  # fmt: skip
+    return [
+        claim_c1(res, criteria),
+        claim_c2(res, criteria),
+        claim_c3(res, criteria),
+        claim_c4(res, criteria),
+        claim_c5(res, criteria),
+        claim_c6(res, criteria),
+    ]
 
 
-def write_report(results_root: str | Path, path: str | Path, theory_table: Optional[str] = None,
-                 criteria: Criteria = Criteria()) -> Path:  # fmt: skip
+def write_report(
+    results_root: str | Path, path: str | Path, theory_table: Optional[str] = None, criteria: Criteria = Criteria()
+) -> Path:
     """Write the Markdown claims report of one preset's results."""
     res = Results(results_root)
     claims = evaluate_claims(res, criteria)
     seeds = {arm: sorted(r.seed for r in res.runs_of(arm)) for arm in res.arms}
-    correction = ("Holm's correction over the directional sub-tests of each claim" if criteria.correction == "holm"
-                  else "no multiple-comparison correction")  # fmt: skip
+    correction = (
+        "Holm's correction over the directional sub-tests of each claim"
+        if criteria.correction == "holm"
+        else "no multiple-comparison correction"
+    )
     lines = [
         f"# Claims report — preset `{res.preset}`",
         "",
@@ -552,14 +656,20 @@ def write_report(results_root: str | Path, path: str | Path, theory_table: Optio
         "|---|---|---|---|---|",
     ]
     cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (set notation |A| inside a Markdown table)
-    lines += [f"| {c.id} | {cell(c.statement)} | {cell(c.unit)} | {cell(c.measured)} | **{cell(c.verdict)}** |"
-              for c in claims]  # fmt: skip
+    lines += [
+        f"| {c.id} | {cell(c.statement)} | {cell(c.unit)} | {cell(c.measured)} | **{cell(c.verdict)}** |"
+        for c in claims
+    ]
     if res.preset != "paper":
-        lines += ["", "## What this scale cannot conclude", "",
-                  f"These runs are scaled down ({res.scaled_down}). The paper's claims are about 20M-step training; "
-                  "a verdict here speaks only for the scale run. 'Inconclusive' means the data could have separated "
-                  "the arms (or shown them equivalent) and did not; 'not testable at this scale' means they could not "
-                  "have, for the reason given in the row."]  # fmt: skip
+        lines += [
+            "",
+            "## What this scale cannot conclude",
+            "",
+            f"These runs are scaled down ({res.scaled_down}). The paper's claims are about 20M-step training; "
+            "a verdict here speaks only for the scale run. 'Inconclusive' means the data could have separated "
+            "the arms (or shown them equivalent) and did not; 'not testable at this scale' means they could not "
+            "have, for the reason given in the row.",
+        ]
     if theory_table:
         # One heading level down, so the theory's own headings nest under this section.
         demoted = [("##" + line) if line.startswith("#") else line for line in theory_table.strip().splitlines()]
@@ -584,15 +694,20 @@ def scale_table(results_roots: Sequence[str | Path], criteria: Criteria = Criter
     for root in results_roots:
         res = Results(root)
         seeds = {arm: len(res.runs_of(arm)) for arm in res.arms}
-        steps = max(max(res.metric_series(arm, "return_recent")[r.seed], default=0.0) for arm in res.arms
-                    for r in res.runs_of(arm))  # fmt: skip
+        steps = max(
+            max(res.metric_series(arm, "return_recent")[r.seed], default=0.0)
+            for arm in res.arms
+            for r in res.runs_of(arm)
+        )
         switch_seeds = {arm: len(res.scenario_view().runs_of(arm)) for arm in res.scenario_view().arms}
         sample = f"{'/'.join(map(str, seeds.values()))} seeds per arm × {_steps_label(steps)} steps"
         if switch_seeds:
             sample += f"; task switches {max(switch_seeds.values())} seeds per arm"
         columns.append((res.preset, sample, {c.id: c.verdict.split(" (")[0] for c in evaluate_claims(res, criteria)}))
-    lines = ["| claim | " + " | ".join(f"{name} ({sample})" for name, sample, _ in columns) + " | changes with scale |",
-             "|---" * (len(columns) + 2) + "|"]  # fmt: skip
+    lines = [
+        "| claim | " + " | ".join(f"{name} ({sample})" for name, sample, _ in columns) + " | changes with scale |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
     for claim in columns[0][2]:
         verdicts = [verdicts[claim] for _, _, verdicts in columns]
         lines.append(f"| {claim} | " + " | ".join(verdicts) + f" | {'yes' if len(set(verdicts)) > 1 else 'no'} |")
@@ -612,7 +727,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--out", default=None, help="write the table here (default: print it)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        roots = [unpack_tables(p, Path(tmp) / str(i)) if Path(p).is_file() else Path(p) for i, p in enumerate(args.results)]
+        roots = [
+            unpack_tables(p, Path(tmp) / str(i)) if Path(p).is_file() else Path(p) for i, p in enumerate(args.results)
+        ]
         table = scale_table(roots)
     if args.out:
         out = Path(args.out)

@@ -48,10 +48,13 @@ class Rollout:
         """The batch of an update: every array with the (T, N) axes merged."""
         T, N, obs_dim = self.obs.shape
         return {
-            "obs": self.obs.reshape(T * N, obs_dim), "actions": self.actions.reshape(T * N, -1),
-            "logprobs": self.logprobs.reshape(-1), "values": self.values.reshape(-1),
-            "advantages": advantages.reshape(-1), "returns": returns.reshape(-1),
-        }  # fmt: skip
+            "obs": self.obs.reshape(T * N, obs_dim),
+            "actions": self.actions.reshape(T * N, -1),
+            "logprobs": self.logprobs.reshape(-1),
+            "values": self.values.reshape(-1),
+            "advantages": advantages.reshape(-1),
+            "returns": returns.reshape(-1),
+        }
 
 
 @dataclass
@@ -65,6 +68,26 @@ class LoopState:
     recent_returns: deque = field(default_factory=deque)
     update: int = 0
     global_step: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "update": self.update,
+            "global_step": self.global_step,
+            "next_obs": self.next_obs,
+            "discounted_return": self.discounted_return.copy(),
+            "episode_return": self.episode_return.copy(),
+            "episode_length": self.episode_length.copy(),
+            "recent_returns": list(self.recent_returns),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.update, self.global_step = int(state["update"]), int(state["global_step"])
+        self.next_obs = state["next_obs"]
+        self.discounted_return = np.array(state["discounted_return"])
+        self.episode_return = np.array(state["episode_return"])
+        self.episode_length = np.array(state["episode_length"])
+        self.recent_returns.clear()
+        self.recent_returns.extend(state["recent_returns"])
 
 
 @dataclass(frozen=True)
@@ -107,7 +130,9 @@ class RolloutCollector:
             action = self.actor.forward(obs)
             action += noise[t]
             buf.actions[t] = action
-            raw_obs, reward, terminated, truncated, infos = envs.step(np.minimum(np.maximum(action, self.low), self.high))
+            raw_obs, reward, terminated, truncated, infos = envs.step(
+                np.minimum(np.maximum(action, self.low), self.high)
+            )
             state.global_step += N
             state.episode_return += reward
             state.episode_length += 1
@@ -126,9 +151,14 @@ class RolloutCollector:
                         if truncated[i] and not terminated[i]:
                             finals.append((t, int(i), final_obs[k]))
                 for i in ended:
-                    episodes.append({"global_step": state.global_step, "env": int(i),
-                                     "episodic_return": float(state.episode_return[i]),
-                                     "episodic_length": int(state.episode_length[i])})  # fmt: skip
+                    episodes.append(
+                        {
+                            "global_step": state.global_step,
+                            "env": int(i),
+                            "episodic_return": float(state.episode_return[i]),
+                            "episodic_length": int(state.episode_length[i]),
+                        }
+                    )
                 state.episode_return[done] = 0.0
                 state.episode_length[done] = 0
                 if not keep_return:

@@ -82,7 +82,10 @@ def save_masks(run_dir: str | os.PathLike, update: int, masks: dict[str, torch.T
 def load_masks_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         keys, widths = data["keys"], data["widths"]
-        return {str(k): np.unpackbits(data[f"m{i}"], count=int(w)).astype(bool) for i, (k, w) in enumerate(zip(keys, widths))}
+        return {
+            str(k): np.unpackbits(data[f"m{i}"], count=int(w)).astype(bool)
+            for i, (k, w) in enumerate(zip(keys, widths))
+        }
 
 
 def load_masks(run_dir: str | os.PathLike) -> dict[int, dict[str, np.ndarray]]:

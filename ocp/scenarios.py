@@ -81,8 +81,10 @@ class Scenario:
             if self.period < 1:
                 out.append(f"scenario_period must be >= 1 with scenario {self.name!r}, got {self.period}")
             elif self.period % batch_size:
-                out.append(f"scenario_period={self.period} must be a multiple of the batch num_envs*num_steps="
-                           f"{batch_size}, so that switches fall between updates")  # fmt: skip
+                out.append(
+                    f"scenario_period={self.period} must be a multiple of the batch num_envs*num_steps="
+                    f"{batch_size}, so that switches fall between updates"
+                )
         if self.name in ("ctrl_cost", "mass", "friction") and not (self.scale > 0 and math.isfinite(self.scale)):
             out.append(f"scenario_scale must be a finite value > 0, got {self.scale}")
         return out
@@ -119,8 +121,10 @@ class TaskSwitchEnv(gym.Wrapper):
         base = env.unwrapped
         needed = {"reverse": "_forward_reward_weight", "ctrl_cost": "_ctrl_cost_weight"}.get(scenario.name)
         if needed is not None and not hasattr(base, needed):
-            raise ValueError(f"scenario {scenario.name!r} needs a MuJoCo env with a {needed} reward weight; "
-                             f"{type(base).__name__} has none")  # fmt: skip
+            raise ValueError(
+                f"scenario {scenario.name!r} needs a MuJoCo env with a {needed} reward weight; "
+                f"{type(base).__name__} has none"
+            )
         if scenario.name in ("mass", "friction") and not hasattr(base, "model"):
             raise ValueError(f"scenario {scenario.name!r} needs a MuJoCo env")
         self._forward_weight = getattr(base, "_forward_reward_weight", None)
@@ -179,9 +183,22 @@ class TaskSwitchEnv(gym.Wrapper):
 # ======================================================================================================================
 
 SWITCH_COLUMNS = [
-    "switch", "switch_step", "from_task", "to_task", "update_before", "update_after", "network", "layer", "kind",
-    "threshold", "width", "before_ratio", "after_ratio", "entering", "leaving",
-]  # fmt: skip
+    "switch",
+    "switch_step",
+    "from_task",
+    "to_task",
+    "update_before",
+    "update_after",
+    "network",
+    "layer",
+    "kind",
+    "threshold",
+    "width",
+    "before_ratio",
+    "after_ratio",
+    "entering",
+    "leaving",
+]
 KINDS = ("dormant", "zero_gradient")
 
 
@@ -211,12 +228,14 @@ class SwitchMonitor:
 
     def _masks(self, results: Mapping[str, ProbeResult]) -> dict[tuple[str, str, str, float], torch.Tensor]:
         return {
-            (net, r.name, kind, tau): (r.dormant_mask(tau) if kind == "dormant" else r.zero_gradient_mask(tau)).detach().cpu()
+            (net, r.name, kind, tau): (r.dormant_mask(tau) if kind == "dormant" else r.zero_gradient_mask(tau))
+            .detach()
+            .cpu()
             for net, res in results.items()
             for r in res.hidden
             for kind in KINDS
             for tau in self.thresholds
-        }  # fmt: skip
+        }
 
     def observe(self, update: int, results: Mapping[str, ProbeResult]) -> list[dict[str, Any]]:
         """Feed the probe of an update for which :meth:`due` is true; returns the rows of a switch that just
@@ -234,8 +253,14 @@ class SwitchMonitor:
     def _compare(self, pending: dict[str, Any], update: int, after: dict) -> list[dict[str, Any]]:
         before = pending["masks"]
         step = self.switch_updates[pending["update"]]
-        head = dict(switch=step // self.scenario.period, switch_step=step, from_task=self.scenario.task_at(step - 1),
-                    to_task=self.scenario.task_at(step), update_before=pending["update"], update_after=update)  # fmt: skip
+        head = dict(
+            switch=step // self.scenario.period,
+            switch_step=step,
+            from_task=self.scenario.task_at(step - 1),
+            to_task=self.scenario.task_at(step),
+            update_before=pending["update"],
+            update_after=update,
+        )
         rows, totals = [], {}
         for key, b in before.items():
             net, layer, kind, tau = key
@@ -249,10 +274,30 @@ class SwitchMonitor:
         return rows
 
     @staticmethod
-    def _row(head: dict, net: str, layer: str, kind: str, tau: float, width: int, n_before: int, n_after: int,
-             entering: int, leaving: int) -> dict[str, Any]:  # fmt: skip
-        return dict(head, network=net, layer=layer, kind=kind, threshold=tau, width=width,
-                    before_ratio=n_before / width, after_ratio=n_after / width, entering=entering, leaving=leaving)  # fmt: skip
+    def _row(
+        head: dict,
+        net: str,
+        layer: str,
+        kind: str,
+        tau: float,
+        width: int,
+        n_before: int,
+        n_after: int,
+        entering: int,
+        leaving: int,
+    ) -> dict[str, Any]:
+        return dict(
+            head,
+            network=net,
+            layer=layer,
+            kind=kind,
+            threshold=tau,
+            width=width,
+            before_ratio=n_before / width,
+            after_ratio=n_after / width,
+            entering=entering,
+            leaving=leaving,
+        )
 
     def state_dict(self) -> Optional[dict[str, Any]]:
         return self.pending
@@ -262,9 +307,19 @@ class SwitchMonitor:
 
 
 RECOVERY_COLUMNS = [
-    "switch", "switch_step", "from_task", "to_task", "pre_level", "threshold", "recovery_fraction", "recovered",
-    "recovery_updates", "recovery_steps", "post_episodes", "post_level",
-]  # fmt: skip
+    "switch",
+    "switch_step",
+    "from_task",
+    "to_task",
+    "pre_level",
+    "threshold",
+    "recovery_fraction",
+    "recovered",
+    "recovery_updates",
+    "recovery_steps",
+    "post_episodes",
+    "post_level",
+]
 
 
 def recovery_rows(
@@ -307,9 +362,20 @@ def recovery_rows(
                 found = j
                 break
         tail = [r for _, r in post][-window:]
-        rows.append(dict(switch=k, switch_step=s, from_task=scenario.task_at(s - 1), to_task=scenario.task_at(s),
-                         pre_level=level, threshold=threshold, recovery_fraction=fraction,
-                         recovered=int(not math.isnan(found)), recovery_updates=found,
-                         recovery_steps=found * batch_size if not math.isnan(found) else math.nan,
-                         post_episodes=len(post), post_level=float(np.mean(tail)) if tail else math.nan))  # fmt: skip
+        rows.append(
+            dict(
+                switch=k,
+                switch_step=s,
+                from_task=scenario.task_at(s - 1),
+                to_task=scenario.task_at(s),
+                pre_level=level,
+                threshold=threshold,
+                recovery_fraction=fraction,
+                recovered=int(not math.isnan(found)),
+                recovery_updates=found,
+                recovery_steps=found * batch_size if not math.isnan(found) else math.nan,
+                post_episodes=len(post),
+                post_level=float(np.mean(tail)) if tail else math.nan,
+            )
+        )
     return rows

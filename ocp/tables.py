@@ -23,8 +23,16 @@ from ocp.atomic_files import atomic_write_bytes, atomic_write_json, csv_bytes, w
 from ocp.runlog import load_masks
 from ocp.statistics import mean_ci
 
-__all__ = ["read_csv", "Results", "aggregate", "write_scenario_tables", "SCENARIO_TABLES", "pack_tables", "unpack_tables",
-           "merge_results"]
+__all__ = [
+    "read_csv",
+    "Results",
+    "aggregate",
+    "write_scenario_tables",
+    "SCENARIO_TABLES",
+    "pack_tables",
+    "unpack_tables",
+    "merge_results",
+]
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -68,10 +76,14 @@ class Results:
             raise ValueError(f"{self.root} has no index.json: run the experiments first")
         self.preset = index["preset"]
         self.scaled_down = index["scaled_down"]
-        self.runs = [Run(r["arm"], int(r["seed"]), r["activation"], self.root / r["run_dir"]) for r in index["ppo_runs"]]
+        self.runs = [
+            Run(r["arm"], int(r["seed"]), r["activation"], self.root / r["run_dir"]) for r in index["ppo_runs"]
+        ]
         self.transfer_dir = self.root / index["transfer_dir"]
-        self.scenario_runs = [Run(r["arm"], int(r["seed"]), r["activation"], self.root / r["run_dir"])
-                              for r in index.get("scenario_runs", [])]  # fmt: skip
+        self.scenario_runs = [
+            Run(r["arm"], int(r["seed"]), r["activation"], self.root / r["run_dir"])
+            for r in index.get("scenario_runs", [])
+        ]
         self.scenario: Optional[dict[str, Any]] = index.get("scenario")
         """The task-switch grid's scenario (name, period, switch_steps, ...), or None when it was not run."""
         self._cache: dict[tuple[str, Path], list[dict[str, str]]] = {}
@@ -105,8 +117,10 @@ class Results:
 
     def metric_series(self, arm: str, column: str, x: str = "global_step") -> dict[int, dict[float, float]]:
         """A column of metrics.csv per seed: ``{seed: {x: value}}``."""
-        return {r.seed: {to_float(row[x]): to_float(row[column]) for row in self.table(r, "metrics.csv")}
-                for r in self.runs_of(arm)}  # fmt: skip
+        return {
+            r.seed: {to_float(row[x]): to_float(row[column]) for row in self.table(r, "metrics.csv")}
+            for r in self.runs_of(arm)
+        }
 
     def plasticity_series(
         self, arm: str, network: str, layer: str, metric: str, threshold: Optional[float] = None
@@ -117,7 +131,9 @@ class Results:
             out[r.seed] = {
                 to_float(row["global_step"]): to_float(row["value"])
                 for row in self.table(r, "plasticity.csv")
-                if row["network"] == network and row["layer"] == layer and row["metric"] == metric
+                if row["network"] == network
+                and row["layer"] == layer
+                and row["metric"] == metric
                 and (threshold is None or (row["threshold"] != "" and float(row["threshold"]) == threshold))
             }
         return out
@@ -125,8 +141,11 @@ class Results:
     def layers(self, network: str, kinds: Iterable[str] = ("hidden",)) -> list[str]:
         """Layer names of a network in forward order (from the first run's table)."""
         kinds = set(kinds)
-        names = [row["layer"] for row in self.table(self.runs[0], "plasticity.csv")
-                 if row["network"] == network and row["kind"] in kinds and row["layer"] != "network"]  # fmt: skip
+        names = [
+            row["layer"]
+            for row in self.table(self.runs[0], "plasticity.csv")
+            if row["network"] == network and row["kind"] in kinds and row["layer"] != "network"
+        ]
         return list(dict.fromkeys(names))
 
     def transfer_table(self, name: str) -> list[dict[str, str]]:
@@ -140,8 +159,11 @@ def rows_for(rows: Iterable[dict[str, str]], **match: Any) -> list[dict[str, str
 
 
 #: Grid-level tidy tables of the task-switch stage: file -> per-run table it concatenates (with arm and seed).
-SCENARIO_TABLES = {"scenario_switches.csv": "switches.csv", "scenario_recovery.csv": "recovery.csv",
-                   "scenario_returns.csv": "metrics.csv"}  # fmt: skip
+SCENARIO_TABLES = {
+    "scenario_switches.csv": "switches.csv",
+    "scenario_recovery.csv": "recovery.csv",
+    "scenario_returns.csv": "metrics.csv",
+}
 _RETURN_COLUMNS = ("update", "global_step", "episodes", "episodic_return", "return_recent")
 
 
@@ -174,8 +196,13 @@ def pack_tables(root: str | Path, archive: str | Path) -> Path:
     root, archive = Path(root), Path(archive)
     if not (root / "index.json").is_file():
         raise ValueError(f"{root} has no index.json: not a results folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not NOT_TABLES & set(p.relative_to(root).parts[:-1])
-                   and p.suffix in (".csv", ".json", ".npz"))  # fmt: skip
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not NOT_TABLES & set(p.relative_to(root).parts[:-1])
+        and p.suffix in (".csv", ".json", ".npz")
+    )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in files:
@@ -208,8 +235,13 @@ _TRANSFER_CRITIC_FIELDS = ("checkpoints", "labels", "arms", "expected_activation
 
 
 def _table_files(run_dir: Path) -> list[Path]:
-    return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".json", ".npz")
-                  and not NOT_TABLES & set(p.relative_to(run_dir).parts[:-1]))  # fmt: skip
+    return sorted(
+        p
+        for p in run_dir.rglob("*")
+        if p.is_file()
+        and p.suffix in (".csv", ".json", ".npz")
+        and not NOT_TABLES & set(p.relative_to(run_dir).parts[:-1])
+    )
 
 
 def _config_conflicts(configs: dict[str, dict[str, Any]], ignore: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -226,8 +258,12 @@ def _config_conflicts(configs: dict[str, dict[str, Any]], ignore: Iterable[str])
     return differ, partial
 
 
-def merge_results(sources: Iterable[str | Path], root: str | Path, scaled_down: str,
-                  ignore: Iterable[str] = ("seed", "run_dir", "exp_name")) -> Path:  # fmt: skip
+def merge_results(
+    sources: Iterable[str | Path],
+    root: str | Path,
+    scaled_down: str,
+    ignore: Iterable[str] = ("seed", "run_dir", "exp_name"),
+) -> Path:
     """Join results folders of one preset that hold different runs (other seeds, computed on other machines or at
     other times) into one results folder at ``root``, as if one invocation had run them all.
 
@@ -267,7 +303,9 @@ def merge_results(sources: Iterable[str | Path], root: str | Path, scaled_down: 
                 if key in seen:
                     raise ValueError(f"{kind}: arm {key[0]!r} seed {key[1]} is in both {seen[key]} and {src}")
                 if run["run_dir"] in names:
-                    raise ValueError(f"{kind}: run folder {run['run_dir']} is in both {names[run['run_dir']]} and {src}")
+                    raise ValueError(
+                        f"{kind}: run folder {run['run_dir']} is in both {names[run['run_dir']]} and {src}"
+                    )
                 seen[key], names[run["run_dir"]] = src, src
                 out.append((src, run))
         return sorted(out, key=lambda t: (t[1]["arm"], int(t[1]["seed"])))
@@ -276,8 +314,11 @@ def merge_results(sources: Iterable[str | Path], root: str | Path, scaled_down: 
     notes = []
     for kind, runs in (("PPO", ppo_runs), ("task-switch", scenario_runs)):
         for arm in dict.fromkeys(r["arm"] for _, r in runs):
-            configs = {f"seed {r['seed']}": json.loads((src / r["run_dir"] / "config.json").read_text())
-                       for src, r in runs if r["arm"] == arm}  # fmt: skip
+            configs = {
+                f"seed {r['seed']}": json.loads((src / r["run_dir"] / "config.json").read_text())
+                for src, r in runs
+                if r["arm"] == arm
+            }
             differ, partial = _config_conflicts(configs, ignore)
             if differ:
                 raise ValueError(f"{kind} arm {arm!r}: runs differ in " + "; ".join(differ))
@@ -326,21 +367,29 @@ def merge_results(sources: Iterable[str | Path], root: str | Path, scaled_down: 
         for field in ("checkpoints", "labels", "arms", "expected_activations"):
             config[field] = [v for i in infos.values() for v in (i["config"].get(field) or [])]
         config["out_dir"] = transfer_rel
-        atomic_write_json(out / "config.json", {
-            "config": config,
-            **{field: {k: v for i in infos.values() for k, v in i.get(field, {}).items()}
-               for field in ("checkpoints", "arms", "provenance")},
-            "merged_from": [os.path.relpath(d, s) for s, d in transfer_dirs.items()],
-        })  # fmt: skip
-        atomic_write_json(staging / "index.json", {
-            "preset": presets.pop(),
-            "scaled_down": scaled_down + "".join(f"; {note}" for note in notes),
-            "ppo_runs": [r for _, r in ppo_runs],
-            "transfer_dir": transfer_rel,
-            "scenario_runs": [r for _, r in scenario_runs],
-            "scenario": json.loads(scenarios.pop()) if scenarios else None,
-            "merged_from": {"sources": [i["scaled_down"] for i in indexes.values()], "notes": notes},
-        })  # fmt: skip
+        atomic_write_json(
+            out / "config.json",
+            {
+                "config": config,
+                **{
+                    field: {k: v for i in infos.values() for k, v in i.get(field, {}).items()}
+                    for field in ("checkpoints", "arms", "provenance")
+                },
+                "merged_from": [os.path.relpath(d, s) for s, d in transfer_dirs.items()],
+            },
+        )
+        atomic_write_json(
+            staging / "index.json",
+            {
+                "preset": presets.pop(),
+                "scaled_down": scaled_down + "".join(f"; {note}" for note in notes),
+                "ppo_runs": [r for _, r in ppo_runs],
+                "transfer_dir": transfer_rel,
+                "scenario_runs": [r for _, r in scenario_runs],
+                "scenario": json.loads(scenarios.pop()) if scenarios else None,
+                "merged_from": {"sources": [i["scaled_down"] for i in indexes.values()], "notes": notes},
+            },
+        )
         if scenario_runs:
             write_scenario_tables(staging)
         staging.rename(root)

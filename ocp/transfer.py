@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import sys
@@ -52,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ocp import metrics
-from ocp.agent import ACTIVATIONS, Agent
+from ocp.agent import Agent
 from ocp.atomic_files import atomic_write_bytes, write_csv
 from ocp.checkpoint import (
     CorruptCheckpointError,
@@ -86,10 +85,39 @@ TargetScale = Literal["none", "checkpoint"]
 RandomInit = Literal["ppo", "torch"]
 X_DISTRIBUTIONS = ("normal", "uniform")
 
-CURVE_COLUMNS = ["task", "arm", "ppo_run", "ppo_seed", "init", "activation", "lr", "seed", "epoch", "train_mse",
-                 "test_mse", "output_target_corr"]  # fmt: skip
-PROBE_COLUMNS = ["task", "arm", "ppo_run", "ppo_seed", "init", "activation", "lr", "seed", "epoch", "layer", "kind",
-                 "width", "tau", "dormant_ratio", "zero_gradient_ratio", "still_dormant", "still_zero_gradient"]  # fmt: skip
+CURVE_COLUMNS = [
+    "task",
+    "arm",
+    "ppo_run",
+    "ppo_seed",
+    "init",
+    "activation",
+    "lr",
+    "seed",
+    "epoch",
+    "train_mse",
+    "test_mse",
+    "output_target_corr",
+]
+PROBE_COLUMNS = [
+    "task",
+    "arm",
+    "ppo_run",
+    "ppo_seed",
+    "init",
+    "activation",
+    "lr",
+    "seed",
+    "epoch",
+    "layer",
+    "kind",
+    "width",
+    "tau",
+    "dormant_ratio",
+    "zero_gradient_ratio",
+    "still_dormant",
+    "still_zero_gradient",
+]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -114,37 +142,15 @@ class PretrainedAgent:
 
 
 def agent_from_payload(payload: Any, source: str | Path) -> tuple[Agent, str, dict[str, Any]]:
-    """Rebuild the :class:`Agent` of a checkpoint payload as ``ocp.ppo`` saves it (``{"config": PPOConfig dict,
-    "agent": state_dict, "global_step": int, ...}``); returns it in eval mode, its activation, and where it came from
-    (task, PPO seed, environment steps) for the record. The only place that knows that format.
-
-    Widths come from the weights themselves; activation and normaliser settings from the config.
-    """
-    if not isinstance(payload, dict) or "agent" not in payload or "config" not in payload:
-        keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{source}: not a PPO checkpoint (need 'agent' and 'config' entries, found {keys})")
-    state, config = payload["agent"], payload["config"]
-    if not isinstance(config, dict) or not isinstance(state, dict):
-        raise ValueError(f"{source}: the checkpoint's 'config' and 'agent' entries must be dicts")
-    activation = config.get("activation")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{source}: the checkpoint's config has activation {activation!r}, expected one of {sorted(ACTIVATIONS)}")
-    try:
-        critic_weights = [state[k] for k in sorted((k for k in state if k.startswith("critic.") and k.endswith(".weight")),
-                                                   key=lambda k: int(k.split(".")[1]))]  # fmt: skip
-        obs_dim, act_dim = int(critic_weights[0].shape[1]), int(state["actor_logstd"].shape[-1])
-    except (KeyError, IndexError, ValueError) as err:
-        raise ValueError(f"{source}: the agent state lacks critic or actor weights ({err!r})") from err
-    hidden = tuple(int(w.shape[0]) for w in critic_weights[:-1])
-    allowed = set(inspect.signature(Agent.__init__).parameters) - {"self", "obs_dim", "act_dim", "hidden_sizes", "activation"}
-    extra = {k: v for k, v in config.items() if k in allowed}
-    agent = Agent(obs_dim, act_dim, hidden, activation, **extra)
-    try:
-        agent.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{source}: the agent state does not fit a {activation} agent with hidden sizes {hidden}: {err}") from err
-    provenance = {"env_id": config.get("env_id"), "ppo_seed": config.get("seed"), "global_step": payload.get("global_step")}
-    return agent.eval(), activation, provenance
+    """The :class:`Agent` of a checkpoint payload (:meth:`Agent.from_checkpoint`) in eval mode, its activation, and
+    where it came from (environment, PPO seed, environment steps) for the record."""
+    agent, config = Agent.from_checkpoint(payload, source)
+    provenance = {
+        "env_id": config.get("env_id"),
+        "ppo_seed": config.get("seed"),
+        "global_step": payload.get("global_step"),
+    }
+    return agent, config["activation"], provenance
 
 
 def _default_label(path: Path, activation: str) -> str:
@@ -157,7 +163,10 @@ def _default_label(path: Path, activation: str) -> str:
 
 
 def load_pretrained(
-    path: str | Path, expected_activation: Optional[str] = None, input_dim: Optional[int] = None, label: Optional[str] = None
+    path: str | Path,
+    expected_activation: Optional[str] = None,
+    input_dim: Optional[int] = None,
+    label: Optional[str] = None,
 ) -> PretrainedAgent:
     """Load a checkpoint file, or the newest valid checkpoint of a run directory, as a :class:`PretrainedAgent`.
 
@@ -180,10 +189,18 @@ def load_pretrained(
         raise ValueError(f"corrupt checkpoint: {err}") from err
     agent, activation, provenance = agent_from_payload(payload, source)
     if expected_activation is not None and activation != expected_activation:
-        raise ValueError(f"{source}: activation mismatch, the checkpoint's critic uses {activation!r}, expected {expected_activation!r}")
-    pretrained = PretrainedAgent(label or _default_label(path, activation), Path(source), agent, activation,
-                                 tuple(int(m.out_features) for m in agent.critic if isinstance(m, nn.Linear))[:-1],
-                                 provenance)  # fmt: skip
+        raise ValueError(
+            f"{source}: activation mismatch, the checkpoint's critic uses {activation!r}, "
+            f"expected {expected_activation!r}"
+        )
+    pretrained = PretrainedAgent(
+        label or _default_label(path, activation),
+        Path(source),
+        agent,
+        activation,
+        tuple(int(m.out_features) for m in agent.critic if isinstance(m, nn.Linear))[:-1],
+        provenance,
+    )
     if input_dim is not None and pretrained.obs_dim != input_dim:
         raise ValueError(f"{source}: the critic takes {pretrained.obs_dim} inputs, the task has {input_dim}")
     return pretrained
@@ -268,7 +285,9 @@ def train_regressor(
                 optimizer.step()
             model.eval()
         test_mse, test_corr = _fit(model, data.x_test, data.y_test)
-        curves.append({"epoch": epoch, "train_mse": _fit(model, x, y)[0], "test_mse": test_mse, "output_target_corr": test_corr})
+        curves.append(
+            {"epoch": epoch, "train_mse": _fit(model, x, y)[0], "test_mse": test_mse, "output_target_corr": test_corr}
+        )
         if probe is not None and (epoch % probe_every == 0 or epoch == epochs):
             probes += _probe_rows(probe.measure(x, objective), epoch, start_masks)
     return curves, probes
@@ -280,15 +299,33 @@ def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, An
         for tau in result.thresholds:
             dormant, zero_grad = r.dormant_mask(tau), r.zero_gradient_mask(tau)
             first = start_masks.setdefault((r.name, tau), (dormant, zero_grad))
-            rows.append({"epoch": epoch, "layer": r.name, "kind": r.kind, "width": r.width, "tau": tau,
-                         "dormant_ratio": r.dormant_ratio(tau), "zero_gradient_ratio": r.zero_gradient_ratio(tau),
-                         "still_dormant": metrics.persistence(first[0], dormant),
-                         "still_zero_gradient": metrics.persistence(first[1], zero_grad)})  # fmt: skip
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "layer": r.name,
+                    "kind": r.kind,
+                    "width": r.width,
+                    "tau": tau,
+                    "dormant_ratio": r.dormant_ratio(tau),
+                    "zero_gradient_ratio": r.zero_gradient_ratio(tau),
+                    "still_dormant": metrics.persistence(first[0], dormant),
+                    "still_zero_gradient": metrics.persistence(first[1], zero_grad),
+                }
+            )
     for tau in result.thresholds:
-        rows.append({"epoch": epoch, "layer": "network", "kind": "hidden_total", "width": sum(r.width for r in result.hidden),
-                     "tau": tau, "dormant_ratio": result.dormant_ratio(tau),
-                     "zero_gradient_ratio": result.zero_gradient_ratio(tau),
-                     "still_dormant": math.nan, "still_zero_gradient": math.nan})  # fmt: skip
+        rows.append(
+            {
+                "epoch": epoch,
+                "layer": "network",
+                "kind": "hidden_total",
+                "width": sum(r.width for r in result.hidden),
+                "tau": tau,
+                "dormant_ratio": result.dormant_ratio(tau),
+                "zero_gradient_ratio": result.zero_gradient_ratio(tau),
+                "still_dormant": math.nan,
+                "still_zero_gradient": math.nan,
+            }
+        )
     return rows
 
 
@@ -312,11 +349,13 @@ class TransferConfig:
     expected_activations: tuple[str, ...] = ()
     """If given, one per checkpoint: refuse a checkpoint whose critic uses another activation."""
     random_inits: tuple[RandomInit, ...] = ("ppo", "torch")
-    """Random-init arms: ``ppo``, PPO's orthogonal init; ``torch``, PyTorch's default nn.Linear init (see random_critic)."""
+    """Random-init arms: ``ppo``, PPO's orthogonal init; ``torch``, PyTorch's default nn.Linear init (see
+    random_critic)."""
     out_dir: Path = Path("results/transfer")
     """Where curves.csv, probe.csv, summary.csv, linear_floor.csv and config.json are written."""
     tasks: tuple[Task, ...] = TASKS
-    """``eq1``: the paper's Eq. 1; ``eq1_permuted``: Eq. 1 with permuted inputs; ``similar``: the similar-task control."""
+    """``eq1``: the paper's Eq. 1; ``eq1_permuted``: Eq. 1 with permuted inputs; ``similar``: the similar-task
+    control."""
     eq1_permutation: tuple[int, ...] = EQ1_PERMUTED_INDICES
     """Task ``eq1_permuted``: term k of Eq. 1 reads input ``eq1_permutation[k]`` (default: see regression_tasks)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -360,7 +399,8 @@ class TransferConfig:
     similar_policy: Optional[Path] = None
     """Checkpoint (or run dir) whose policy collects the similar-task states; default each checkpoint's own policy."""
     similar_inputs: InputMode = "checkpoint"
-    """``checkpoint``: observations through the checkpoint's normaliser (as its critic saw them); ``raw``: as they are."""
+    """``checkpoint``: observations through the checkpoint's normaliser (as its critic saw them); ``raw``: as they
+    are."""
     similar_target_scale: TargetScale = "checkpoint"
     """``checkpoint``: divide returns by the checkpoint's √(var(G) + ε), the scale its critic was trained on."""
     probe_every: int = 20
@@ -378,32 +418,68 @@ class TransferConfig:
                 raise ValueError(msg)
 
         need(len(self.checkpoints) >= 1, "give at least one checkpoint")
-        need(not self.labels or len(self.labels) == len(self.checkpoints), f"{len(self.labels)} labels for {len(self.checkpoints)} checkpoints")
+        need(
+            not self.labels or len(self.labels) == len(self.checkpoints),
+            f"{len(self.labels)} labels for {len(self.checkpoints)} checkpoints",
+        )
         need(len(set(self.labels)) == len(self.labels), f"labels must be distinct, got {self.labels}")
-        need(not self.arms or len(self.arms) == len(self.checkpoints), f"{len(self.arms)} arms for {len(self.checkpoints)} checkpoints")
-        need(not self.expected_activations or len(self.expected_activations) == len(self.checkpoints),
-             f"{len(self.expected_activations)} expected activations for {len(self.checkpoints)} checkpoints")  # fmt: skip
-        need(len(self.random_inits) >= 1 and len(set(self.random_inits)) == len(self.random_inits)
-             and set(self.random_inits) <= {"ppo", "torch"}, f"random_inits must be distinct of ppo, torch, got {self.random_inits}")  # fmt: skip
-        need(len(self.tasks) >= 1 and len(set(self.tasks)) == len(self.tasks) and set(self.tasks) <= set(TASKS),
-             f"tasks must be distinct of {', '.join(TASKS)}, got {self.tasks}")  # fmt: skip
+        need(
+            not self.arms or len(self.arms) == len(self.checkpoints),
+            f"{len(self.arms)} arms for {len(self.checkpoints)} checkpoints",
+        )
+        need(
+            not self.expected_activations or len(self.expected_activations) == len(self.checkpoints),
+            f"{len(self.expected_activations)} expected activations for {len(self.checkpoints)} checkpoints",
+        )
+        need(
+            len(self.random_inits) >= 1
+            and len(set(self.random_inits)) == len(self.random_inits)
+            and set(self.random_inits) <= {"ppo", "torch"},
+            f"random_inits must be distinct of ppo, torch, got {self.random_inits}",
+        )
+        need(
+            len(self.tasks) >= 1 and len(set(self.tasks)) == len(self.tasks) and set(self.tasks) <= set(TASKS),
+            f"tasks must be distinct of {', '.join(TASKS)}, got {self.tasks}",
+        )
         check_permutation(self.eq1_permutation)
-        need(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), f"need >= 1 distinct seeds, got {self.seeds}")
+        need(
+            len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds),
+            f"need >= 1 distinct seeds, got {self.seeds}",
+        )
         need(min(self.seeds) >= 0, f"seeds must be >= 0, got {self.seeds}")
         need(len(self.lrs) >= 1 and all(lr > 0 for lr in self.lrs), f"learning rates must be > 0, got {self.lrs}")
-        need(self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        need(self.n_train >= 1 and self.n_test >= 1, f"n_train and n_test must be >= 1, got {self.n_train}, {self.n_test}")
-        need(self.noise_std >= 0 and self.x_scale > 0, f"need noise_std >= 0 and x_scale > 0, got {self.noise_std}, {self.x_scale}")
+        need(
+            self.epochs >= 1 and self.batch_size >= 1,
+            f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}",
+        )
+        need(
+            self.n_train >= 1 and self.n_test >= 1,
+            f"n_train and n_test must be >= 1, got {self.n_train}, {self.n_test}",
+        )
+        need(
+            self.noise_std >= 0 and self.x_scale > 0,
+            f"need noise_std >= 0 and x_scale > 0, got {self.noise_std}, {self.x_scale}",
+        )
         need(self.probe_every >= 0, f"probe_every must be >= 0, got {self.probe_every}")
         need(0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}")
-        need(self.x_distribution in X_DISTRIBUTIONS, f"x_distribution must be one of {X_DISTRIBUTIONS}, got {self.x_distribution!r}")
+        need(
+            self.x_distribution in X_DISTRIBUTIONS,
+            f"x_distribution must be one of {X_DISTRIBUTIONS}, got {self.x_distribution!r}",
+        )
         need(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         self.return_spec().validate()
 
     def return_spec(self) -> ReturnTaskSpec:
-        return ReturnTaskSpec(self.similar_env_id, self.similar_reward_run_weight, self.similar_reward_ctrl_weight,
-                              self.similar_gamma, self.similar_horizon, self.similar_states_per_episode,
-                              self.similar_state_stride, self.similar_deterministic)  # fmt: skip
+        return ReturnTaskSpec(
+            self.similar_env_id,
+            self.similar_reward_run_weight,
+            self.similar_reward_ctrl_weight,
+            self.similar_gamma,
+            self.similar_horizon,
+            self.similar_states_per_episode,
+            self.similar_state_stride,
+            self.similar_deterministic,
+        )
 
 
 def _prepare(data: RegressionData, p: PretrainedAgent, inputs: InputMode, target_scale: TargetScale) -> RegressionData:
@@ -423,9 +499,17 @@ def linear_floor_rows(cfg: TransferConfig) -> list[dict[str, Any]]:
     rows = []
     for distribution in X_DISTRIBUTIONS:
         variance, floor = eq1_linear_floor(distribution, cfg.x_scale, cfg.noise_std)
-        rows.append({"distribution": distribution, "x_scale": cfg.x_scale, "noise_std": cfg.noise_std,
-                     "target_variance": variance, "linear_floor_mse": floor, "floor_share": floor / variance,
-                     "used": int(distribution == cfg.x_distribution)})  # fmt: skip
+        rows.append(
+            {
+                "distribution": distribution,
+                "x_scale": cfg.x_scale,
+                "noise_std": cfg.noise_std,
+                "target_variance": variance,
+                "linear_floor_mse": floor,
+                "floor_share": floor / variance,
+                "used": int(distribution == cfg.x_distribution),
+            }
+        )
     return rows
 
 
@@ -452,24 +536,35 @@ def _load_groups(cfg: TransferConfig) -> tuple[list[Critic], Optional[Pretrained
         task_dims["similar"] = check_env(cfg.similar_env_id)[0]
     critics = []
     for i, path in enumerate(cfg.checkpoints):
-        p = load_pretrained(path, cfg.expected_activations[i] if cfg.expected_activations else None,
-                            label=cfg.labels[i] if cfg.labels else None)  # fmt: skip
+        p = load_pretrained(
+            path,
+            cfg.expected_activations[i] if cfg.expected_activations else None,
+            label=cfg.labels[i] if cfg.labels else None,
+        )
         for task in cfg.tasks:
             if p.obs_dim != task_dims[task]:
-                raise ValueError(f"{p.source}: the critic takes {p.obs_dim} inputs, task {task!r} has {task_dims[task]}")
+                raise ValueError(
+                    f"{p.source}: the critic takes {p.obs_dim} inputs, task {task!r} has {task_dims[task]}"
+                )
         ppo_seed = p.provenance.get("ppo_seed")
         if not isinstance(ppo_seed, int) or ppo_seed < 0:
-            raise ValueError(f"{p.source}: the checkpoint's config has PPO seed {ppo_seed!r}; the regression seeds of "
-                             "a PPO run are derived from it, so it must be an integer >= 0")  # fmt: skip
+            raise ValueError(
+                f"{p.source}: the checkpoint's config has PPO seed {ppo_seed!r}; the regression seeds of "
+                "a PPO run are derived from it, so it must be an integer >= 0"
+            )
         critics.append(Critic(p, cfg.arms[i] if cfg.arms else p.activation, ppo_seed))
     labels = [c.pretrained.label for c in critics]
     if len(set(labels)) != len(labels):
         raise ValueError(f"checkpoints share a label ({labels}); pass distinct --labels")
     runs = [(c.arm, c.ppo_seed) for c in critics]
     if len(set(runs)) != len(runs):
-        raise ValueError(f"two checkpoints of one arm come from the same PPO seed ((arm, seed): {runs}); an arm's "
-                         "replicates are its PPO runs, one critic each")  # fmt: skip
-    shared_policy = load_pretrained(cfg.similar_policy, input_dim=task_dims.get("similar")) if cfg.similar_policy else None
+        raise ValueError(
+            f"two checkpoints of one arm come from the same PPO seed ((arm, seed): {runs}); an arm's "
+            "replicates are its PPO runs, one critic each"
+        )
+    shared_policy = (
+        load_pretrained(cfg.similar_policy, input_dim=task_dims.get("similar")) if cfg.similar_policy else None
+    )
     return critics, shared_policy
 
 
@@ -478,10 +573,20 @@ def part_key(cfg: TransferConfig, critics: Sequence[Critic], shared_policy: Opti
     similar-task policy as resolved (the files actually read, the labels used). A run directory that gained a newer
     checkpoint thus gives a new key, and the config a worker gets (pinned to those files, see :func:`run_transfer`)
     the same key as the one the user gave."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out_dir", "checkpoints", "labels", "similar_policy")}
-    blob = json.dumps({"settings": settings, "sources": [[str(c.pretrained.source), c.pretrained.label] for c in critics],
-                       "similar_policy": None if shared_policy is None else str(shared_policy.source)},
-                      sort_keys=True, default=str)  # fmt: skip
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in ("out_dir", "checkpoints", "labels", "similar_policy")
+    }
+    blob = json.dumps(
+        {
+            "settings": settings,
+            "sources": [[str(c.pretrained.source), c.pretrained.label] for c in critics],
+            "similar_policy": None if shared_policy is None else str(shared_policy.source),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -505,23 +610,53 @@ def transfer_seed(cfg: TransferConfig, seed: int) -> dict[str, Any]:
                     permutation = cfg.eq1_permutation if task == "eq1_permuted" else None
                     raw = eq1_cache.get((task, pair_seed))
                     if raw is None:
-                        raw = eq1_cache[(task, pair_seed)] = make_eq1_data(cfg.n_train, cfg.n_test, pair_seed, cfg.noise_std,
-                                                                           cfg.x_distribution, cfg.x_scale, permutation)  # fmt: skip
+                        raw = eq1_cache[(task, pair_seed)] = make_eq1_data(
+                            cfg.n_train,
+                            cfg.n_test,
+                            pair_seed,
+                            cfg.noise_std,
+                            cfg.x_distribution,
+                            cfg.x_scale,
+                            permutation,
+                        )
                     data = _prepare(raw, p, cfg.eq1_inputs, "none")
                 else:
                     if shared_policy is not None:
                         if pair_seed not in shared_returns:
-                            shared_returns[pair_seed] = collect_return_data(shared_policy.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, pair_seed)
+                            shared_returns[pair_seed] = collect_return_data(
+                                shared_policy.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, pair_seed
+                            )
                         raw = shared_returns[pair_seed]
                     else:
                         raw = collect_return_data(p.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, pair_seed)
                     data = _prepare(raw, p, cfg.similar_inputs, cfg.similar_target_scale)
                 for init in inits:
                     for lr in cfg.lrs:
-                        model = pretrained_critic(p) if init == "pretrained" else random_critic(p, pair_seed, init.removeprefix("random_"))
-                        c, pr = train_regressor(model, data, lr, cfg.epochs, cfg.batch_size, pair_seed, cfg.probe_every, cfg.probe_thresholds)
-                        meta = {"task": task, "arm": critic.arm, "ppo_run": p.label, "ppo_seed": critic.ppo_seed, "init": init,
-                                "activation": p.activation, "lr": lr, "seed": seed}  # fmt: skip
+                        model = (
+                            pretrained_critic(p)
+                            if init == "pretrained"
+                            else random_critic(p, pair_seed, init.removeprefix("random_"))
+                        )
+                        c, pr = train_regressor(
+                            model,
+                            data,
+                            lr,
+                            cfg.epochs,
+                            cfg.batch_size,
+                            pair_seed,
+                            cfg.probe_every,
+                            cfg.probe_thresholds,
+                        )
+                        meta = {
+                            "task": task,
+                            "arm": critic.arm,
+                            "ppo_run": p.label,
+                            "ppo_seed": critic.ppo_seed,
+                            "init": init,
+                            "activation": p.activation,
+                            "lr": lr,
+                            "seed": seed,
+                        }
                         curves += [{**meta, **row} for row in c]
                         probes += [{**meta, **row} for row in pr]
         return {"seed": seed, "key": part_key(cfg, critics, shared_policy), "curves": curves, "probe": probes}
@@ -565,9 +700,12 @@ def run_transfer(
         log(f"reusing {len(cfg.seeds) - len(todo)} finished seed(s) from {Path(cfg.out_dir) / 'parts'}")
     # Workers read exactly the checkpoint files resolved here: a run directory that gains a newer checkpoint while
     # the seeds run must not give different seeds different critics.
-    pinned = dataclasses.replace(cfg, checkpoints=tuple(c.pretrained.source for c in critics),
-                                 labels=tuple(c.pretrained.label for c in critics),
-                                 similar_policy=None if shared_policy is None else shared_policy.source)  # fmt: skip
+    pinned = dataclasses.replace(
+        cfg,
+        checkpoints=tuple(c.pretrained.source for c in critics),
+        labels=tuple(c.pretrained.label for c in critics),
+        similar_policy=None if shared_policy is None else shared_policy.source,
+    )
     for part in map_seeds(transfer_seed, [pinned] * len(todo), todo):
         if part["key"] != key:
             raise RuntimeError(f"seed {part['seed']} ran on other checkpoint files or settings than this run resolved")
@@ -575,7 +713,8 @@ def run_transfer(
         parts[part["seed"]] = part
         for r in part["curves"]:
             if r["epoch"] == cfg.epochs:
-                log(f"seed {r['seed']} {r['task']:<12} {r['ppo_run']} {r['init']:<12} lr {r['lr']:g}: final test MSE {r['test_mse']:.4g}")
+                what = f"seed {r['seed']} {r['task']:<12} {r['ppo_run']} {r['init']:<12} lr {r['lr']:g}"
+                log(f"{what}: final test MSE {r['test_mse']:.4g}")
     curves = [row for s in cfg.seeds for row in parts[s]["curves"]]
     probes = [row for s in cfg.seeds for row in parts[s]["probe"]]
     summary = summarise(curves, cfg.alpha)
@@ -585,13 +724,15 @@ def run_transfer(
     write_csv(out / "probe.csv", probes, PROBE_COLUMNS)
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
     write_csv(out / "linear_floor.csv", floors, LINEAR_FLOOR_COLUMNS)
-    info = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-            "checkpoints": {c.pretrained.label: str(c.pretrained.source) for c in critics},
-            "arms": {c.pretrained.label: c.arm for c in critics},
-            "provenance": {c.pretrained.label: c.pretrained.provenance for c in critics},
-            "similar_policy": None if shared_policy is None else str(shared_policy.source),
-            "seeds_computed_now": todo,
-            "wall_seconds": time.perf_counter() - started}  # fmt: skip
+    info = {
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "checkpoints": {c.pretrained.label: str(c.pretrained.source) for c in critics},
+        "arms": {c.pretrained.label: c.arm for c in critics},
+        "provenance": {c.pretrained.label: c.pretrained.provenance for c in critics},
+        "similar_policy": None if shared_policy is None else str(shared_policy.source),
+        "seeds_computed_now": todo,
+        "wall_seconds": time.perf_counter() - started,
+    }
     atomic_write_bytes(out / "config.json", (json.dumps(info, indent=2) + "\n").encode())
     return {"curves": curves, "probe": probes, "summary": summary, "linear_floor": floors}
 

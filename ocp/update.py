@@ -56,16 +56,24 @@ class PPOUpdate:
 
     ``networks`` are the modules an intervention sees (``ocp.ppo.intervention_networks``)."""
 
-    def __init__(self, agent: Agent, optimizer: FlatAdam, settings: UpdateSettings,
-                 intervention: Optional[Intervention] = None,
-                 networks: Optional[Mapping[str, nn.Sequential]] = None):  # fmt: skip
+    def __init__(
+        self,
+        agent: Agent,
+        optimizer: FlatAdam,
+        settings: UpdateSettings,
+        intervention: Optional[Intervention] = None,
+        networks: Optional[Mapping[str, nn.Sequential]] = None,
+    ):
         self.agent, self.optimizer, self.settings = agent, optimizer, settings
         self.intervention, self.networks = intervention, networks
         self.actor, self.critic = NumpyMLP(agent.actor_mean), NumpyMLP(agent.critic)
         self.log_std = agent.actor_logstd.detach().numpy()[0]  # shares memory with the parameter
         grads = optimizer.grad_view
         self.actor_grads = ([grads(m.weight) for m in self.actor.linears], [grads(m.bias) for m in self.actor.linears])
-        self.critic_grads = ([grads(m.weight) for m in self.critic.linears], [grads(m.bias) for m in self.critic.linears])
+        self.critic_grads = (
+            [grads(m.weight) for m in self.critic.linears],
+            [grads(m.bias) for m in self.critic.linears],
+        )
         self.log_std_grad = grads(agent.actor_logstd)[0]
         self._reg_params = [p for net in (networks or {}).values() for p in net.parameters()]
         self._reg_grads = [grads(p) for p in self._reg_params]
@@ -171,11 +179,13 @@ class PPOUpdate:
             grad_value = error * np.float32(s.vf_coef / B)
         self.critic.backward(grad_value[:, None], critic_inputs, *self.critic_grads)
 
-        out = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-               "clipfrac": np.count_nonzero(np.abs(ratio - np.float32(1.0)) > s.clip_coef) / B}  # fmt: skip
+        out = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "clipfrac": np.count_nonzero(np.abs(ratio - np.float32(1.0)) > s.clip_coef) / B,
+        }
         if want_kl:
             out["old_approx_kl"] = -float(logratio.sum()) / B
             out["approx_kl"] = float(((ratio - np.float32(1.0)) - logratio).sum()) / B
         return out
-
-

@@ -65,22 +65,41 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="scale of the runs (default: quick)")
     parser.add_argument("--results", default="results", help="results root folder (default: results)")
-    parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="local process pool (default) or Ray")
+    parser.add_argument(
+        "--executor", choices=["local", "ray"], default="local", help="local process pool (default) or Ray"
+    )
     parser.add_argument("--ray-address", default=None, help="address of a Ray cluster (implies --executor ray)")
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of CPU cores)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="run only these PPO seeds of the preset (the report's Scale line says so)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="run only these PPO seeds of the preset (the report's Scale line says so)",
+    )
     parser.add_argument("--no-task-switches", action="store_true", help="leave the task-switch grid out")
     parser.add_argument("--figures-only", action="store_true", help="redraw figures and report from existing tables")
-    parser.add_argument("--from-tables", metavar="ARCHIVE", default=None,
-                        help="extract an archive of tables (docs/tables/<preset>.tar.gz) into the results folder of "
-                             "its preset, then redraw figures and report from it (implies --figures-only)")
-    parser.add_argument("--merge-tables", metavar="SOURCE", nargs="+", default=None,
-                        help="join archives (or results folders) of one preset that hold different runs into the "
-                             "results folder of that preset, then redraw figures and report (implies --figures-only)")
-    parser.add_argument("--pack-tables", metavar="ARCHIVE", default=None,
-                        help="afterwards, write the tables the report was drawn from into this archive")
+    parser.add_argument(
+        "--from-tables",
+        metavar="ARCHIVE",
+        default=None,
+        help="extract an archive of tables (docs/tables/<preset>.tar.gz) into the results folder of "
+        "its preset, then redraw figures and report from it (implies --figures-only)",
+    )
+    parser.add_argument(
+        "--merge-tables",
+        metavar="SOURCE",
+        nargs="+",
+        default=None,
+        help="join archives (or results folders) of one preset that hold different runs into the "
+        "results folder of that preset, then redraw figures and report (implies --figures-only)",
+    )
+    parser.add_argument(
+        "--pack-tables",
+        metavar="ARCHIVE",
+        default=None,
+        help="afterwards, write the tables the report was drawn from into this archive",
+    )
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be >= 1")
@@ -109,8 +128,15 @@ def main(argv: list[str] | None = None) -> Path:
         if not (root / "index.json").is_file():
             parser.error(f"--figures-only: {root} holds no results yet; run without it first")
     else:
-        run_all(args.preset, args.results, args.executor, args.ray_address, args.workers, seeds=args.seeds,
-                task_switches=not args.no_task_switches)
+        run_all(
+            args.preset,
+            args.results,
+            args.executor,
+            args.ray_address,
+            args.workers,
+            seeds=args.seeds,
+            task_switches=not args.no_task_switches,
+        )
     figures = draw_all(root, root / "figures")
     report = write_report(root, root / "REPORT.md", theory_table=theory_table())
     print(f"{len(figures) // 3} figures in {root / 'figures'}; claims report {report}")

@@ -90,3 +90,53 @@ def test_config_diff_lists_each_differing_field():
 def test_atomic_write_json_is_readable(tmp_path):
     atomic_write_json(tmp_path / "config.json", {"b": 1, "a": [1, 2]})
     assert (tmp_path / "config.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+
+
+class Counter:
+    def __init__(self, value=0):
+        self.value = value
+
+    def state_dict(self):
+        return {"value": self.value}
+
+    def load_state_dict(self, state):
+        self.value = state["value"]
+
+
+def test_run_state_saves_and_restores_every_registered_part(tmp_path):
+    gen = torch.Generator().manual_seed(3)
+    weights = {"w": torch.ones(2)}
+    parts = ck.RunState()
+    parts.register("counter", Counter(7))
+    parts.register("generator", ck.GeneratorState(gen))
+    parts.register("weights", ck.TensorsState(weights))
+    ck.save_checkpoint(tmp_path / "c.ckpt", {"format": 3, "update": 1, **parts.state_dict()})
+    expected = torch.rand(3, generator=gen)  # what the generator draws next from the saved state
+    gen.manual_seed(99)
+    held = weights  # a holder of the dict sees the restored values
+    weights["w"] = torch.zeros(2)
+    fresh = Counter()
+    restored = ck.RunState()
+    restored.register("counter", fresh)
+    restored.register("generator", ck.GeneratorState(gen))
+    restored.register("weights", ck.TensorsState(weights))
+    restored.load_state_dict(ck.load_checkpoint(tmp_path / "c.ckpt"))
+    assert fresh.value == 7 and torch.equal(torch.rand(3, generator=gen), expected)
+    assert torch.equal(held["w"], torch.ones(2))
+    assert restored.names == ["counter", "generator", "weights"]
+
+
+def test_run_state_refuses_what_it_cannot_restore():
+    parts = ck.RunState()
+    parts.register("counter", Counter())
+    with pytest.raises(ValueError, match="reserved or already registered"):
+        parts.register("counter", Counter())
+    with pytest.raises(ValueError, match="reserved"):
+        parts.register("update", Counter())
+    with pytest.raises(TypeError, match="needs state_dict"):
+        parts.register("plain", object())
+    with pytest.raises(ValueError, match=r"holds no state for part\(s\) \['counter'\]"):
+        parts.load_state_dict({"update": 3})
+    with pytest.raises(ValueError, match=r"part\(s\) \['monitor'\] that this run does not have"):
+        parts.load_state_dict({"counter": {"value": 1}, "monitor": {"x": 1}})
+    parts.load_state_dict({"counter": {"value": 2}, "monitor": None, "update": 3})  # a part the run lacks, saved empty

@@ -31,13 +31,35 @@ def _plasticity(arm, seed):
         for net in ("actor", "critic"):
             for layer, kind in (("0", "hidden"), ("2", "hidden"), ("4", "output")):
                 share = 0.3 if (arm, net, layer) == ("relu", "critic", "2") else 0.0
-                values = {"dormant_ratio": share, "zero_gradient_ratio": share,
-                          "dormant_overlap": 1.0 if share and i else math.nan,
-                          "zero_gradient_overlap": 1.0 if share and i else math.nan}  # fmt: skip
-                rows += [{"global_step": step, "network": net, "layer": layer, "kind": kind, "metric": metric,
-                          "threshold": TAU, "value": value} for metric, value in values.items()]  # fmt: skip
-                rows.append({"global_step": step, "network": net, "layer": layer, "kind": kind,
-                             "metric": "effective_rank", "threshold": "", "value": 1 if seed == 1 else 9})  # fmt: skip
+                values = {
+                    "dormant_ratio": share,
+                    "zero_gradient_ratio": share,
+                    "dormant_overlap": 1.0 if share and i else math.nan,
+                    "zero_gradient_overlap": 1.0 if share and i else math.nan,
+                }
+                rows += [
+                    {
+                        "global_step": step,
+                        "network": net,
+                        "layer": layer,
+                        "kind": kind,
+                        "metric": metric,
+                        "threshold": TAU,
+                        "value": value,
+                    }
+                    for metric, value in values.items()
+                ]
+                rows.append(
+                    {
+                        "global_step": step,
+                        "network": net,
+                        "layer": layer,
+                        "kind": kind,
+                        "metric": "effective_rank",
+                        "threshold": "",
+                        "value": 1 if seed == 1 else 9,
+                    }
+                )
     return rows
 
 
@@ -51,10 +73,22 @@ def results(tmp_path):
             _write(tmp_path / run_dir / "metrics.csv", [{"global_step": s, "return_recent": s / 1e3} for s in STEPS])
             _write(tmp_path / run_dir / "plasticity.csv", _plasticity(arm, seed))
             runs.append({"arm": arm, "seed": seed, "activation": arm, "run_dir": run_dir})
-    curves = [{"task": task, "arm": arm, "ppo_run": f"PPO-{arm}-seed1", "init": init, "lr": lr, "epoch": epoch,
-               "test_mse": 10.0 / (1 + epoch)}
-              for task in ("eq1", "similar") for arm in ("relu", "no-act") for init in ("pretrained", "random_ppo")
-              for lr in (0.01, 0.005) for epoch in range(3)]  # fmt: skip
+    curves = [
+        {
+            "task": task,
+            "arm": arm,
+            "ppo_run": f"PPO-{arm}-seed1",
+            "init": init,
+            "lr": lr,
+            "epoch": epoch,
+            "test_mse": 10.0 / (1 + epoch),
+        }
+        for task in ("eq1", "similar")
+        for arm in ("relu", "no-act")
+        for init in ("pretrained", "random_ppo")
+        for lr in (0.01, 0.005)
+        for epoch in range(3)
+    ]
     _write(tmp_path / "transfer" / "curves.csv", curves)
     index = {"preset": "test", "scaled_down": "", "ppo_runs": runs, "transfer_dir": "transfer"}
     (tmp_path / "index.json").write_text(json.dumps(index))
@@ -87,11 +121,14 @@ def _step_labels(ax):
     return [label.get_text() for label, x in zip(ax.get_xticklabels(), ax.get_xticks()) if low <= x <= high]
 
 
-@pytest.mark.parametrize("last_step, labels", [
-    (1_000_000, ["0", "250k", "500k", "750k", "1M"]),
-    (20_000_000, ["0", "5M", "10M", "15M", "20M"]),
-    (3_072, ["0", "1k", "2k", "3k"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "last_step, labels",
+    [
+        (1_000_000, ["0", "250k", "500k", "750k", "1M"]),
+        (20_000_000, ["0", "5M", "10M", "15M", "20M"]),
+        (3_072, ["0", "1k", "2k", "3k"]),
+    ],
+)
 def test_steps_axis_reads_in_round_steps_from_zero(last_step, labels):
     fig, ax = plt.subplots()
     _steps_axis(ax, last_step)
@@ -101,11 +138,14 @@ def test_steps_axis_reads_in_round_steps_from_zero(last_step, labels):
     plt.close(fig)
 
 
-@pytest.mark.parametrize("last_step, ticks, labels, right", [
-    (999_424, 4, ["0", "250k", "500k", "750k", "1M"], 1_000_000),  # the last logged step of a 1M run
-    (1_048_576, 4, ["0", "500k", "1M"], 1_048_576),  # 2^20: a tick at 1.25M would leave a fifth of the axis empty
-    (999_424, NARROW_PANEL_TICKS, ["0", "500k", "1M"], 1_000_000),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "last_step, ticks, labels, right",
+    [
+        (999_424, 4, ["0", "250k", "500k", "750k", "1M"], 1_000_000),  # the last logged step of a 1M run
+        (1_048_576, 4, ["0", "500k", "1M"], 1_048_576),  # 2^20: a tick at 1.25M would leave a fifth of the axis empty
+        (999_424, NARROW_PANEL_TICKS, ["0", "500k", "1M"], 1_000_000),
+    ],
+)
 def test_steps_axis_ends_at_a_round_step_just_above_the_last(last_step, ticks, labels, right):
     fig, ax = plt.subplots()
     _steps_axis(ax, last_step, ticks)
@@ -154,12 +194,13 @@ def test_overlap_reason_tells_empty_sets_from_sets_never_seen_twice_in_a_row():
     once = [{"x": 1, "mean": 0.0}, {"x": 2, "mean": 0.2}, {"x": 3, "mean": 0.0}]
     never = [{"x": 1, "mean": 0.0}, {"x": 2, "mean": math.nan}]
     assert _overlap_reason({"dormant": never, "zero_gradient": once}, ["dormant", "zero_gradient"], 0.1) == (
-        "no dormant\nunits at τ = 0.1;\nzero-gradient units never\nin two consecutive\nmeasurements:\noverlap undefined")
+        "no dormant\nunits at τ = 0.1;\nzero-gradient units never\nin two consecutive\nmeasurements:\noverlap undefined"
+    )
 
 
 def test_transfer_bars_of_a_single_ppo_run_have_no_error_bar(results, drawn, tmp_path):
     figures.fig3_transfer(results, tmp_path)
-    bars = drawn["fig3"].axes[len(["eq1", "similar"]):]  # the row of final-MSE panels below the curves
+    bars = drawn["fig3"].axes[len(["eq1", "similar"]) :]  # the row of final-MSE panels below the curves
     assert all(len(ax.patches) == 4 and not ax.containers[4:] for ax in bars)  # 2 arms x 2 inits, bars only
 
 
@@ -169,10 +210,12 @@ def test_transfer_rows_of_an_lr_that_was_not_run_say_so(results, drawn, tmp_path
         kept = [row for row in csv.DictReader(f) if row["lr"] == "0.01"]
     _write(path, kept)
     figures.fig5_transfer_lrs(figures.Results(tmp_path), tmp_path)
-    rows = [drawn["fig5"].axes[i:i + 2] for i in range(0, 8, 2)]  # curves and bars at lr 0.01, then at 0.005
+    rows = [drawn["fig5"].axes[i : i + 2] for i in range(0, 8, 2)]  # curves and bars at lr 0.01, then at 0.005
     assert all(_texts(ax) == [] for ax in rows[0] + rows[1])
-    assert all(_texts(ax) == ["not run at lr 0.005\nin these results"] and not ax.lines and not ax.patches
-               for ax in rows[2] + rows[3])  # fmt: skip
+    assert all(
+        _texts(ax) == ["not run at lr 0.005\nin these results"] and not ax.lines and not ax.patches
+        for ax in rows[2] + rows[3]
+    )
     assert rows[2][0].get_title() == "(b) Eq. 1 (dissimilar task), lr 0.005"
 
 
@@ -184,8 +227,12 @@ def test_log_axis_labels_are_plain_numbers():
     ax.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 0.5)))
     fig.canvas.draw()
     low, high = ax.get_ylim()
-    labels = [label.get_text() for which in (False, True) for label, y in
-              zip(ax.get_yticklabels(minor=which), ax.get_yticks(minor=which)) if low <= y <= high and label.get_text()]
+    labels = [
+        label.get_text()
+        for which in (False, True)
+        for label, y in zip(ax.get_yticklabels(minor=which), ax.get_yticks(minor=which))
+        if low <= y <= high and label.get_text()
+    ]
     assert sorted(labels, key=float) == ["0.1", "1", "10"]  # three decades: decades only, none written as 1e-01
     ax.set_ylim(0.5, 30)
     fig.canvas.draw()

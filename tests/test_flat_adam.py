@@ -20,7 +20,9 @@ def test_first_step_by_hand():
     opt.grad[:] = 0.5
     opt.step()
     assert p.item() == pytest.approx(0.9, abs=1e-7)
-    assert opt.state[p]["exp_avg"].item() == pytest.approx(0.05) and opt.state[p]["exp_avg_sq"].item() == pytest.approx(0.00025)
+    assert opt.state[p]["exp_avg"].item() == pytest.approx(0.05) and opt.state[p]["exp_avg_sq"].item() == pytest.approx(
+        0.00025
+    )
     assert int(opt.state[p]["step"]) == 1
 
 
@@ -147,13 +149,18 @@ def test_restarted_entry_steps_like_a_fresh_adam_by_hand():
     assert opt.state_dict()["entry_steps"].tolist() == [1.0, 3.0] and int(opt.state[p]["step"]) == 3
     # Kept count (t = 3 for both): entry 0 gets m̂ = 1 / 0.875, v̂ = 1 / 0.578125; step 0.5 · 1.1428571 / 1.3151350.
     p, opt = _two_steps_then_reset(restart=False)
-    assert p.tolist() == pytest.approx([-1.0 - 0.5 * (1 / 0.875) / ((1 / 0.578125) ** 0.5 + 1e-8), -1.0 - entry1], rel=1e-6)
+    assert p.tolist() == pytest.approx(
+        [-1.0 - 0.5 * (1 / 0.875) / ((1 / 0.578125) ** 0.5 + 1e-8), -1.0 - entry1], rel=1e-6
+    )
     assert opt.state_dict()["entry_steps"] is None
 
 
 def test_per_entry_counts_without_a_restart_step_bit_for_bit_as_the_shared_count():
     shared, per_entry = _params(), _params()
-    opt_a, opt_b = FlatAdam(shared, lr=3e-3, eps=1e-5, weight_decay=0.1), FlatAdam(per_entry, lr=3e-3, eps=1e-5, weight_decay=0.1)
+    opt_a, opt_b = (
+        FlatAdam(shared, lr=3e-3, eps=1e-5, weight_decay=0.1),
+        FlatAdam(per_entry, lr=3e-3, eps=1e-5, weight_decay=0.1),
+    )
     rng = np.random.default_rng(4)
     for k in range(300):
         if k == 100:

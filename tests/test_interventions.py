@@ -52,7 +52,7 @@ def test_redo_recycles_exactly_the_dormant_unit():
     layer2_dormant = result.layer("2").dormant_mask(0.0)
     params, state = snapshot(net, opt)
     out_before = net(x).detach()
-    log = ReDo(every=1).on_schedule({"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(0))
+    log = ReDo(every=1, tau=0.0).on_schedule({"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(0))
     assert log == {"critic/units_reset": 1.0 + float(layer2_dormant.sum())}
 
     d0, d2 = result.layer("0").dormant_mask(0.0), layer2_dormant
@@ -115,10 +115,17 @@ def test_redo_restarts_adam_step_counts_as_chosen():
     result = probe(net, x)
     d0, d2 = result.layer("0").dormant_mask(0.0), result.layer("2").dormant_mask(0.0)
     assert d0.tolist() == [False, True, False, False]
-    ReDo(every=1, adam_step="reset_entries").on_schedule({"c": net}, opt, {"c": result}, torch.Generator().manual_seed(0))
-    restarted = {"0.weight": d0[:, None].expand(4, 3), "0.bias": d0,
-                 "2.weight": d0[None, :].expand(3, 4) | d2[:, None].expand(3, 4), "2.bias": d2,
-                 "4.weight": d2[None, :].expand(1, 3), "4.bias": torch.zeros(1, dtype=torch.bool)}  # fmt: skip
+    ReDo(every=1, tau=0.0, adam_step="reset_entries").on_schedule(
+        {"c": net}, opt, {"c": result}, torch.Generator().manual_seed(0)
+    )
+    restarted = {
+        "0.weight": d0[:, None].expand(4, 3),
+        "0.bias": d0,
+        "2.weight": d0[None, :].expand(3, 4) | d2[:, None].expand(3, 4),
+        "2.bias": d2,
+        "4.weight": d2[None, :].expand(1, 3),
+        "4.bias": torch.zeros(1, dtype=torch.bool),
+    }
     for name, steps in _entry_steps(net, opt).items():
         assert torch.equal(steps, torch.where(restarted[name], 0.0, 2.0).double()), name
         assert (opt.state[dict(net.named_parameters())[name]]["exp_avg"][restarted[name]] == 0).all()
@@ -127,17 +134,33 @@ def test_redo_restarts_adam_step_counts_as_chosen():
     # reset_tensors (timoklein/redo): whole tensors of every hidden layer and of the layer after it, the output bias
     # excepted, whether or not a unit there was recycled; FlatAdam and torch's Adam alike.
     net, x, opt = _flat_adam_setup()
-    ReDo(every=1, adam_step="reset_tensors").on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+    ReDo(every=1, tau=0.0, adam_step="reset_tensors").on_schedule(
+        {"c": net}, opt, {"c": probe(net, x)}, torch.Generator()
+    )
     assert {n: s.unique().tolist() for n, s in _entry_steps(net, opt).items()} == {
-        "0.weight": [0.0], "0.bias": [0.0], "2.weight": [0.0], "2.bias": [0.0], "4.weight": [0.0], "4.bias": [2.0]}
+        "0.weight": [0.0],
+        "0.bias": [0.0],
+        "2.weight": [0.0],
+        "2.bias": [0.0],
+        "4.weight": [0.0],
+        "4.bias": [2.0],
+    }
     net, x, opt = setup()
-    ReDo(every=1, adam_step="reset_tensors").on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+    ReDo(every=1, tau=0.0, adam_step="reset_tensors").on_schedule(
+        {"c": net}, opt, {"c": probe(net, x)}, torch.Generator()
+    )
     assert {n: float(opt.state[p]["step"]) for n, p in net.named_parameters()} == {
-        "0.weight": 0.0, "0.bias": 0.0, "2.weight": 0.0, "2.bias": 0.0, "4.weight": 0.0, "4.bias": 2.0}
+        "0.weight": 0.0,
+        "0.bias": 0.0,
+        "2.weight": 0.0,
+        "2.bias": 0.0,
+        "4.weight": 0.0,
+        "4.bias": 2.0,
+    }
 
     # keep (the default): the shared count stays and no per-entry count is created.
     net, x, opt = _flat_adam_setup()
-    ReDo(every=1).on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+    ReDo(every=1, tau=0.0).on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
     assert opt.state_dict()["entry_steps"] is None and int(opt.state[net[0].weight]["step"]) == 2
 
 
@@ -145,7 +168,9 @@ def test_redo_step_restart_refusals():
     net, x, opt = setup()
     params, _ = snapshot(net, opt)
     with pytest.raises(ValueError, match="one step count per tensor"):
-        ReDo(every=1, adam_step="reset_entries").on_schedule({"c": net}, opt, {"c": probe(net, x)}, torch.Generator())
+        ReDo(every=1, tau=0.0, adam_step="reset_entries").on_schedule(
+            {"c": net}, opt, {"c": probe(net, x)}, torch.Generator()
+        )
     assert all(torch.equal(p, params[n]) for n, p in net.named_parameters())  # refused before any edit
     with pytest.raises(ValueError, match="adam_step must be one of"):
         ReDo(adam_step="zero")
@@ -160,7 +185,7 @@ def test_gradient_redo_selects_zero_gradient_units_and_perturb_keeps_outgoing_we
     zg = result.layer("2").zero_gradient_mask(0.0)
     assert zg[2] and not result.layer("2").dormant_mask(0.0)[2]  # live but gradient-free
     params, state = snapshot(net, opt)
-    GradientReDo(every=1, mode="perturb", noise_scale=0.5).on_schedule(
+    GradientReDo(every=1, tau=0.0, mode="perturb", noise_scale=0.5).on_schedule(
         {"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(1)
     )
     rows0 = result.layer("0").zero_gradient_mask(0.0)
@@ -175,7 +200,9 @@ def test_gradient_redo_selects_zero_gradient_units_and_perturb_keeps_outgoing_we
 def test_gradient_redo_reset_mode_zeroes_outgoing_weights():
     net, x, opt = setup()
     result = probe(net, x)
-    GradientReDo(every=1).on_schedule({"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(1))
+    GradientReDo(every=1, tau=0.0).on_schedule(
+        {"critic": net}, opt, {"critic": result}, torch.Generator().manual_seed(1)
+    )
     assert net[4].weight[0, 2] == 0 and opt.state[net[4].weight]["exp_avg"][0, 2] == 0
 
 
@@ -204,7 +231,9 @@ def test_fresh_weights_come_from_each_layer_of_the_agent_its_own_initialisation(
     actor = mlp(5, (8, 6), 3, "tanh", out_gain=0.01)
     opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
     before = [actor[i].weight.detach().clone() for i in (0, 2, 4)]
-    ShrinkPerturb(every=1, shrink=1.0, perturb=0.1).on_schedule({"actor": actor}, opt, {}, torch.Generator().manual_seed(0))
+    ShrinkPerturb(every=1, shrink=1.0, perturb=0.1).on_schedule(
+        {"actor": actor}, opt, {}, torch.Generator().manual_seed(0)
+    )
     deltas = [actor[i].weight.detach() - b for i, b in zip((0, 2, 4), before)]
     # (8, 5) and (6, 8): tall or wide orthogonal matrices of gain g, times p: Q Qᵀ or Qᵀ Q = (p g)² I.
     torch.testing.assert_close(deltas[0].T @ deltas[0], 0.02 * torch.eye(5), atol=1e-6, rtol=0)
@@ -250,7 +279,7 @@ def test_refuses_an_optimiser_over_replaced_parameters():
     result = probe(net, x)
     net[2] = nn.Linear(4, 3)
     with pytest.raises(ValueError, match="does not hold the network's current parameters"):
-        ReDo(every=1).on_schedule({"n": net}, opt, {"n": result}, torch.Generator())
+        ReDo(every=1, tau=0.0).on_schedule({"n": net}, opt, {"n": result}, torch.Generator())
 
 
 def test_schedule_and_factory():
@@ -288,7 +317,7 @@ def test_bound_state_roundtrips_and_per_update_logs():
     copy.after_step({"critic": net})
     assert copy.update_log()["critic/weights_clipped"] >= over > 0
     with pytest.raises(ValueError, match="has no state"):
-        ReDo(every=1).load_state_dict({"x": 1})
+        ReDo(every=1, tau=0.0).load_state_dict({"x": 1})
 
 
 def test_gradient_redo_logs_what_it_did():
@@ -296,5 +325,7 @@ def test_gradient_redo_logs_what_it_did():
     result = probe(net, x)
     gen = torch.Generator().manual_seed(0)
     n = float(sum(int(result.layer(name).zero_gradient_mask(0.0).sum()) for name in ("0", "2")))
-    assert GradientReDo(every=1, mode="perturb").on_schedule({"c": net}, opt, {"c": result}, gen) == {"c/units_perturbed": n}
-    assert GradientReDo(every=1).needs_probe and not L2Init().needs_probe
+    assert GradientReDo(every=1, tau=0.0, mode="perturb").on_schedule({"c": net}, opt, {"c": result}, gen) == {
+        "c/units_perturbed": n
+    }
+    assert GradientReDo(every=1, tau=0.0).needs_probe and not L2Init().needs_probe

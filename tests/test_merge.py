@@ -58,7 +58,8 @@ def quick(tmp_path_factory):
 def test_merging_parts_gives_back_the_whole(quick, tmp_path):
     whole, a, b = quick
     assert (a / json.loads((a / "index.json").read_text())["transfer_dir"] / "summary.csv").read_bytes() != (
-        whole / json.loads((whole / "index.json").read_text())["transfer_dir"] / "summary.csv").read_bytes()
+        whole / json.loads((whole / "index.json").read_text())["transfer_dir"] / "summary.csv"
+    ).read_bytes()
     merged = merge_results([b, a], tmp_path / "quick", "joined")
     index, original = (json.loads((p / "index.json").read_text()) for p in (merged, whole))
     assert index["scaled_down"] == "joined"
@@ -71,13 +72,17 @@ def test_merging_parts_gives_back_the_whole(quick, tmp_path):
     for name in ("curves.csv", "probe.csv"):
         got, want = _rows(merged / index["transfer_dir"] / name), _rows(whole / original["transfer_dir"] / name)
         assert got[0] == want[0] and sorted(map(tuple, map(dict.items, got[1]))) == sorted(
-            map(tuple, map(dict.items, want[1])))
+            map(tuple, map(dict.items, want[1]))
+        )
     for name in ("scenario_switches.csv", "scenario_returns.csv", "scenario_recovery.csv"):
         assert sorted(_rows(merged / name)[1], key=str) == sorted(_rows(whole / name)[1], key=str)
     for run in index["ppo_runs"] + index["scenario_runs"]:
-        files = sorted(p.relative_to(whole / run["run_dir"]) for p in (whole / run["run_dir"]).rglob("*") if p.is_file())
-        assert files == sorted(p.relative_to(merged / run["run_dir"]) for p in (merged / run["run_dir"]).rglob("*")
-                               if p.is_file())  # fmt: skip
+        files = sorted(
+            p.relative_to(whole / run["run_dir"]) for p in (whole / run["run_dir"]).rglob("*") if p.is_file()
+        )
+        assert files == sorted(
+            p.relative_to(merged / run["run_dir"]) for p in (merged / run["run_dir"]).rglob("*") if p.is_file()
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quick"]  # no staging folder left
 
 
@@ -101,7 +106,8 @@ def test_runs_of_an_arm_must_share_their_config(quick, tmp_path):
     (b2 / run["run_dir"] / "config.json").write_text(json.dumps(config))
     merged = merge_results([a, b2], tmp_path / "out", "joined")
     assert json.loads((merged / "index.json").read_text())["scaled_down"] == (
-        f"joined; PPO arm {run['arm']}: only some runs' configs have probe_objective")
+        f"joined; PPO arm {run['arm']}: only some runs' configs have probe_objective"
+    )
 
 
 def test_transfer_settings_must_agree(quick, tmp_path):

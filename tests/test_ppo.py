@@ -1,6 +1,8 @@
 """PPO pieces: GAE, normalisers, agent, rollout (no reset-observation leak, truncation bootstrap), validation, CLI."""
 
 import csv
+import dataclasses
+import json
 from collections import deque
 
 import gymnasium as gym
@@ -11,6 +13,7 @@ from torch import nn
 
 from ocp.agent import Agent, RunningMeanStd, gaussian_log_prob
 from ocp.envs import get_env_states, make_env, make_vector_env, set_env_states
+from ocp.interventions import Intervention, L2Init, ReDo, WeightClipping
 from ocp.ppo import (
     RUNTIME_FIELDS,
     WALL_CLOCK_COLUMNS,
@@ -25,8 +28,8 @@ from ocp.ppo import (
     train,
     value_loss,
 )
-from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.probe import PlasticityProbe
+from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.train import main, parse
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -37,7 +40,9 @@ def test_gae_by_hand_with_termination_and_truncation():
     # One env, 4 steps, gamma = lambda = 0.5. Step 1 terminates, step 3 is truncated with V(final obs) = 3.
     rewards = np.array([[1.0], [2.0], [3.0], [4.0]], dtype=np.float32)
     values = np.array([[0.5], [1.0], [1.5], [2.0]], dtype=np.float32)
-    next_values = np.array([[1.0], [7.0], [2.0], [3.0]], dtype=np.float32)  # 7.0 is ignored: a terminal state has value 0
+    next_values = np.array(
+        [[1.0], [7.0], [2.0], [3.0]], dtype=np.float32
+    )  # 7.0 is ignored: a terminal state has value 0
     terminated = np.array([[0.0], [1.0], [0.0], [0.0]], dtype=np.float32)
     dones = np.array([[0.0], [1.0], [0.0], [1.0]], dtype=np.float32)
     adv, ret = compute_gae(rewards, values, next_values, terminated, dones, 0.5, 0.5)
@@ -126,18 +131,39 @@ def test_agent_initialisation_and_sampling():
 
 
 # ------------------------------------------------------------------------------------------------------- rollouts
-def _rollout(env_id, num_envs, num_steps, max_steps, bootstrap, seed=3, reward_norm_reset="termination", out=None,
-             vector_mode="sync"):  # fmt: skip
-    cfg = PPOConfig(env_id=env_id, num_envs=num_envs, num_steps=num_steps, max_episode_steps=max_steps,
-                    bootstrap_truncation=bootstrap, norm_obs=False, norm_reward=False,
-                    reward_norm_reset=reward_norm_reset)  # fmt: skip
+def _rollout(
+    env_id,
+    num_envs,
+    num_steps,
+    max_steps,
+    bootstrap,
+    seed=3,
+    reward_norm_reset="termination",
+    out=None,
+    vector_mode="sync",
+):
+    cfg = PPOConfig(
+        env_id=env_id,
+        num_envs=num_envs,
+        num_steps=num_steps,
+        max_episode_steps=max_steps,
+        bootstrap_truncation=bootstrap,
+        norm_obs=False,
+        norm_reward=False,
+        reward_norm_reset=reward_norm_reset,
+    )
     torch.manual_seed(0)
     envs = make_vector_env(env_id, num_envs, vector_mode, max_steps)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     agent = Agent(obs_dim, act_dim, hidden_sizes=(16,), norm_obs=False, norm_reward=False)
     raw, _ = envs.reset(seed=seed)
-    state = LoopState(agent.normalize_obs(raw, True), np.zeros(num_envs), np.zeros(num_envs),
-                      np.zeros(num_envs, dtype=np.int64), deque(maxlen=10))  # fmt: skip
+    state = LoopState(
+        agent.normalize_obs(raw, True),
+        np.zeros(num_envs),
+        np.zeros(num_envs),
+        np.zeros(num_envs, dtype=np.int64),
+        deque(maxlen=10),
+    )
     buf = Rollout.empty(num_steps, num_envs, obs_dim, act_dim)
     low, high = envs.single_action_space.low, envs.single_action_space.high
     settings = RolloutSettings(cfg.num_steps, cfg.gamma, cfg.bootstrap_truncation, cfg.reward_norm_reset)
@@ -153,7 +179,9 @@ def test_rollout_is_exactly_the_real_transitions_no_reset_obs_leak(bootstrap, ve
     """Replay each sub-env on its own: the buffer must hold exactly the env's transitions — no step from a final
     observation to a reset observation (gymnasium 1.x NEXT_STEP autoreset would insert one with reward 0)."""
     T, N, max_steps, seed = 13, 2, 5, 3
-    agent, buf, episodes, (low, high) = _rollout("HalfCheetah-v4", N, T, max_steps, bootstrap, seed, vector_mode=vector_mode)
+    agent, buf, episodes, (low, high) = _rollout(
+        "HalfCheetah-v4", N, T, max_steps, bootstrap, seed, vector_mode=vector_mode
+    )
     for i in range(N):
         env = make_env("HalfCheetah-v4", max_steps)
         obs, _ = env.reset(seed=seed + i)
@@ -195,7 +223,8 @@ def test_observation_statistics_see_the_final_observation_before_the_reset_one()
     state = LoopState(agent.normalize_obs(raw, True), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64), deque())
     buf = Rollout.empty(T, 1, 17, 6)
     RolloutCollector(agent, envs, RolloutSettings(T, 0.99, True, "termination")).collect(
-        state, buf, torch.Generator().manual_seed(0))
+        state, buf, torch.Generator().manual_seed(0)
+    )
     envs.close()
 
     env = make_env("HalfCheetah-v4", max_steps)
@@ -219,7 +248,9 @@ def test_observation_statistics_see_the_final_observation_before_the_reset_one()
     final = np.clip((seen[3] - m4) / np.sqrt(v4 + 1e-8), -10, 10).astype(np.float32)
     assert buf.next_values[2, 0] == pytest.approx(agent.value(torch.from_numpy(final)[None]).item(), abs=1e-6)
     m5, v5 = _prior_stats(seen[:5])
-    np.testing.assert_allclose(buf.obs[3, 0], np.clip((seen[4] - m5) / np.sqrt(v5 + 1e-8), -10, 10), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        buf.obs[3, 0], np.clip((seen[4] - m5) / np.sqrt(v5 + 1e-8), -10, 10), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_gymnasium_default_autoreset_would_leak_a_reset_transition():
@@ -300,22 +331,27 @@ def _dead_unit_probe(**cfg_kw):
             net[0].weight[0] = torch.tensor([0.75, 0.0, 1.0, 0.25])
     gen = torch.Generator().manual_seed(1)
     n = 16
-    batch = {"obs": torch.rand(n, 4, generator=gen) * 2 - 1, "actions": torch.randn(n, 1, generator=gen),
-             "logprobs": torch.randn(n, generator=gen) - 1, "values": torch.randn(n, generator=gen),
-             "advantages": torch.randn(n, generator=gen), "returns": torch.randn(n, generator=gen)}  # fmt: skip
+    batch = {
+        "obs": torch.rand(n, 4, generator=gen) * 2 - 1,
+        "actions": torch.randn(n, 1, generator=gen),
+        "logprobs": torch.randn(n, generator=gen) - 1,
+        "values": torch.randn(n, generator=gen),
+        "advantages": torch.randn(n, generator=gen),
+        "returns": torch.randn(n, generator=gen),
+    }
     results = PlasticityRecorder(agent, cfg, initial_state, intervention).measure(batch)
     return {net: results[net].layer("0") for net in ("actor", "critic")}
 
 
 def test_probe_objective_choices():
     c, wd = 0.0625, 0.015625
-    ppo_only = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd, probe_objective="ppo_loss")
+    ppo_only = _dead_unit_probe(intervention=L2Init(coef=c), weight_decay=wd, probe_objective="ppo_loss")
     # The default ("loss"): the PPO loss plus L2-init's penalty; the dead unit's gradient is 2c(W − W₀) =
     # (0.03125, −0.0625, 0.0625, −0.03125), MAGI 0.1875 / 4, and Adam's L2 weight decay is left out.
-    l2 = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c)
-    l2_wd_loss = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd)
+    l2 = _dead_unit_probe(intervention=L2Init(coef=c))
+    l2_wd_loss = _dead_unit_probe(intervention=L2Init(coef=c), weight_decay=wd)
     # "optimised" adds the weight decay's wd·W = (0.01171875, 0, 0.015625, 0.00390625) to that gradient.
-    l2_wd = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd, probe_objective="optimised")
+    l2_wd = _dead_unit_probe(intervention=L2Init(coef=c), weight_decay=wd, probe_objective="optimised")
     for net in ("actor", "critic"):
         assert ppo_only[net].magi[0].item() == 0.0 and ppo_only[net].zero_gradient_mask(0.0)[0]
         assert l2[net].magi[0].item() == 0.046875 and not l2[net].zero_gradient_mask(0.0)[0]
@@ -325,9 +361,11 @@ def test_probe_objective_choices():
         assert l2[net].magi[1].item() == ppo_only[net].magi[1].item() > 0
         assert torch.equal(l2[net].dormancy_scores, ppo_only[net].dormancy_scores)
     # Decoupled decay (AdamW) never enters the gradient; weight decay turned off in an l2_init run does not either.
-    for kw in (dict(weight_decay_mode="decoupled"), dict(intervention_l2_keep_weight_decay=False)):
-        other = _dead_unit_probe(intervention="l2_init", intervention_l2_coef=c, weight_decay=wd,
-                                 probe_objective="optimised", **kw)  # fmt: skip
+    for kw in (
+        dict(weight_decay_mode="decoupled", intervention=L2Init(coef=c)),
+        dict(intervention=L2Init(coef=c, keep_weight_decay=False)),
+    ):
+        other = _dead_unit_probe(weight_decay=wd, probe_objective="optimised", **kw)
         assert other["actor"].magi[0].item() == 0.046875
     # Weight decay alone (no intervention): wd·W = 0.03125 / 4 under "optimised"; a dead unit stays exactly
     # zero-gradient under the default, as Theorem 1 needs.
@@ -343,28 +381,45 @@ def test_probe_objective_choices():
 def test_l2_init_can_turn_the_optimisers_weight_decay_off():
     agent = Agent(3, 1, hidden_sizes=(4,))
     paper = presets()["paper"][1]
-    l2 = dict(intervention="l2_init")
     assert make_optimizer(agent, paper).param_groups[0]["weight_decay"] == 1e-4
-    assert make_optimizer(Agent(3, 1, (4,)), PPOConfig(**{**paper.to_dict(), **l2})).param_groups[0]["weight_decay"] == 1e-4
-    off = PPOConfig(**{**paper.to_dict(), **l2, "intervention_l2_keep_weight_decay": False})
+    l2 = dataclasses.replace(paper, intervention=L2Init())
+    assert make_optimizer(Agent(3, 1, (4,)), l2).param_groups[0]["weight_decay"] == 1e-4
+    off = dataclasses.replace(paper, intervention=L2Init(keep_weight_decay=False))
     assert make_optimizer(Agent(3, 1, (4,)), off).param_groups[0]["weight_decay"] == 0.0
-    other = PPOConfig(**{**paper.to_dict(), "intervention_l2_keep_weight_decay": False})  # no effect without l2_init
+    other = dataclasses.replace(paper, intervention=WeightClipping())  # no other intervention replaces it
     assert make_optimizer(Agent(3, 1, (4,)), other).param_groups[0]["weight_decay"] == 1e-4
 
 
 def test_training_loop_probes_with_the_penalty(tmp_path):
     def run(objective):
-        cfg = PPOConfig(env_id="HalfCheetah-v4", run_dir=str(tmp_path / objective), num_envs=1, num_steps=64,
-                        total_timesteps=128, num_minibatches=2, update_epochs=1, activation="relu", probe_interval=1,
-                        intervention="l2_init", intervention_l2_coef=1.0, probe_objective=objective,
-                        progress_bar=False, tensorboard=False, seed=3)  # fmt: skip
+        cfg = PPOConfig(
+            env_id="HalfCheetah-v4",
+            run_dir=str(tmp_path / objective),
+            num_envs=1,
+            num_steps=64,
+            total_timesteps=128,
+            num_minibatches=2,
+            update_epochs=1,
+            activation="relu",
+            probe_interval=1,
+            intervention=L2Init(coef=1.0),
+            probe_objective=objective,
+            progress_bar=False,
+            tensorboard=False,
+            seed=3,
+        )
         train(cfg)
-        return _read_csv(tmp_path / objective / "metrics.csv", WALL_CLOCK_COLUMNS), _read_csv(tmp_path / objective / "plasticity.csv")
+        return _read_csv(tmp_path / objective / "metrics.csv", WALL_CLOCK_COLUMNS), _read_csv(
+            tmp_path / objective / "plasticity.csv"
+        )
 
     metrics_opt, plasticity_opt = run("loss")
     metrics_ppo, plasticity_ppo = run("ppo_loss")
     assert metrics_opt == metrics_ppo  # the probe's objective changes what is measured, not the training
-    magi = lambda rows, update: [r["value"] for r in rows if r["update"] == update and r["metric"] == "magi_mean"]
+
+    def magi(rows, update):
+        return [r["value"] for r in rows if r["update"] == update and r["metric"] == "magi_mean"]
+
     assert magi(plasticity_opt, "1") == magi(plasticity_ppo, "1")  # θ = θ₀ at update 1: the penalty has no gradient
     after_steps = list(zip(magi(plasticity_opt, "2"), magi(plasticity_ppo, "2")))
     assert len(after_steps) == 6 and all(a != b for a, b in after_steps)  # 3 layers x (actor, critic)
@@ -389,9 +444,12 @@ def test_invalid_hyperparameters_are_all_listed():
 
 @pytest.mark.parametrize(
     "env_id,message",
-    [("NoSuchEnv-v0", "unknown environment id 'NoSuchEnv-v0'"), ("CartPole-v1", "continuous Box action space"),
-     ("Pendulum-v1", "not a MuJoCo env")],
-)  # fmt: skip
+    [
+        ("NoSuchEnv-v0", "unknown environment id 'NoSuchEnv-v0'"),
+        ("CartPole-v1", "continuous Box action space"),
+        ("Pendulum-v1", "not a MuJoCo env"),
+    ],
+)
 def test_bad_env_fails_before_anything_is_written(tmp_path, env_id, message):
     run_dir = tmp_path / "run"
     with pytest.raises(ValueError, match=message):
@@ -414,11 +472,30 @@ def test_cli_help_lists_every_option_with_default(capsys, monkeypatch):
 def test_cli_presets_and_overrides():
     cfg = parse(["paper", "--seed", "3", "--activation", "identity"])
     assert (cfg.learning_rate, cfg.weight_decay, cfg.weight_decay_mode) == (1e-4, 1e-4, "l2")
-    assert (cfg.seed, cfg.activation, cfg.total_timesteps, cfg.num_minibatches, cfg.update_epochs) == (3, "identity", 20_000_000, 32, 10)
-    assert (cfg.gamma, cfg.gae_lambda, cfg.max_grad_norm, cfg.clip_coef, cfg.vf_coef, cfg.anneal_lr) == (0.99, 0.95, 0.5, 0.2, 0.5, True)
+    assert (cfg.seed, cfg.activation, cfg.total_timesteps, cfg.num_minibatches, cfg.update_epochs) == (
+        3,
+        "identity",
+        20_000_000,
+        32,
+        10,
+    )
+    assert (cfg.gamma, cfg.gae_lambda, cfg.max_grad_norm, cfg.clip_coef, cfg.vf_coef, cfg.anneal_lr) == (
+        0.99,
+        0.95,
+        0.5,
+        0.2,
+        0.5,
+        True,
+    )
     c = parse(["cleanrl"])
     assert c == presets()["cleanrl"][1] == PPOConfig()
-    assert (c.learning_rate, c.num_envs, c.num_steps, c.activation, c.total_timesteps) == (3e-4, 1, 2048, "tanh", 1_000_000)
+    assert (c.learning_rate, c.num_envs, c.num_steps, c.activation, c.total_timesteps) == (
+        3e-4,
+        1,
+        2048,
+        "tanh",
+        1_000_000,
+    )
 
 
 def test_cli_reports_bad_input_as_an_error(tmp_path, capsys):
@@ -452,9 +529,26 @@ def test_flushing_blocks_nest_and_the_probe_measures_in_ieee_mode():
             net[0].weight.zero_()
             net[0].bias.copy_(torch.tensor([1e-39, 1.0]))
     cfg = PPOConfig(hidden_sizes=(2,), activation="relu")
-    batch = {"obs": torch.zeros(4, 2), "actions": torch.zeros(4, 1), "logprobs": torch.zeros(4),
-             "values": torch.zeros(4), "advantages": torch.arange(4.0), "returns": torch.ones(4)}  # fmt: skip
+    batch = {
+        "obs": torch.zeros(4, 2),
+        "actions": torch.zeros(4, 1),
+        "logprobs": torch.zeros(4),
+        "values": torch.zeros(4),
+        "advantages": torch.arange(4.0),
+        "returns": torch.ones(4),
+    }
     initial = {k: v.clone() for k, v in agent.state_dict().items()}
     with flushing_denormals(True):
         result = PlasticityRecorder(agent, cfg, initial).measure(batch)
     assert result["critic"].layer("0").dormancy_scores[0].item() > 0
+
+
+def test_cli_selects_an_intervention_and_its_parameters():
+    cfg = parse(
+        ["paper", "--seed", "3", "intervention:redo", "--intervention.every", "10", "--intervention.tau", "0.1"]
+    )
+    assert cfg.intervention == ReDo(every=10, tau=0.1) and cfg.seed == 3 and cfg.activation == "relu"
+    assert parse(["paper"]).intervention == Intervention()
+    cfg = parse(["cleanrl", "intervention:l2_init", "--intervention.no-keep-weight-decay"])
+    assert cfg.intervention == L2Init(keep_weight_decay=False)
+    assert PPOConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -7,12 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
 from ocp.checkpoint import list_checkpoints, load_checkpoint
+from ocp.interventions import INTERVENTIONS, Intervention, ReDo
 from ocp.ppo import METRIC_COLUMNS, PLASTICITY_COLUMNS, WALL_CLOCK_COLUMNS, PPOConfig, evaluate, load_agent, train
 from ocp.runlog import interval_overlap, load_masks, mask_key
 
@@ -21,9 +24,21 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 def tiny(run_dir, **kw) -> PPOConfig:
     # 5 updates of 2 envs x 32 steps; episodes of 40 steps so resets happen inside rollouts and across checkpoints.
-    base = dict(env_id="HalfCheetah-v4", run_dir=str(run_dir), num_envs=2, num_steps=32, total_timesteps=5 * 64,
-                max_episode_steps=40, num_minibatches=4, update_epochs=2, activation="relu", probe_interval=2,
-                checkpoint_interval=2, progress_bar=False, seed=5)  # fmt: skip
+    base = dict(
+        env_id="HalfCheetah-v4",
+        run_dir=str(run_dir),
+        num_envs=2,
+        num_steps=32,
+        total_timesteps=5 * 64,
+        max_episode_steps=40,
+        num_minibatches=4,
+        update_epochs=2,
+        activation="relu",
+        probe_interval=2,
+        checkpoint_interval=2,
+        progress_bar=False,
+        seed=5,
+    )
     base.update(kw)
     return PPOConfig(**base)
 
@@ -63,7 +78,16 @@ def test_plasticity_records_every_metric_per_layer(full_run):
     for tau in ("0.0", "0.025", "0.1"):
         for m in ("dormant_ratio", "zero_gradient_ratio", "dormant_overlap", "zero_gradient_overlap"):
             assert (m, tau) in metrics
-    for m in ("magi_mean", "magi_min", "magi_max", "weight_distance", "effective_rank", "srank", "stable_rank", "feature_rank"):
+    for m in (
+        "magi_mean",
+        "magi_min",
+        "magi_max",
+        "weight_distance",
+        "effective_rank",
+        "srank",
+        "stable_rank",
+        "feature_rank",
+    ):
         assert (m, "") in metrics, m
     assert {r["layer"] for r in rows if r["network"] == "actor"} == {"network", "0", "2", "4"}
     first = [r for r in rows if r["update"] == "1" and r["metric"].endswith("_overlap")]
@@ -82,8 +106,15 @@ def test_stored_masks_reproduce_logged_overlaps(full_run):
             kind = r["metric"].removesuffix("_overlap")
             key = mask_key(r["network"], r["layer"], kind, float(r["threshold"]))
             assert masks[4][key].shape == (int(r["width"]),)
-            ratio = [q for q in rows if q["update"] == "4" and q["network"] == r["network"] and q["layer"] == r["layer"]
-                     and q["metric"] == f"{kind}_ratio" and q["threshold"] == r["threshold"]][0]  # fmt: skip
+            ratio = [
+                q
+                for q in rows
+                if q["update"] == "4"
+                and q["network"] == r["network"]
+                and q["layer"] == r["layer"]
+                and q["metric"] == f"{kind}_ratio"
+                and q["threshold"] == r["threshold"]
+            ][0]
             assert masks[4][key].mean() == pytest.approx(float(ratio["value"]))
             again = interval_overlap(full_run, key, 2, 4)
             logged = float(r["value"])
@@ -158,10 +189,24 @@ def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
     run_dir = tmp_path / "killed"
     cfg = tiny(run_dir, **kw)
     args = [sys.executable, "-m", "ocp.train", "cleanrl"]
-    for f in ("env_id", "num_envs", "num_steps", "total_timesteps", "max_episode_steps", "num_minibatches",
-              "update_epochs", "activation", "probe_interval", "checkpoint_interval", "seed", "run_dir"):  # fmt: skip
+    for f in (
+        "env_id",
+        "num_envs",
+        "num_steps",
+        "total_timesteps",
+        "max_episode_steps",
+        "num_minibatches",
+        "update_epochs",
+        "activation",
+        "probe_interval",
+        "checkpoint_interval",
+        "seed",
+        "run_dir",
+    ):
         args += [f"--{f.replace('_', '-')}", str(getattr(cfg, f))]
-    proc = subprocess.Popen(args + ["--no-progress-bar", "--no-tensorboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args + ["--no-progress-bar", "--no-tensorboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not list_checkpoints(run_dir) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -184,18 +229,80 @@ def test_measuring_plasticity_does_not_change_training(full_run, tmp_path):
 
 def test_redo_with_per_entry_adam_steps_resumes_exactly(tmp_path):
     """ReDo restarting the step count of the recycled entries: FlatAdam's per-entry counts are checkpointed."""
-    kw = dict(intervention="redo", intervention_every=1, intervention_tau=0.5, intervention_adam_step="reset_entries")
+    kw = dict(intervention=ReDo(every=1, tau=0.5, adam_step="reset_entries"))
     reference = tmp_path / "reference"
     train(tiny(reference, **kw))
     run_dir = tmp_path / "run"
     train(tiny(run_dir, **kw), stop_after_updates=3)
     train(tiny(run_dir, resume=True, **kw))
-    for name, drop in (("metrics.csv", WALL_CLOCK_COLUMNS), ("plasticity.csv", ()), ("episodes.csv", ()),
-                       ("interventions.csv", ())):  # fmt: skip
+    for name, drop in (
+        ("metrics.csv", WALL_CLOCK_COLUMNS),
+        ("plasticity.csv", ()),
+        ("episodes.csv", ()),
+        ("interventions.csv", ()),
+    ):
         assert read(run_dir / name, drop) == read(reference / name, drop), name
     assert sum(float(r["value"]) for r in read(reference / "interventions.csv")) > 0  # units were recycled
     steps = load_checkpoint(list_checkpoints(reference)[-1])["optimizer"]["entry_steps"]
     assert steps.max().item() == 5 * 2 * 4 and steps.min().item() < steps.max().item()  # 40 steps; some restarted
     kept = tmp_path / "kept"
-    train(tiny(kept, **{**kw, "intervention_adam_step": "keep"}))
+    train(tiny(kept, intervention=ReDo(every=1, tau=0.5, adam_step="keep")))
     assert read(kept / "metrics.csv", WALL_CLOCK_COLUMNS) != read(reference / "metrics.csv", WALL_CLOCK_COLUMNS)
+
+
+@dataclass
+class NoisyBias(Intervention):
+    """A toy stateful part: after every optimiser step, noise from its own generator on the critic's output bias."""
+
+    name: ClassVar[str] = "noisy_bias"
+    scale: float = 1e-2
+    _generator: torch.Generator = field(
+        default_factory=lambda: torch.Generator().manual_seed(0), init=False, repr=False, compare=False
+    )
+    _steps: int = field(default=0, init=False, compare=False)
+
+    def after_step(self, networks):
+        self._steps += 1
+        with torch.no_grad():
+            bias = networks["critic"][-1].bias
+            bias += self.scale * torch.randn(bias.shape, generator=self._generator)
+
+    def state_dict(self):
+        return {"generator": self._generator.get_state(), "steps": self._steps}
+
+    def load_state_dict(self, state):
+        self._generator.set_state(state["generator"])
+        self._steps = state["steps"]
+
+
+@dataclass
+class ForgetfulNoisyBias(NoisyBias):
+    """The same part with a state it does not hand over: a resume restarts its generator."""
+
+    name: ClassVar[str] = "forgetful_noisy_bias"
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+@pytest.mark.parametrize("part", [NoisyBias, ForgetfulNoisyBias])
+def test_a_new_stateful_part_resumes_exactly_without_checkpoint_code(tmp_path, monkeypatch, part):
+    """A part that did not exist when the checkpoint code was written: a new intervention (its class and one registry
+    line) with a generator of its own. The checkpoint saves and restores it through the run's registry of parts, so
+    an interrupted run matches an uninterrupted one; the same part hiding its state breaks that, so the comparison
+    can fail."""
+    monkeypatch.setitem(INTERVENTIONS, part.name, part)
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    train(tiny(reference, intervention=part()))
+    train(tiny(run_dir, intervention=part()), stop_after_updates=3)
+    train(tiny(run_dir, resume=True, intervention=part()))
+    same = read(run_dir / "metrics.csv", WALL_CLOCK_COLUMNS) == read(reference / "metrics.csv", WALL_CLOCK_COLUMNS)
+    a = load_checkpoint(list_checkpoints(reference)[-1])
+    b = load_checkpoint(list_checkpoints(run_dir)[-1])
+    same_weights = all(torch.equal(a["agent"][k], b["agent"][k]) for k in a["agent"])
+    assert (same and same_weights) == (part is NoisyBias)
+    if part is NoisyBias:
+        assert a["intervention"]["steps"] == b["intervention"]["steps"] == 5 * 2 * 4

@@ -75,8 +75,13 @@ def test_probe_matches_manual_computation(device, dtype):
     assert [r.activation for r in result.layers] == ["ReLU", "ReLU", "none"]
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     for report, expected in zip(result.layers, ref):
-        for field, key in [("dormancy_scores", "dormancy"), ("magi", "magi"), ("gradient_scores", "grad_scores"),
-                           ("activation_gradient_scores", "act_grad_scores"), ("features", "features")]:  # fmt: skip
+        for field, key in [
+            ("dormancy_scores", "dormancy"),
+            ("magi", "magi"),
+            ("gradient_scores", "grad_scores"),
+            ("activation_gradient_scores", "act_grad_scores"),
+            ("features", "features"),
+        ]:
             got = getattr(report, field).cpu().double().numpy()
             np.testing.assert_allclose(got, expected[key], **tol, err_msg=f"{report.name}.{field}")
     # Exact verdicts: the dead unit (0, 1) is dormant and zero-gradient at tau = 0; so is none else in layer 0.
@@ -193,7 +198,10 @@ def test_no_act_network_measures_linear_outputs():
     x = torch.tensor(X)
     result = PlasticityProbe(net).measure(x, "output_sum")
     assert [(r.name, r.kind, r.activation) for r in result.layers] == [
-        ("0", "hidden", "none"), ("1", "hidden", "Identity"), ("3", "output", "none")]  # fmt: skip
+        ("0", "hidden", "none"),
+        ("1", "hidden", "Identity"),
+        ("3", "output", "none"),
+    ]
     torch.testing.assert_close(result.layer("0").features, net[0](x).detach())
 
 
@@ -224,7 +232,10 @@ def test_custom_module_with_activation_modules_is_traced():
     net = ModuleMLP()
     x = torch.randn(6, 2)
     result = PlasticityProbe(net).measure(x, "output_sum")
-    assert [(r.name, r.activation, r.kind) for r in result.layers] == [("fc1", "Tanh", "hidden"), ("fc2", "none", "output")]
+    assert [(r.name, r.activation, r.kind) for r in result.layers] == [
+        ("fc1", "Tanh", "hidden"),
+        ("fc2", "none", "output"),
+    ]
     torch.testing.assert_close(result.layer("fc1").features, torch.tanh(net.fc1(x)).detach())
 
 

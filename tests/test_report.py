@@ -45,16 +45,40 @@ def _run(root, name, returns, layer_ratios=None, masks=None, switches=None):
     ``masks`` {update: {(net, layer, kind): set of unit indices}}; ``switches`` rows of switches.csv."""
     path = root / name
     path.mkdir()
-    _write_csv(path / "metrics.csv", [{"update": i + 1, "global_step": x, "return_recent": v}
-                                      for i, (x, v) in enumerate(sorted(returns.items()))])
+    _write_csv(
+        path / "metrics.csv",
+        [{"update": i + 1, "global_step": x, "return_recent": v} for i, (x, v) in enumerate(sorted(returns.items()))],
+    )
     rows = []
     for net in ("actor", "critic"):
         for layer in ("l1", "l2", "network"):  # the hidden layers Results.layers reads, and the whole network
-            rows += [{"update": 1, "global_step": x, "network": net, "layer": layer, "kind": "hidden",
-                      "metric": "dormant_ratio", "threshold": TAU, "value": 0.0} for x in sorted(returns)]
+            rows += [
+                {
+                    "update": 1,
+                    "global_step": x,
+                    "network": net,
+                    "layer": layer,
+                    "kind": "hidden",
+                    "metric": "dormant_ratio",
+                    "threshold": TAU,
+                    "value": 0.0,
+                }
+                for x in sorted(returns)
+            ]
     for (net, layer, metric), series in (layer_ratios or {}).items():
-        rows += [{"update": 0, "global_step": x, "network": net, "layer": layer, "kind": "hidden", "metric": metric,
-                  "threshold": TAU, "value": v} for x, v in series.items()]
+        rows += [
+            {
+                "update": 0,
+                "global_step": x,
+                "network": net,
+                "layer": layer,
+                "kind": "hidden",
+                "metric": metric,
+                "threshold": TAU,
+                "value": v,
+            }
+            for x, v in series.items()
+        ]
     _write_csv(path / "plasticity.csv", rows)
     for update, sets in (masks or {}).items():
         tensors = {}
@@ -71,9 +95,13 @@ def _run(root, name, returns, layer_ratios=None, masks=None, switches=None):
 
 
 def _results(root, ppo_runs, scenario_runs=(), scenario=None):
-    index = {"preset": "test", "scaled_down": "hand-made", "transfer_dir": "transfer",
-             "ppo_runs": [{"arm": a, "seed": s, "activation": "relu", "run_dir": d} for a, s, d in ppo_runs],
-             "scenario_runs": [{"arm": a, "seed": s, "activation": "relu", "run_dir": d} for a, s, d in scenario_runs]}
+    index = {
+        "preset": "test",
+        "scaled_down": "hand-made",
+        "transfer_dir": "transfer",
+        "ppo_runs": [{"arm": a, "seed": s, "activation": "relu", "run_dir": d} for a, s, d in ppo_runs],
+        "scenario_runs": [{"arm": a, "seed": s, "activation": "relu", "run_dir": d} for a, s, d in scenario_runs],
+    }
     if scenario:
         index["scenario"] = scenario
     (root / "index.json").write_text(json.dumps(index))
@@ -193,12 +221,16 @@ def test_untestable_sub_tests_stay_in_holms_family():
 
 def test_c3_and_c4_per_run_on_stored_masks(tmp_path):
     # Seed 1: critic l2 has D = Z = {0} at updates 1, 2 and Z = {0, 1} at update 3. Seed 2: D = {0}, Z = {1} once.
-    seed1 = {1: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {0}},
-             2: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {0}},
-             3: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {0, 1}}}
+    seed1 = {
+        1: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {0}},
+        2: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {0}},
+        3: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {0, 1}},
+    }
     seed2 = {1: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {1}}, 2: {}}
-    runs = [("relu", 1, _run(tmp_path, "r1", {0: 0.0}, masks=seed1)),
-            ("relu", 2, _run(tmp_path, "r2", {0: 0.0}, masks=seed2))]
+    runs = [
+        ("relu", 1, _run(tmp_path, "r1", {0: 0.0}, masks=seed1)),
+        ("relu", 2, _run(tmp_path, "r2", {0: 0.0}, masks=seed2)),
+    ]
     res = _results(tmp_path, runs)
     c3 = claim_c3(res, Criteria(tau=TAU))
     # Seed 1: J = 1, 1, 1/2 → 5/6; seed 2: J = 0 → per-run values 0.833 and 0; every non-empty case in critic/l2.
@@ -267,10 +299,17 @@ def _switch_rows(after):
 
 def test_c6_not_testable_when_task_0_was_not_learned(tmp_path):
     returns = {100: -300.0, 200: -250.0, 300: -300.0, 400: -320.0}
-    runs = [(arm, s, _run(tmp_path, f"{arm}{s}", returns, switches=_switch_rows(0.01)))
-            for arm in ("none", "gradient_perturb") for s in (1, 2)]
-    res = _results(tmp_path, [("relu", 1, _run(tmp_path, "p", {0: 0.0}))], runs,
-                   scenario={"name": "reverse", "period": 200, "switch_steps": [200]})
+    runs = [
+        (arm, s, _run(tmp_path, f"{arm}{s}", returns, switches=_switch_rows(0.01)))
+        for arm in ("none", "gradient_perturb")
+        for s in (1, 2)
+    ]
+    res = _results(
+        tmp_path,
+        [("relu", 1, _run(tmp_path, "p", {0: 0.0}))],
+        runs,
+        scenario={"name": "reverse", "period": 200, "switch_steps": [200]},
+    )
     claim = claim_c6(res, Criteria(tau=TAU))
     assert claim.verdict == f"{NOT_TESTABLE} (the agent did not learn task 0 before the first switch: gain 50 < 500)"
 
@@ -280,12 +319,22 @@ def test_c6_noninferiority_margin_is_a_share_of_the_task_0_gain(tmp_path):
     # 500 - 20 · k for seeds k = 1..6 → paired differences -20..-120: mean -70, interval reaches below -100.
     runs = []
     for s in range(1, 7):
-        runs.append(("none", s, _run(tmp_path, f"none{s}", {100: -300.0, 200: 700.0, 300: 500.0},
-                                     switches=_switch_rows(0.0))))
-        runs.append(("gradient_perturb", s, _run(tmp_path, f"gp{s}", {100: -300.0, 200: 700.0, 300: 500.0 - 20 * s},
-                                                 switches=_switch_rows(0.0))))
-    res = _results(tmp_path, [("relu", 1, _run(tmp_path, "p", {0: 0.0}))], runs,
-                   scenario={"name": "reverse", "period": 200, "switch_steps": [200]})
+        runs.append(
+            ("none", s, _run(tmp_path, f"none{s}", {100: -300.0, 200: 700.0, 300: 500.0}, switches=_switch_rows(0.0)))
+        )
+        runs.append(
+            (
+                "gradient_perturb",
+                s,
+                _run(tmp_path, f"gp{s}", {100: -300.0, 200: 700.0, 300: 500.0 - 20 * s}, switches=_switch_rows(0.0)),
+            )
+        )
+    res = _results(
+        tmp_path,
+        [("relu", 1, _run(tmp_path, "p", {0: 0.0}))],
+        runs,
+        scenario={"name": "reverse", "period": 200, "switch_steps": [200]},
+    )
     claim = claim_c6(res, Criteria(tau=TAU))
     assert "non-inferiority margin −100" in claim.measured
     # All six differences negative: p against = 1/64, Holm over one sub-test → the perturbation hurts.
@@ -300,11 +349,24 @@ def _switch_grid(root, post_returns, after_zero_gradient):
         for seed, ret in enumerate(per_seed, start=1):
             returns = {10: -300.0, 50: 700.0, 150: ret - 1, 200: ret + 1}
             zg = after_zero_gradient[arm][seed - 1]
-            rows = [{"switch": 1, "network": net, "layer": "network", "kind": "zero_gradient", "threshold": TAU,
-                     "after_ratio": zg} for net in ("actor", "critic")]
+            rows = [
+                {
+                    "switch": 1,
+                    "network": net,
+                    "layer": "network",
+                    "kind": "zero_gradient",
+                    "threshold": TAU,
+                    "after_ratio": zg,
+                }
+                for net in ("actor", "critic")
+            ]
             runs.append((arm, seed, _run(root, f"{arm}-{seed}", returns, switches=rows)))
-    return _results(root, [("relu", 1, _run(root, "p", {0: 0.0}))], runs,
-                    scenario={"name": "reverse", "period": 100, "switch_steps": [100]})
+    return _results(
+        root,
+        [("relu", 1, _run(root, "p", {0: 0.0}))],
+        runs,
+        scenario={"name": "reverse", "period": 100, "switch_steps": [100]},
+    )
 
 
 NONE_ZG = [0.30, 0.32, 0.28, 0.31, 0.29, 0.30]
@@ -312,20 +374,31 @@ NONE_ZG = [0.30, 0.32, 0.28, 0.31, 0.29, 0.30]
 
 @pytest.mark.parametrize(
     "perturb, verdict",
-    [([101.0, 99.0, 102.0, 98.0, 101.0, 99.0], SUPPORTED),  # differences ±1, ±2: 90 % interval ±1.27 above −100
-     ([50.0] * 6, NOT_SUPPORTED)],  # 50 below in every seed: p against 1/64, Holm over 3 → 3/64 ≤ 0.05: it hurts
-)  # fmt: skip
+    [
+        ([101.0, 99.0, 102.0, 98.0, 101.0, 99.0], SUPPORTED),  # differences ±1, ±2: 90 % interval ±1.27 above −100
+        ([50.0] * 6, NOT_SUPPORTED),
+    ],  # 50 below in every seed: p against 1/64, Holm over 3 → 3/64 ≤ 0.05: it hurts
+)
 def test_c6_rules(tmp_path, perturb, verdict):
     none = [100.0] * 6
-    zg = {"none": NONE_ZG, "gradient_perturb": NONE_ZG, "l2_init": [v - 0.2 for v in NONE_ZG],
-          "weight_clipping": [v - 0.25 for v in NONE_ZG]}  # fmt: skip
-    res = _switch_grid(tmp_path, {"none": none, "gradient_perturb": perturb, "l2_init": none, "weight_clipping": none}, zg)
+    zg = {
+        "none": NONE_ZG,
+        "gradient_perturb": NONE_ZG,
+        "l2_init": [v - 0.2 for v in NONE_ZG],
+        "weight_clipping": [v - 0.25 for v in NONE_ZG],
+    }
+    res = _switch_grid(
+        tmp_path, {"none": none, "gradient_perturb": perturb, "l2_init": none, "weight_clipping": none}, zg
+    )
     claim = claim_c6(res, Criteria(tau=TAU))
     assert claim.verdict == verdict
     assert "gain on task 0 before the first switch (pre-switch − first return) IQM 1e+03" in claim.measured
     assert "non-inferiority margin −100 (10% of the task-0 gain)" in claim.measured
     # Each constraint arm is below none in all six seeds: p = 1/64, Holm over the three sub-tests → 3/64.
-    assert "l2_init reduces trapped neurons (none − l2_init zero-gradient fraction): exact p (Holm) 0.0469 for" in claim.measured
+    assert (
+        "l2_init reduces trapped neurons (none − l2_init zero-gradient fraction): exact p (Holm) 0.0469 for"
+        in claim.measured
+    )
     assert claim.measured.endswith("(b) constraints reduce trapped neurons → supported")
     if verdict == SUPPORTED:
         # d = (1, −1, 2, −2, 1, −1): mean 0, s = √2.4, t_{0.95,5} = 2.015 → ±1.27.
@@ -336,7 +409,10 @@ def test_c6_constraints_not_testable_without_trapped_units(tmp_path):
     zeros = [0.0] * 6
     res = _switch_grid(tmp_path, {"none": [100.0] * 6, "l2_init": [100.0] * 6}, {"none": zeros, "l2_init": zeros})
     claim = claim_c6(res, Criteria(tau=TAU))
-    assert "(b) constraints reduce trapped neurons → not testable at this scale (the none arm has no zero-gradient" in claim.measured
+    assert (
+        "(b) constraints reduce trapped neurons → not testable at this scale (the none arm has no zero-gradient"
+        in claim.measured
+    )
 
 
 def test_scale_table_marks_verdicts_that_change(tmp_path):
@@ -356,8 +432,9 @@ def test_scale_table_marks_verdicts_that_change(tmp_path):
     small = scale("small", {1: {}, 2: {}}, 999_424)
     large = scale("large", {1: both, 2: both}, 20_000_000)
     rows = scale_table([small, large], Criteria(tau=TAU)).splitlines()
-    assert rows[0] == ("| claim | test (3/3 seeds per arm × 1M steps) | test (3/3 seeds per arm × 20M steps) "
-                       "| changes with scale |")
+    assert rows[0] == (
+        "| claim | test (3/3 seeds per arm × 1M steps) | test (3/3 seeds per arm × 20M steps) | changes with scale |"
+    )
     assert "| C3 | not testable at this scale | supported | yes |" in rows
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from ocp import experiments
 from ocp.figures import FIGURES, draw_all
+from ocp.ppo import PPOConfig
 from ocp.report import write_report
 from ocp.tables import pack_tables, unpack_tables
 
@@ -30,7 +31,12 @@ def test_smoke_grid_writes_every_table(smoke_results):
     root, _ = smoke_results
     index = json.loads((root / "index.json").read_text())
     assert index["preset"] == "smoke"
-    assert sorted((r["arm"], r["seed"]) for r in index["ppo_runs"]) == [("no-act", 1), ("no-act", 2), ("relu", 1), ("relu", 2)]
+    assert sorted((r["arm"], r["seed"]) for r in index["ppo_runs"]) == [
+        ("no-act", 1),
+        ("no-act", 2),
+        ("relu", 1),
+        ("relu", 2),
+    ]
     for run in index["ppo_runs"]:
         run_dir = root / run["run_dir"]
         with open(run_dir / "metrics.csv") as f:
@@ -44,12 +50,17 @@ def test_smoke_grid_writes_every_table(smoke_results):
 def test_smoke_task_switch_grid(smoke_results):
     root, _ = smoke_results
     index = json.loads((root / "index.json").read_text())
-    assert sorted((r["arm"], r["seed"]) for r in index["scenario_runs"]) == [("gradient_perturb", 1), ("l2_init", 1), ("none", 1)]
+    assert sorted((r["arm"], r["seed"]) for r in index["scenario_runs"]) == [
+        ("gradient_perturb", 1),
+        ("l2_init", 1),
+        ("none", 1),
+    ]
     assert index["scenario"]["switch_steps"] == [1024, 2048]  # 3,072 steps, reversal every 1,024
     with open(root / "scenario_recovery.csv") as f:
         recovery = list(csv.DictReader(f))
     assert sorted((r["arm"], r["switch_step"]) for r in recovery) == [
-        (arm, step) for arm in ("gradient_perturb", "l2_init", "none") for step in ("1024", "2048")]  # fmt: skip
+        (arm, step) for arm in ("gradient_perturb", "l2_init", "none") for step in ("1024", "2048")
+    ]
     with open(root / "scenario_switches.csv") as f:
         switches = list(csv.DictReader(f))
     assert {(r["update_before"], r["update_after"]) for r in switches} == {("4", "5"), ("8", "9")}
@@ -120,8 +131,9 @@ def test_tables_archive_regenerates_the_report_without_training(smoke_results, t
     assert "index.json" in names and not any("checkpoints" in n or "/parts/" in n for n in names)
     assert any(n.endswith(".npz") for n in names)  # the stored masks C3 and C4 read
     copy = unpack_tables(first, tmp_path / "copy")
-    assert (write_report(copy, tmp_path / "copy.md").read_text()
-            == write_report(root, tmp_path / "original.md").read_text())  # fmt: skip
+    assert (
+        write_report(copy, tmp_path / "copy.md").read_text() == write_report(root, tmp_path / "original.md").read_text()
+    )
 
 
 def test_unpack_tables_refuses_foreign_archives(tmp_path):
@@ -173,22 +185,29 @@ def test_committed_report_follows_from_committed_tables(preset, tmp_path):
 def test_every_preset_plans_valid_runs(name, tmp_path):
     preset = experiments.PRESETS[name]
     specs = experiments.plan_ppo_runs(preset, tmp_path) + experiments.plan_scenario_runs(preset, tmp_path)
-    assert len(specs) == 2 * len(preset.seeds) + (len(preset.scenarios.arms) * len(preset.scenarios.seeds)
-                                                  if preset.scenarios else 0)  # fmt: skip
+    assert len(specs) == 2 * len(preset.seeds) + (
+        len(preset.scenarios.arms) * len(preset.scenarios.seeds) if preset.scenarios else 0
+    )
 
 
 def test_a_bad_preset_fails_at_planning(tmp_path):
-    grid = dataclasses.replace(experiments.PRESETS["quick"].scenarios, ppo={"scenario": "reverse", "scenario_period": 1000})
+    grid = dataclasses.replace(
+        experiments.PRESETS["quick"].scenarios, ppo={"scenario": "reverse", "scenario_period": 1000}
+    )
     bad = dataclasses.replace(experiments.PRESETS["quick"], scenarios=grid)
-    with pytest.raises(ValueError, match="preset quick: invalid PPO config:\n  scenario_period=1000 must be a multiple"):
+    with pytest.raises(
+        ValueError, match="preset quick: invalid PPO config:\n  scenario_period=1000 must be a multiple"
+    ):
         experiments.plan_scenario_runs(bad, tmp_path)
 
 
 def test_pool_workers_end_when_the_grid_process_is_killed():
     """A killed main job must not leave workers training on beside the next invocation (which resumes the same run
     directories): each worker watches the process that started the pool."""
-    script = ("import os, time\nfrom ocp.experiments import LocalExecutor\nex = LocalExecutor(1)\n"
-              "pid = ex.submit(os.getpid).result()\nex.submit(time.sleep, 60)\nprint(pid, flush=True)\ntime.sleep(60)\n")
+    script = (
+        "import os, time\nfrom ocp.experiments import LocalExecutor\nex = LocalExecutor(1)\n"
+        "pid = ex.submit(os.getpid).result()\nex.submit(time.sleep, 60)\nprint(pid, flush=True)\ntime.sleep(60)\n"
+    )
     main = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     worker = int(main.stdout.readline())
     try:
@@ -214,14 +233,45 @@ def _alive(pid):
 def test_subset_says_when_the_task_switch_grid_drops_out():
     part = experiments.subset(experiments.PRESETS["quick"], seeds=[3])
     assert part.scenarios is None and part.scaled_down.endswith(
-        "This run: PPO seeds 3 only; no task-switch grid (none of its seeds chosen)")
+        "This run: PPO seeds 3 only; no task-switch grid (none of its seeds chosen)"
+    )
 
 
 def test_from_tables_refuses_an_existing_folder_and_leaves_no_staging(tmp_path):
     archive = Path(__file__).resolve().parents[1] / "docs" / "tables" / "quick.tar.gz"
     (tmp_path / "quick").mkdir()
     script = Path(__file__).resolve().parents[1] / "reproduce" / "all_figures.py"
-    done = subprocess.run([sys.executable, str(script), "--from-tables", str(archive), "--results", str(tmp_path)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(script), "--from-tables", str(archive), "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and f"{tmp_path / 'quick'} exists" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quick"]  # the staging folder is gone
+
+
+def test_committed_quick_runs_are_what_the_quick_preset_plans(tmp_path):
+    """Every run in docs/tables/quick.tar.gz has the config the quick preset plans today. Those runs were written by
+    an earlier version whose config kept the intervention's parameters in flat ``intervention_*`` fields: reading
+    them back (``PPOConfig.from_dict``) gives exactly today's intervention objects."""
+    root = unpack_tables(Path(__file__).resolve().parents[1] / "docs" / "tables" / "quick.tar.gz", tmp_path / "q")
+    index = json.loads((root / "index.json").read_text())
+    preset = experiments.PRESETS["quick"]
+    planned = {("ppo", s.arm, s.seed): s.config for s in experiments.plan_ppo_runs(preset, tmp_path)}
+    planned |= {("switch", s.arm, s.seed): s.config for s in experiments.plan_scenario_runs(preset, tmp_path)}
+    seen = set()
+    for kind, runs in (("ppo", index["ppo_runs"]), ("switch", index["scenario_runs"])):
+        for run in runs:
+            stored = json.loads((root / run["run_dir"] / "config.json").read_text())
+            assert isinstance(stored["intervention"], str) and "intervention_every" in stored  # the earlier layout
+            saved = PPOConfig.from_dict(stored)
+            want = planned[(kind, run["arm"], run["seed"])]
+            assert dataclasses.replace(saved, run_dir=None) == dataclasses.replace(want, run_dir=None)
+            seen.add((kind, run["arm"], run["seed"]))
+    assert seen == set(planned)
+    assert {planned[k].intervention.name for k in planned if k[0] == "switch"} == {
+        "none",
+        "gradient_redo",
+        "l2_init",
+        "weight_clipping",
+    }

@@ -16,6 +16,7 @@ from torch import nn
 import ocp.ppo as ppo
 from ocp.checkpoint import load_latest_checkpoint
 from ocp.envs import make_env
+from ocp.interventions import GradientReDo, L2Init, ReDo, ShrinkPerturb, WeightClipping
 from ocp.probe import PlasticityProbe
 from ocp.runlog import load_masks, mask_key
 from ocp.scenarios import Scenario, SwitchMonitor, TaskSwitchEnv, recovery_rows
@@ -25,9 +26,22 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 def tiny(run_dir, **kw) -> ppo.PPOConfig:
     # 6 updates of 1 env x 16 steps, 8-step episodes (two per update); a switch every 2 updates (steps 32 and 64).
-    base = dict(env_id="HalfCheetah-v4", run_dir=str(run_dir), num_envs=1, num_steps=16, total_timesteps=96,
-                max_episode_steps=8, num_minibatches=2, update_epochs=1, activation="relu", probe_interval=0,
-                checkpoint_interval=2, progress_bar=False, tensorboard=False, seed=3)  # fmt: skip
+    base = dict(
+        env_id="HalfCheetah-v4",
+        run_dir=str(run_dir),
+        num_envs=1,
+        num_steps=16,
+        total_timesteps=96,
+        max_episode_steps=8,
+        num_minibatches=2,
+        update_epochs=1,
+        activation="relu",
+        probe_interval=0,
+        checkpoint_interval=2,
+        progress_bar=False,
+        tensorboard=False,
+        seed=3,
+    )
     if kw.get("scenario", "none") != "none":
         base["scenario_period"] = 32
     base.update(kw)
@@ -50,10 +64,10 @@ def test_task_is_a_function_of_the_global_step():
 def test_config_rejects_a_period_that_splits_an_update_and_bad_intervention_settings(tmp_path):
     with pytest.raises(ValueError, match="multiple of the batch"):
         tiny(tmp_path, scenario="reverse", scenario_period=24).validate()
-    with pytest.raises(ValueError, match="needs intervention_every >= 1"):
-        tiny(tmp_path, intervention="redo").validate()
+    with pytest.raises(ValueError, match="needs every >= 1"):
+        tiny(tmp_path, intervention=ReDo()).validate()
     with pytest.raises(ValueError, match="no effect"):
-        tiny(tmp_path, intervention="l2_init", intervention_every=2).validate()
+        tiny(tmp_path, intervention=L2Init(every=2)).validate()
     with pytest.raises(ValueError, match="no effect without a scenario"):
         tiny(tmp_path, scenario="none", scenario_period=32).validate()
     with pytest.raises(ValueError, match="scenario_scale"):
@@ -191,8 +205,21 @@ def test_switch_monitor_counts_units_entering_and_leaving_by_hand():
     for kind in ("dormant", "zero_gradient"):
         for layer in ("0", "network"):  # one hidden layer: the network row equals the layer row
             r = by[(layer, kind)]
-            assert (r["width"], r["before_ratio"], r["after_ratio"], r["entering"], r["leaving"]) == (4, 0.25, 0.5, 2, 1)
-            assert (r["switch"], r["switch_step"], r["from_task"], r["to_task"], r["update_before"], r["update_after"]) == (1, 64, 0, 1, 2, 3)
+            assert (r["width"], r["before_ratio"], r["after_ratio"], r["entering"], r["leaving"]) == (
+                4,
+                0.25,
+                0.5,
+                2,
+                1,
+            )
+            assert (
+                r["switch"],
+                r["switch_step"],
+                r["from_task"],
+                r["to_task"],
+                r["update_before"],
+                r["update_after"],
+            ) == (1, 64, 0, 1, 2, 3)
     assert monitor.pending is None
 
 
@@ -213,12 +240,24 @@ def test_switch_rows_of_a_run_match_its_saved_masks(tmp_path):
 
 def test_recovery_time_by_hand():
     # 1 env, updates of 10 steps, switches at 40 and 80, run of 120 steps, window 2, 90% of the pre-switch level.
-    eps = [(10, 10, 50.0), (20, 10, 100.0), (30, 10, 100.0), (40, 10, 100.0),  # pre-level (100 + 100) / 2 = 100
-           (45, 10, 999.0),  # straddles the switch (started at step 35): not a post-switch episode
-           (55, 10, 20.0), (65, 10, 95.0), (75, 10, 87.0),  # recent mean at updates 1..4: none | 20 | 57.5 | 91
-           (90, 10, -40.0), (100, 10, -50.0), (110, 10, -60.0), (120, 10, -70.0)]  # all after the second switch
+    eps = [
+        (10, 10, 50.0),
+        (20, 10, 100.0),
+        (30, 10, 100.0),
+        (40, 10, 100.0),  # pre-level (100 + 100) / 2 = 100
+        (45, 10, 999.0),  # straddles the switch (started at step 35): not a post-switch episode
+        (55, 10, 20.0),
+        (65, 10, 95.0),
+        (75, 10, 87.0),  # recent mean at updates 1..4: none | 20 | 57.5 | 91
+        (90, 10, -40.0),
+        (100, 10, -50.0),
+        (110, 10, -60.0),
+        (120, 10, -70.0),
+    ]  # all after the second switch
     episodes = [dict(global_step=g, episodic_length=n, episodic_return=r) for g, n, r in eps]
-    rows = recovery_rows(episodes, Scenario("reverse", period=40), 120, batch_size=10, num_envs=1, window=2, fraction=0.9)
+    rows = recovery_rows(
+        episodes, Scenario("reverse", period=40), 120, batch_size=10, num_envs=1, window=2, fraction=0.9
+    )
     first, second = rows
     assert (first["switch"], first["from_task"], first["to_task"]) == (1, 0, 1)
     assert first["pre_level"] == 100.0 and first["threshold"] == pytest.approx(90.0)
@@ -233,8 +272,20 @@ def test_recovery_time_by_hand():
 def test_pre_switch_level_leaves_out_an_episode_spanning_the_previous_switch():
     """The same episodes as above with a window of 4: before the second switch the last four episodes to end are
     999 (steps 35-45, across the first switch), 20, 95 and 87; only the three run entirely in task 1 count."""
-    eps = [(10, 10, 50.0), (20, 10, 100.0), (30, 10, 100.0), (40, 10, 100.0), (45, 10, 999.0), (55, 10, 20.0),
-           (65, 10, 95.0), (75, 10, 87.0), (90, 10, -40.0), (100, 10, -50.0), (110, 10, -60.0), (120, 10, -70.0)]  # fmt: skip
+    eps = [
+        (10, 10, 50.0),
+        (20, 10, 100.0),
+        (30, 10, 100.0),
+        (40, 10, 100.0),
+        (45, 10, 999.0),
+        (55, 10, 20.0),
+        (65, 10, 95.0),
+        (75, 10, 87.0),
+        (90, 10, -40.0),
+        (100, 10, -50.0),
+        (110, 10, -60.0),
+        (120, 10, -70.0),
+    ]
     episodes = [dict(global_step=g, episodic_length=n, episodic_return=r) for g, n, r in eps]
     first, second = recovery_rows(episodes, Scenario("reverse", period=40), 120, 10, 1, window=4, fraction=0.9)
     assert first["pre_level"] == (50.0 + 100.0 + 100.0 + 100.0) / 4
@@ -242,8 +293,10 @@ def test_pre_switch_level_leaves_out_an_episode_spanning_the_previous_switch():
 
 
 def test_recovery_threshold_of_a_negative_level():
-    episodes = [dict(global_step=10, episodic_length=10, episodic_return=-100.0),
-                dict(global_step=30, episodic_length=10, episodic_return=-109.0)]  # fmt: skip
+    episodes = [
+        dict(global_step=10, episodic_length=10, episodic_return=-100.0),
+        dict(global_step=30, episodic_length=10, episodic_return=-109.0),
+    ]
     (row,) = recovery_rows(episodes, Scenario("reverse", period=20), 40, 10, 1, window=5, fraction=0.9)
     assert row["threshold"] == pytest.approx(-110.0) and (row["recovered"], row["recovery_updates"]) == (1, 1)
 
@@ -265,8 +318,10 @@ def captured(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["reset", "perturb"])
 def test_gradient_redo_in_the_loop_keeps_the_optimiser_on_the_live_parameters(tmp_path, captured, mode):
-    cfg = tiny(tmp_path / mode, intervention="gradient_redo", intervention_every=2, intervention_tau=0.5,
-               intervention_mode=mode)  # fmt: skip
+    cfg = tiny(
+        tmp_path / mode,
+        intervention=GradientReDo(every=2, tau=0.5, mode=mode),
+    )
     run = ppo.train(cfg)
     agent, opt = captured["agent"], captured["optimizer"]
     held = [p for group in opt.param_groups for p in group["params"]]
@@ -276,14 +331,15 @@ def test_gradient_redo_in_the_loop_keeps_the_optimiser_on_the_live_parameters(tm
     rows = read(run / "interventions.csv")
     quantity = "units_reset" if mode == "reset" else "units_perturbed"
     assert [(r["update"], r["network"], r["quantity"]) for r in rows] == [
-        (u, net, quantity) for u in ("2", "4", "6") for net in ("actor", "critic")]  # fmt: skip
+        (u, net, quantity) for u in ("2", "4", "6") for net in ("actor", "critic")
+    ]
     assert sum(float(r["value"]) for r in rows) > 0
     # Each act uses a probe of that update, which is logged: plasticity rows at updates 2, 4 and 6.
     assert sorted({int(r["update"]) for r in read(run / "plasticity.csv")}) == [2, 4, 6]
 
 
 def test_weight_clipping_in_the_loop_bounds_every_weight(tmp_path):
-    run = ppo.train(tiny(tmp_path / "clip", intervention="weight_clipping", intervention_clip_kappa=1.0))
+    run = ppo.train(tiny(tmp_path / "clip", intervention=WeightClipping(kappa=1.0)))
     ckpt = load_latest_checkpoint(run)[1]
     for net in ("actor_mean", "critic"):
         for layer in ("0", "2", "4"):
@@ -296,7 +352,7 @@ def test_weight_clipping_in_the_loop_bounds_every_weight(tmp_path):
 
 
 def test_l2_init_adds_its_term_to_the_loss(tmp_path):
-    run = ppo.train(tiny(tmp_path / "l2", intervention="l2_init", intervention_l2_coef=0.5))
+    run = ppo.train(tiny(tmp_path / "l2", intervention=L2Init(coef=0.5)))
     rows = read(run / "interventions.csv")
     assert [r["update"] for r in rows] == [str(u) for u in range(1, 7)]
     assert {r["quantity"] for r in rows} == {"regulariser_mean"}
@@ -306,12 +362,17 @@ def test_l2_init_adds_its_term_to_the_loss(tmp_path):
 
 @pytest.mark.parametrize(
     "extra",
-    [dict(scenario="permute_obs", intervention="gradient_redo", intervention_every=1, intervention_tau=0.5,
-          intervention_mode="perturb", probe_interval=3),
-     dict(scenario="mass", intervention="l2_init", reset_normalizers_on_switch=True),
-     dict(scenario="reverse", intervention="shrink_perturb", intervention_every=3)],
+    [
+        dict(
+            scenario="permute_obs",
+            intervention=GradientReDo(every=1, tau=0.5, mode="perturb"),
+            probe_interval=3,
+        ),
+        dict(scenario="mass", intervention=L2Init(), reset_normalizers_on_switch=True),
+        dict(scenario="reverse", intervention=ShrinkPerturb(every=3)),
+    ],
     ids=["perturb+permute", "l2init+mass+reset-norm", "shrink+reverse"],
-)  # fmt: skip
+)
 def test_resume_is_exact_with_a_scenario_and_an_intervention(tmp_path, extra):
     full = ppo.train(tiny(tmp_path / "full", **extra))
     cut = tiny(tmp_path / "cut", **extra)

@@ -38,7 +38,6 @@ from ocp.transfer import (
     run_transfer,
     train_regressor,
 )
-from ocp.transfer_statistics import SUMMARY_COLUMNS
 
 # ---------------------------------------------------------------------------------------------------------------
 # Eq. 1
@@ -91,13 +90,17 @@ def test_eq1_rejects_wrong_width():
 
 def test_eq1_data_noise_and_seeding():
     clean = make_eq1_data(1000, 1000, seed=3, noise_std=0.0)
-    np.testing.assert_allclose(clean.y_train.numpy(), eq1_noise_free(clean.x_train.double().numpy()), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(
+        clean.y_train.numpy(), eq1_noise_free(clean.x_train.double().numpy()), rtol=1e-6, atol=1e-5
+    )
     noisy = make_eq1_data(1000, 1000, seed=3, noise_std=0.1)
     assert torch.equal(noisy.x_train, clean.x_train)  # the noise is drawn after X
-    resid = np.concatenate([
-        noisy.y_train.double().numpy() - eq1_noise_free(noisy.x_train.double().numpy()),
-        noisy.y_test.double().numpy() - eq1_noise_free(noisy.x_test.double().numpy()),
-    ])
+    resid = np.concatenate(
+        [
+            noisy.y_train.double().numpy() - eq1_noise_free(noisy.x_train.double().numpy()),
+            noisy.y_test.double().numpy() - eq1_noise_free(noisy.x_test.double().numpy()),
+        ]
+    )
     assert resid.std() == pytest.approx(0.1, abs=0.006) and abs(resid.mean()) < 0.01
     again = make_eq1_data(1000, 1000, seed=3, noise_std=0.1)
     assert torch.equal(again.y_test, noisy.y_test)
@@ -111,8 +114,12 @@ def test_eq1_data_noise_and_seeding():
 def test_permuted_eq1_moves_each_term_to_its_new_input():
     # Term k reads input π[k]: the unit vector e_j switches on the term k with π[k] = j.
     inverse = {j: k for k, j in enumerate(EQ1_PERMUTED_INDICES)}
-    np.testing.assert_allclose(eq1_noise_free(np.eye(17), EQ1_PERMUTED_INDICES),
-                               [UNIT_VECTOR_Y[inverse[j]] for j in range(17)], rtol=0, atol=1e-14)  # fmt: skip
+    np.testing.assert_allclose(
+        eq1_noise_free(np.eye(17), EQ1_PERMUTED_INDICES),
+        [UNIT_VECTOR_Y[inverse[j]] for j in range(17)],
+        rtol=0,
+        atol=1e-14,
+    )
     # The default swaps 0↔11, 1↔12, 7↔8, 10↔13: height, pitch, forward velocity and pitch rate of HalfCheetah-v4
     # feed 0.2X², −0.6√|X|, e^{−0.1X²} and the product term 0.5·X13·X14.
     assert EQ1_PERMUTED_INDICES == (11, 12, 2, 3, 4, 5, 6, 8, 7, 9, 13, 0, 1, 10, 14, 15, 16)
@@ -123,8 +130,11 @@ def test_permuted_eq1_moves_each_term_to_its_new_input():
     plain, permuted = make_eq1_data(30, 20, seed=2), make_eq1_data(30, 20, seed=2, permutation=EQ1_PERMUTED_INDICES)
     assert torch.equal(plain.x_train, permuted.x_train) and torch.equal(plain.x_test, permuted.x_test)
     x_train = plain.x_train.double().numpy()
-    np.testing.assert_allclose(permuted.y_train.double().numpy() - eq1_noise_free(x_train, EQ1_PERMUTED_INDICES),
-                               plain.y_train.double().numpy() - eq1_noise_free(x_train), atol=2e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        permuted.y_train.double().numpy() - eq1_noise_free(x_train, EQ1_PERMUTED_INDICES),
+        plain.y_train.double().numpy() - eq1_noise_free(x_train),
+        atol=2e-6,
+    )
     for bad in [(0,) * 17, tuple(range(16)), tuple(range(1, 18))]:
         with pytest.raises(ValueError, match="permutation must hold each of 0 … 16 once"):
             eq1_noise_free(np.zeros((1, 17)), bad)
@@ -139,9 +149,24 @@ def _normal_floor_by_hand(noise_std):
     weights = weights / math.sqrt(2 * math.pi)
     e_tanh2, e_sech2 = float(weights @ np.tanh(nodes) ** 2), float(weights @ (1 / np.cosh(nodes) ** 2))
     e_sqrt_abs = 2**0.25 * special.gamma(0.75) / math.sqrt(math.pi)
-    variance = (2.5**2 + 1.2**2 * 2 + 0.8**2 * (1 - math.exp(-2)) / 2 + 1.5**2 * ((1 + math.exp(-2)) / 2 - math.exp(-1))
-                + 0.7**2 + 0.3**2 * 15 + (1.4**-0.5 - 1 / 1.2) + 1.1**2 + 0.5**2 * 2 + 0.9**2 * e_tanh2 + 0.2**2 * 2
-                + 0.6**2 * (math.sqrt(2 / math.pi) - e_sqrt_abs**2) + 0.5**2 + 0.4**2 + 0.3**2 + noise_std**2)  # fmt: skip
+    variance = (
+        2.5**2
+        + 1.2**2 * 2
+        + 0.8**2 * (1 - math.exp(-2)) / 2
+        + 1.5**2 * ((1 + math.exp(-2)) / 2 - math.exp(-1))
+        + 0.7**2
+        + 0.3**2 * 15
+        + (1.4**-0.5 - 1 / 1.2)
+        + 1.1**2
+        + 0.5**2 * 2
+        + 0.9**2 * e_tanh2
+        + 0.2**2 * 2
+        + 0.6**2 * (math.sqrt(2 / math.pi) - e_sqrt_abs**2)
+        + 0.5**2
+        + 0.4**2
+        + 0.3**2
+        + noise_std**2
+    )
     explained = 2.5**2 + (0.8 * math.exp(-0.5)) ** 2 + (0.3 * 3) ** 2 + 1.1**2 + (0.9 * e_sech2) ** 2 + 0.4**2 + 0.3**2
     return variance, variance - explained
 
@@ -158,9 +183,18 @@ def test_linear_floor_against_closed_forms():
     x_tanh = float(weights @ ((nodes + 1) / 2 * np.tanh((nodes + 1) / 2))) / 2
     e_exp = lambda a: math.sqrt(math.pi / a) * math.erf(math.sqrt(a)) / 2  # noqa: E731
     linear = (2.5**2 + 1.1**2 + 0.4**2 + 0.3**2) / 3
-    variance_u = (linear + 0.8**2 * (0.5 - math.sin(2) / 4) + 1.5**2 * (0.5 + math.sin(2) / 4 - math.sin(1) ** 2)
-                  + 0.3**2 / 7 + (1.2**2 + 0.5**2 + 0.2**2) * (1 / 5 - 1 / 9) + (e_exp(0.2) - e_exp(0.1) ** 2)
-                  + 0.9**2 * (1 - math.tanh(1)) + 0.6**2 * (1 / 2 - 4 / 9) + (0.7**2 + 0.5**2) / 9 + 0.1**2)  # fmt: skip
+    variance_u = (
+        linear
+        + 0.8**2 * (0.5 - math.sin(2) / 4)
+        + 1.5**2 * (0.5 + math.sin(2) / 4 - math.sin(1) ** 2)
+        + 0.3**2 / 7
+        + (1.2**2 + 0.5**2 + 0.2**2) * (1 / 5 - 1 / 9)
+        + (e_exp(0.2) - e_exp(0.1) ** 2)
+        + 0.9**2 * (1 - math.tanh(1))
+        + 0.6**2 * (1 / 2 - 4 / 9)
+        + (0.7**2 + 0.5**2) / 9
+        + 0.1**2
+    )
     explained_u = linear + 3 * ((0.8 * (math.sin(1) - math.cos(1))) ** 2 + (0.3 / 5) ** 2 + (0.9 * x_tanh) ** 2)
     assert eq1_linear_floor("uniform", 1.0, 0.1) == pytest.approx((variance_u, variance_u - explained_u), abs=1e-9)
     # Least squares on 400,000 samples reaches the floor (and no lower), permuted inputs or not.
@@ -183,7 +217,11 @@ def test_truncated_returns_by_hand_and_brute_force():
     r = np.random.default_rng(0).normal(size=9)
     brute = [sum(0.9**k * r[t + k] for k in range(3) if t + k < len(r)) for t in range(len(r))]
     np.testing.assert_allclose(truncated_discounted_returns(r, 0.9, 3), brute, atol=1e-12)
-    np.testing.assert_allclose(truncated_discounted_returns(r, 0.9, 100), [sum(0.9**k * r[t + k] for k in range(len(r) - t)) for t in range(len(r))], atol=1e-12)
+    np.testing.assert_allclose(
+        truncated_discounted_returns(r, 0.9, 100),
+        [sum(0.9**k * r[t + k] for k in range(len(r) - t)) for t in range(len(r))],
+        atol=1e-12,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -195,9 +233,19 @@ def test_truncated_returns_by_hand_and_brute_force():
 def ppo_run(tmp_path_factory):
     """A real (tiny) ReLU PPO run: two updates of 64 steps, a checkpoint after each."""
     run_dir = tmp_path_factory.mktemp("ppo") / "relu_run"
-    cfg = PPOConfig(run_dir=str(run_dir), total_timesteps=128, num_steps=64, num_minibatches=2, update_epochs=1,
-                    checkpoint_interval=1, progress_bar=False, tensorboard=False, hidden_sizes=(8, 8),
-                    activation="relu", probe_interval=1)  # fmt: skip
+    cfg = PPOConfig(
+        run_dir=str(run_dir),
+        total_timesteps=128,
+        num_steps=64,
+        num_minibatches=2,
+        update_epochs=1,
+        checkpoint_interval=1,
+        progress_bar=False,
+        tensorboard=False,
+        hidden_sizes=(8, 8),
+        activation="relu",
+        probe_interval=1,
+    )
     train(cfg)
     return run_dir
 
@@ -303,12 +351,16 @@ def test_train_regressor_learns_and_dead_units_stay_dead():
     model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
     with torch.no_grad():
         model[0].bias[0] = -100.0  # unit 0 never fires on this data: dormant with an exactly-zero gradient
-    curves, probes = train_regressor(model, data, lr=0.01, epochs=5, batch_size=1000, seed=0, probe_every=2, thresholds=(0.0,))
+    curves, probes = train_regressor(
+        model, data, lr=0.01, epochs=5, batch_size=1000, seed=0, probe_every=2, thresholds=(0.0,)
+    )
     assert [r["epoch"] for r in curves] == list(range(6))
     assert curves[-1]["train_mse"] < curves[0]["train_mse"]
     first = [r for r in probes if r["layer"] == "0"]
     assert [r["epoch"] for r in first] == [0, 2, 4, 5]
-    assert all(r["still_dormant"] == 1.0 and r["still_zero_gradient"] == 1.0 and r["dormant_ratio"] >= 1 / 8 for r in first)
+    assert all(
+        r["still_dormant"] == 1.0 and r["still_zero_gradient"] == 1.0 and r["dormant_ratio"] >= 1 / 8 for r in first
+    )
     assert float(model[0].bias.detach()[0]) == -100.0  # Adam never moved it
     net = [r for r in probes if r["layer"] == "network"]
     assert len(net) == 4 and all(r["width"] == 8 for r in net)
@@ -347,19 +399,39 @@ def _read(path):
 
 
 def test_end_to_end_tiny(tmp_path, ppo_run):
-    cfg = TransferConfig(checkpoints=(ppo_run,), out_dir=tmp_path / "out", seeds=(0, 1), lrs=(0.01,), epochs=3,
-                         batch_size=16, n_train=40, n_test=30, similar_horizon=5, similar_states_per_episode=20,
-                         similar_state_stride=1, probe_every=2)  # fmt: skip
+    cfg = TransferConfig(
+        checkpoints=(ppo_run,),
+        out_dir=tmp_path / "out",
+        seeds=(0, 1),
+        lrs=(0.01,),
+        epochs=3,
+        batch_size=16,
+        n_train=40,
+        n_test=30,
+        similar_horizon=5,
+        similar_states_per_episode=20,
+        similar_state_stride=1,
+        probe_every=2,
+    )
     result = run_transfer(cfg)
-    curves, probes, summary, floors = (_read(tmp_path / "out" / f"{n}.csv") for n in ("curves", "probe", "summary", "linear_floor"))
+    curves, probes, summary, floors = (
+        _read(tmp_path / "out" / f"{n}.csv") for n in ("curves", "probe", "summary", "linear_floor")
+    )
     assert (tmp_path / "out" / "config.json").exists()
     assert len(curves) == 3 * 3 * 1 * 2 * 4  # tasks × inits × lrs × seeds × epochs 0..3
     inits = ("pretrained", "random_ppo", "random_torch")
-    assert {(r["task"], r["init"]) for r in curves} == {(t, i) for t in ("eq1", "eq1_permuted", "similar") for i in inits}
+    assert {(r["task"], r["init"]) for r in curves} == {
+        (t, i) for t in ("eq1", "eq1_permuted", "similar") for i in inits
+    }
     assert {(r["arm"], r["ppo_run"], r["ppo_seed"]) for r in curves} == {("relu", "relu:relu_run", "1")}
-    assert len(summary) == 3 * 2 * 2 and {r["metric"] for r in summary} == {"final_test_mse", "mean_test_mse_over_epochs"}
+    assert len(summary) == 3 * 2 * 2 and {r["metric"] for r in summary} == {
+        "final_test_mse",
+        "mean_test_mse_over_epochs",
+    }
     assert {(r["random_init"], r["n_runs"], r["seeds_per_run"], r["unit"]) for r in summary} == {
-        ("ppo", "1", "2", "PPO run"), ("torch", "1", "2", "PPO run")}  # fmt: skip
+        ("ppo", "1", "2", "PPO run"),
+        ("torch", "1", "2", "PPO run"),
+    }
     assert [(r["distribution"], r["used"]) for r in floors] == [("normal", "1"), ("uniform", "0")]
     assert float(floors[0]["linear_floor_mse"]) == pytest.approx(eq1_linear_floor("normal", 1.0, 0.1)[1], rel=1e-12)
     assert {r["epoch"] for r in probes} == {"0", "2", "3"}
@@ -370,7 +442,9 @@ def test_end_to_end_tiny(tmp_path, ppo_run):
     with torch.no_grad():
         out = p.agent.critic(data.x_test).squeeze(-1).double()
     y = data.y_test.double()
-    row = next(r for r in result["curves"] if (r["task"], r["init"], r["seed"], r["epoch"]) == ("eq1", "pretrained", 1, 0))
+    row = next(
+        r for r in result["curves"] if (r["task"], r["init"], r["seed"], r["epoch"]) == ("eq1", "pretrained", 1, 0)
+    )
     assert row["test_mse"] == pytest.approx(float(((out - y) ** 2).mean()), rel=1e-6)
     assert row["output_target_corr"] == pytest.approx(float(torch.corrcoef(torch.stack([out, y]))[0, 1]), abs=1e-12)
     # Recomputing from scratch writes the same curves (everything is seeded).
@@ -381,8 +455,18 @@ def test_end_to_end_tiny(tmp_path, ppo_run):
 
 
 def _tiny_eq1(out, ppo_run, **changes):
-    settings = dict(checkpoints=(ppo_run,), tasks=("eq1",), out_dir=out, seeds=(0, 1, 2), lrs=(0.01,), epochs=2,
-                    batch_size=16, n_train=40, n_test=30, probe_every=1)  # fmt: skip
+    settings = dict(
+        checkpoints=(ppo_run,),
+        tasks=("eq1",),
+        out_dir=out,
+        seeds=(0, 1, 2),
+        lrs=(0.01,),
+        epochs=2,
+        batch_size=16,
+        n_train=40,
+        n_test=30,
+        probe_every=1,
+    )
     return TransferConfig(**{**settings, **changes})
 
 
@@ -461,9 +545,22 @@ def test_input_normaliser_and_return_scale_options(ppo_run):
 
 def test_similar_task_with_another_policy(tmp_path, ppo_run):
     older = ppo_run / "checkpoints" / "update_0000001.ckpt"
-    cfg = TransferConfig(checkpoints=(ppo_run,), tasks=("similar",), out_dir=tmp_path / "out", seeds=(0, 1), lrs=(0.01,),
-                         epochs=1, n_train=10, n_test=10, similar_horizon=3, similar_states_per_episode=10,
-                         similar_state_stride=1, similar_policy=older, probe_every=0, random_inits=("ppo",))  # fmt: skip
+    cfg = TransferConfig(
+        checkpoints=(ppo_run,),
+        tasks=("similar",),
+        out_dir=tmp_path / "out",
+        seeds=(0, 1),
+        lrs=(0.01,),
+        epochs=1,
+        n_train=10,
+        n_test=10,
+        similar_horizon=3,
+        similar_states_per_episode=10,
+        similar_state_stride=1,
+        similar_policy=older,
+        probe_every=0,
+        random_inits=("ppo",),
+    )
     result = run_transfer(cfg)
     assert len(result["curves"]) == 2 * 2 * 2 and result["probe"] == []
     groups = json.loads((tmp_path / "out" / "config.json").read_text())["checkpoints"]
@@ -519,9 +616,19 @@ def test_every_ppo_run_of_an_arm_is_a_replicate_with_its_own_regression_data(tmp
     paths = [tmp_path / f"run{k}.ckpt" for k in (1, 2)]
     for k, path in zip((1, 2), paths):
         _save_agent(path, 17, 6, "relu", seed=k)
-    cfg = TransferConfig(checkpoints=tuple(paths), labels=("r1", "r2"), arms=("relu-arm", "relu-arm"), tasks=("eq1",),
-                         out_dir=tmp_path / "out", seeds=(0,), lrs=(0.01,), epochs=1, n_train=20, n_test=10,
-                         probe_every=0)  # fmt: skip
+    cfg = TransferConfig(
+        checkpoints=tuple(paths),
+        labels=("r1", "r2"),
+        arms=("relu-arm", "relu-arm"),
+        tasks=("eq1",),
+        out_dir=tmp_path / "out",
+        seeds=(0,),
+        lrs=(0.01,),
+        epochs=1,
+        n_train=20,
+        n_test=10,
+        probe_every=0,
+    )
     result = run_transfer(cfg)
     assert {(r["arm"], r["n_runs"], r["seeds_per_run"]) for r in result["summary"]} == {("relu-arm", 2, 1)}
     start = {(r["ppo_run"], r["init"]): r["test_mse"] for r in result["curves"] if r["epoch"] == 0}

@@ -23,9 +23,20 @@ def _curves(final=FINAL, task="eq1", arm="relu", activation="relu", as_text=Fals
         for seed, (pretrained, random) in enumerate(pairs):
             for init, value, bump in (("pretrained", pretrained, 1.0), ("random_ppo", random, 0.0)):
                 for epoch, mse in ((0, 50.0), (1, value + bump), (2, value)):
-                    row = {"task": task, "arm": arm, "activation": activation, "ppo_run": run, "ppo_seed": 0,
-                           "init": init, "lr": 0.01, "seed": seed, "epoch": epoch, "train_mse": 0.0, "test_mse": mse,
-                           "output_target_corr": CORR0[init] + 0.1 * seed}  # fmt: skip
+                    row = {
+                        "task": task,
+                        "arm": arm,
+                        "activation": activation,
+                        "ppo_run": run,
+                        "ppo_seed": 0,
+                        "init": init,
+                        "lr": 0.01,
+                        "seed": seed,
+                        "epoch": epoch,
+                        "train_mse": 0.0,
+                        "test_mse": mse,
+                        "output_target_corr": CORR0[init] + 0.1 * seed,
+                    }
                     rows.append({k: str(v) for k, v in row.items()} if as_text else row)
     return rows
 
@@ -71,28 +82,79 @@ def test_summary_refuses_incomplete_curves_and_a_bad_alpha():
         summarise(_curves(), alpha=0.5)
 
 
-def _row(task="eq1", arm="relu", activation="relu", random_init="ppo", lr=0.01, n=6, diff=0.0, lo=-0.05, hi=0.05,
-         random_mean=1.0, p_worse=0.5, p_better=0.5):  # fmt: skip
+def _row(
+    task="eq1",
+    arm="relu",
+    activation="relu",
+    random_init="ppo",
+    lr=0.01,
+    n=6,
+    diff=0.0,
+    lo=-0.05,
+    hi=0.05,
+    random_mean=1.0,
+    p_worse=0.5,
+    p_better=0.5,
+):
     row = {c: "" for c in SUMMARY_COLUMNS}
-    row.update(task=task, arm=arm, activation=activation, random_init=random_init, lr=lr, metric="final_test_mse",
-               epochs=100, unit="PPO run", n_runs=n, seeds_per_run=5, pretrained_mean=random_mean + diff,
-               random_mean=random_mean, diff_mean=diff, diff_sd=0.1, relative_diff=diff / random_mean,
-               interval_confidence=0.9, diff_ci_low=lo, diff_ci_high=hi, p_worse=p_worse, p_better=p_better,
-               smallest_p=2.0**-n, pretrained_corr0=0.6, random_corr0=0.0)  # fmt: skip
+    row.update(
+        task=task,
+        arm=arm,
+        activation=activation,
+        random_init=random_init,
+        lr=lr,
+        metric="final_test_mse",
+        epochs=100,
+        unit="PPO run",
+        n_runs=n,
+        seeds_per_run=5,
+        pretrained_mean=random_mean + diff,
+        random_mean=random_mean,
+        diff_mean=diff,
+        diff_sd=0.1,
+        relative_diff=diff / random_mean,
+        interval_confidence=0.9,
+        diff_ci_low=lo,
+        diff_ci_high=hi,
+        p_worse=p_worse,
+        p_better=p_better,
+        smallest_p=2.0**-n,
+        pretrained_corr0=0.6,
+        random_corr0=0.0,
+    )
     return row
 
 
-FLOORS = [{"distribution": "normal", "x_scale": 1.0, "noise_std": 0.1, "target_variance": 14.37,
-           "linear_floor_mse": 5.319, "floor_share": 5.319 / 14.37, "used": 1},
-          {"distribution": "uniform", "x_scale": 1.0, "noise_std": 0.1, "target_variance": 3.261,
-           "linear_floor_mse": 0.3135, "floor_share": 0.3135 / 3.261, "used": 0}]  # fmt: skip
+FLOORS = [
+    {
+        "distribution": "normal",
+        "x_scale": 1.0,
+        "noise_std": 0.1,
+        "target_variance": 14.37,
+        "linear_floor_mse": 5.319,
+        "floor_share": 5.319 / 14.37,
+        "used": 1,
+    },
+    {
+        "distribution": "uniform",
+        "x_scale": 1.0,
+        "noise_std": 0.1,
+        "target_variance": 3.261,
+        "linear_floor_mse": 0.3135,
+        "floor_share": 0.3135 / 3.261,
+        "used": 0,
+    },
+]
 
 
 def test_equivalent_everywhere_is_supported_and_no_act_is_left_out():
-    rows = [_row(lr=0.01), _row(lr=0.005, random_init="torch", lo=-0.099, hi=0.1),
-            _row(task="eq1_permuted", lo=-0.08, hi=0.02),
-            # No-Act: pretrained far worse with an exact p of 2^-6 — reported, but not part of the verdict.
-            _row(arm="no-act", activation="identity", diff=3.0, lo=2.0, hi=4.0, p_worse=1 / 64)]  # fmt: skip
+    rows = [
+        _row(lr=0.01),
+        _row(lr=0.005, random_init="torch", lo=-0.099, hi=0.1),
+        _row(task="eq1_permuted", lo=-0.08, hi=0.02),
+        # No-Act: pretrained far worse with an exact p of 2^-6 — reported, but not part of the verdict.
+        _row(arm="no-act", activation="identity", diff=3.0, lo=2.0, hi=4.0, p_worse=1 / 64),
+    ]
     measured, verdict = c2_verdict(rows, FLOORS, alpha=0.05, equivalence_margin=0.1)
     assert verdict == SUPPORTED
     assert "within ±10% of the random-init mean in 3 of 3" in measured and "significantly worse in 0" in measured
@@ -118,10 +180,14 @@ def test_too_few_ppo_runs_is_not_testable():
     # 3 runs: the exact test's smallest p is 1/8 > 0.05, so a worse critic could never be shown.
     rows = [_row(n=3, diff=0.5, lo=-0.2, hi=1.2, p_worse=0.125)]
     measured, verdict = c2_verdict(rows, FLOORS, 0.05, 0.1)
-    assert verdict == f"{NOT_TESTABLE} (a worse pretrained critic cannot be shown with 3 PPO runs, and not every " \
-                      "interval is within the margin)"
-    assert "cannot be shown: with 3 PPO runs the exact test's smallest one-sided p is 2^-3 = 0.125; Holm over 1 " \
-           "comparisons needs ≤ 0.05" in measured
+    assert (
+        verdict == f"{NOT_TESTABLE} (a worse pretrained critic cannot be shown with 3 PPO runs, and not every "
+        "interval is within the margin)"
+    )
+    assert (
+        "cannot be shown: with 3 PPO runs the exact test's smallest one-sided p is 2^-3 = 0.125; Holm over 1 "
+        "comparisons needs ≤ 0.05" in measured
+    )
     # Equivalence needs no exact p: 3 runs can still support the claim.
     assert c2_verdict([_row(n=3, lo=-0.05, hi=0.05, p_worse=0.5)], FLOORS, 0.05, 0.1)[1] == SUPPORTED
     assert c2_verdict([], FLOORS, 0.05, 0.1)[1].startswith(NOT_TESTABLE)
@@ -132,14 +198,17 @@ def test_the_similar_task_control_counts_a_worse_pretrained_critic():
     # six PPO runs where pretrained ends 1 above random in every seed, and six where it ends 1 below.
     worse_runs = {f"w{k}": [(2.0 + k, 1.0 + k)] for k in range(6)}
     better_runs = {f"b{k}": [(1.0 + k, 2.0 + k)] for k in range(6)}
-    summary = (summarise(_curves(worse_runs, task="similar", arm="relu-worse"))
-               + summarise(_curves(better_runs, task="similar", arm="relu-better")))  # fmt: skip
+    summary = summarise(_curves(worse_runs, task="similar", arm="relu-worse")) + summarise(
+        _curves(better_runs, task="similar", arm="relu-better")
+    )
     final = {r["arm"]: r for r in summary if r["metric"] == "final_test_mse"}
     assert final["relu-worse"]["p_worse"] == 1 / 64 and final["relu-better"]["p_better"] == 1 / 64
     measured, _ = c2_verdict(summary, FLOORS, 0.05, 0.1)
     # Holm over the 2 comparisons in each direction: 2/64 ≤ 0.05 once each way.
-    assert "similar-task control (OCP predicts the pretrained critic WORSE): significantly worse in 1 of 2, " \
-           "significantly better (positive transfer) in 1 of 2" in measured
+    assert (
+        "similar-task control (OCP predicts the pretrained critic WORSE): significantly worse in 1 of 2, "
+        "significantly better (positive transfer) in 1 of 2" in measured
+    )
     # Only positive transfer: the control counts it as better, never as the gap OCP predicts.
     measured, _ = c2_verdict([r for r in summary if r["arm"] == "relu-better"], FLOORS, 0.05, 0.1)
     assert "significantly worse in 0 of 1, significantly better (positive transfer) in 1 of 1" in measured

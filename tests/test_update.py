@@ -6,17 +6,26 @@ import pytest
 import torch
 
 from ocp.agent import ACTIVATIONS, Agent
+from ocp.flat_adam import FlatAdam
 from ocp.interventions import make_intervention
 from ocp.ppo import normalize_advantages, policy_loss, value_loss
-from ocp.flat_adam import FlatAdam
 from ocp.update import PPOUpdate, UpdateSettings
 
 OBS, ACT = 7, 3
 
 
 def settings(**kw) -> UpdateSettings:
-    base = dict(update_epochs=1, num_minibatches=1, norm_adv=True, clip_coef=0.2, clip_vloss=True, ent_coef=0.0,
-                vf_coef=0.5, max_grad_norm=0.5, target_kl=None)  # fmt: skip
+    base = dict(
+        update_epochs=1,
+        num_minibatches=1,
+        norm_adv=True,
+        clip_coef=0.2,
+        clip_vloss=True,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        target_kl=None,
+    )
     base.update(kw)
     return UpdateSettings(**base)
 
@@ -30,12 +39,13 @@ def make_batch(agent: Agent, n: int, seed: int) -> dict[str, np.ndarray]:
     with torch.no_grad():
         logprob, _, value = agent.evaluate_actions(torch.from_numpy(obs), torch.from_numpy(actions))
     return {
-        "obs": obs, "actions": actions,
+        "obs": obs,
+        "actions": actions,
         "logprobs": (logprob.numpy() - rng.uniform(-0.5, 0.5, n)).astype(np.float32),
         "values": (value.numpy() + rng.uniform(-0.6, 0.6, n)).astype(np.float32),
         "advantages": (rng.standard_normal(n) * 2 + 0.3).astype(np.float32),
         "returns": (value.numpy() + rng.standard_normal(n)).astype(np.float32),
-    }  # fmt: skip
+    }
 
 
 def torch_loss(agent: Agent, batch: dict[str, np.ndarray], s: UpdateSettings) -> dict[str, torch.Tensor]:
@@ -65,7 +75,7 @@ def agent_with_optimizer(activation: str, seed: int = 0) -> tuple[Agent, FlatAda
     "options",
     [dict(), dict(norm_adv=False), dict(clip_vloss=False), dict(ent_coef=0.01, vf_coef=1.3, clip_coef=0.1)],
     ids=["cleanrl", "raw-advantages", "no-value-clip", "entropy-bonus"],
-)  # fmt: skip
+)
 def test_minibatch_gradient_matches_autograd(activation, options):
     agent, opt = agent_with_optimizer(activation)
     s = settings(**options)
@@ -108,8 +118,14 @@ def test_value_loss_tie_splits_the_gradient_as_torch_does():
         np.testing.assert_allclose(opt.grad_view(p), g.numpy(), rtol=1e-4, atol=1e-7)
 
 
-def reference_update(agent: Agent, batch: dict[str, np.ndarray], s: UpdateSettings, generator: torch.Generator,
-                     intervention=None, networks=None) -> None:  # fmt: skip
+def reference_update(
+    agent: Agent,
+    batch: dict[str, np.ndarray],
+    s: UpdateSettings,
+    generator: torch.Generator,
+    intervention=None,
+    networks=None,
+) -> None:
     """The update as a plain torch loop: autograd, clip_grad_norm_, torch.optim.Adam."""
     opt = torch.optim.Adam(agent.parameters(), lr=3e-4, eps=1e-5, foreach=False)
     size = len(batch["obs"])
@@ -158,8 +174,19 @@ def test_update_statistics_and_target_kl_stop():
     agent, opt = agent_with_optimizer("tanh")
     batch = make_batch(agent, 40, seed=4)
     stats = PPOUpdate(agent, opt, settings(update_epochs=5, num_minibatches=4, target_kl=1e-9)).run(
-        batch, torch.Generator().manual_seed(0))
+        batch, torch.Generator().manual_seed(0)
+    )
     assert stats["epochs_run"] == 1 and int(opt.state[agent.actor_logstd]["step"]) == 4
-    stats = PPOUpdate(agent, opt, settings(update_epochs=3, num_minibatches=4)).run(batch, torch.Generator().manual_seed(0))
+    stats = PPOUpdate(agent, opt, settings(update_epochs=3, num_minibatches=4)).run(
+        batch, torch.Generator().manual_seed(0)
+    )
     assert stats["epochs_run"] == 3 and int(opt.state[agent.actor_logstd]["step"]) == 4 + 12
-    assert set(stats) == {"policy_loss", "value_loss", "entropy", "clipfrac", "old_approx_kl", "approx_kl", "epochs_run"}
+    assert set(stats) == {
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "clipfrac",
+        "old_approx_kl",
+        "approx_kl",
+        "epochs_run",
+    }

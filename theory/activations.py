@@ -70,9 +70,13 @@ ACTIVATIONS: tuple[Activation, ...] = (
     Activation("silu", Z / (1 + sp.exp(-Z)), nn.SiLU, analytic=True, derivative_sign=Z + sp.exp(Z) + 1),
     Activation("gelu", Z / 2 * (1 + sp.erf(Z / sp.sqrt(2))), nn.GELU, analytic=True),
     Activation("elu", sp.Piecewise((sp.exp(Z) - 1, Z < 0), (Z, True)), nn.ELU, analytic=False),
-    Activation("smoothstep", sp.Piecewise((0, Z <= 0), (3 * Z**2 - 2 * Z**3, Z < 1), (1, True)), SmoothstepClamp,
-               analytic=False),
-)  # fmt: skip
+    Activation(
+        "smoothstep",
+        sp.Piecewise((0, Z <= 0), (3 * Z**2 - 2 * Z**3, Z < 1), (1, True)),
+        SmoothstepClamp,
+        analytic=False,
+    ),
+)
 
 ACTIVATION_NAMES: tuple[str, ...] = tuple(a.name for a in ACTIVATIONS)
 
@@ -128,7 +132,9 @@ def _boundaries(expr: sp.Expr) -> list[sp.Expr]:
     points: set[sp.Expr] = set()
     for pw in expr.atoms(sp.Piecewise):
         for _, cond in pw.args:
-            for rel in ([cond] if isinstance(cond, sp.core.relational.Relational) else cond.atoms(sp.core.relational.Relational)):
+            for rel in (
+                [cond] if isinstance(cond, sp.core.relational.Relational) else cond.atoms(sp.core.relational.Relational)
+            ):
                 points.update(side for side in (rel.lhs, rel.rhs) if side.is_number)
     return sorted(points, key=float)
 
@@ -166,7 +172,9 @@ def sign_at(expr: sp.Expr, c: sp.Expr) -> int:
     return int(sp.sign(v))
 
 
-def _sign_change_brackets(expr: sp.Expr, grid: tuple[int, ...] = tuple(range(-16, 17))) -> tuple[tuple[sp.Rational, sp.Rational], ...]:
+def _sign_change_brackets(
+    expr: sp.Expr, grid: tuple[int, ...] = tuple(range(-16, 17))
+) -> tuple[tuple[sp.Rational, sp.Rational], ...]:
     """Brackets (a, b) of consecutive grid points z = k/8 where expr changes sign: each holds a root (IVT)."""
     points = [sp.Rational(k, 8) for k in grid]
     signs = [sign_at(expr, p) for p in points]
@@ -191,8 +199,9 @@ def analyse(act: Activation) -> Facts:
         flat = sp.Complement(flat, kink_set) if kinks else flat
     else:
         brackets = _sign_change_brackets(d)
-    return Facts(zeros=zeros, kinks=kink_set, flat=flat, flat_solved=solved, flat_brackets=brackets,
-                 continuous=continuous)  # fmt: skip
+    return Facts(
+        zeros=zeros, kinks=kink_set, flat=flat, flat_solved=solved, flat_brackets=brackets, continuous=continuous
+    )
 
 
 def is_kink(act: Activation, c: sp.Expr) -> bool:
@@ -312,6 +321,8 @@ def critical_point_count(act: Activation) -> Optional[CriticalCount]:
     count = signs[1:-1].count(0) + sum(1 for a, b in zip(signs, signs[1:]) if a * b < 0)
     factor = "g = σ'" if g is d else f"g = {g} has the sign of σ' (σ'/g = {sp.simplify(d / g)} > 0)"
     roots = ", ".join(map(str, points)) or "none"
-    argument = (f"{factor}; g' has the real roots: {roots}, so g is strictly monotone between them; the signs of g at "
-                f"−∞, {roots + ', ' if points else ''}+∞ are {', '.join(map(str, signs))}: σ' has exactly {count} zero(s)")  # fmt: skip
+    argument = (
+        f"{factor}; g' has the real roots: {roots}, so g is strictly monotone between them; the signs of g at "
+        f"−∞, {roots + ', ' if points else ''}+∞ are {', '.join(map(str, signs))}: σ' has exactly {count} zero(s)"
+    )
     return CriticalCount(count, argument)

@@ -254,10 +254,14 @@ def loss_grad_zero(case: NeuronCase, convention: str) -> Optional[bool]:
         d = derivative(case.act)
         slopes = [autograd_slope(case.act, z) if is_kink(case.act, z) else d.subs(Z, z) for z in zs]
         grads = [
-            sum((case.v * case.act.expr.subs(Z, z) - sum(ti * xi for ti, xi in zip(case.t, p.point))) * slope * p.point[j]
-                for z, slope, p in zip(zs, slopes, support))
+            sum(
+                (case.v * case.act.expr.subs(Z, z) - sum(ti * xi for ti, xi in zip(case.t, p.point)))
+                * slope
+                * p.point[j]
+                for z, slope, p in zip(zs, slopes, support)
+            )
             for j in range(n)
-        ]  # fmt: skip
+        ]
         return all(is_zero_number(case.v * g) for g in grads)
     return None
 
@@ -308,5 +312,8 @@ def lemma3(case: NeuronCase, convention: str) -> bool:
     """
     if not grad_x_zero(case, convention):
         return True
-    values = [case.act.expr.subs(Z, case.z_range(p)[0] if p.dim == 0 else sum(case.z_range(p)) / 2) for p in case.domain.region]
+    values = [
+        case.act.expr.subs(Z, case.z_range(p)[0] if p.dim == 0 else sum(case.z_range(p)) / 2)
+        for p in case.domain.region
+    ]
     return all(is_zero_number(v - values[0]) for v in values[1:])

@@ -16,7 +16,6 @@ from typing import Callable, Optional
 import sympy as sp
 import torch
 
-from theory.symbolic import literal_magi_gradient
 from theory.activations import (
     ACTIVATIONS,
     CONVENTIONS,
@@ -46,6 +45,7 @@ from theory.cases import (
     lemma3,
     vec,
 )
+from theory.symbolic import literal_magi_gradient
 from theory.verdicts import FAILS, Verdict, lemma1_verdict, lemma3_verdict, theorem_verdict
 
 #: A statement a counterexample breaks: ("theorem", notion, direction, convention), ("lemma3", "", "", convention),
@@ -150,8 +150,12 @@ def _zero_weights_case(act: Activation, kind: str, c: sp.Expr) -> NeuronCase:
         "finite": Domain("finite", _points((1, 1), (2, -1), (3, 0))),
         "affine": Domain("affine", (Piece(vec(2, 0), (vec(0, 1),)),)),
         "disconnected": Domain("disconnected", (_box((2, 0)), _box((5, 0)))),
-        "batch": Domain("batch", _points((sp.Rational(3, 2), sp.Rational(1, 2)), (sp.Rational(5, 2), -sp.Rational(1, 2))), (_box((2, 0)),)),
-    }  # fmt: skip
+        "batch": Domain(
+            "batch",
+            _points((sp.Rational(3, 2), sp.Rational(1, 2)), (sp.Rational(5, 2), -sp.Rational(1, 2))),
+            (_box((2, 0)),),
+        ),
+    }
     return NeuronCase(act, vec(0, 0), c, domains[kind], v=sp.Integer(1), target=vec(1, 0))
 
 
@@ -175,8 +179,12 @@ def kink_symmetric_inputs(act: Activation, kind: str) -> NeuronCase:
         "finite": Domain("finite", _points((2, 1), (-2, -1))),
         "affine": Domain("affine", (Piece(vec(0, 0), (vec(1, 0),)),)),
         "disconnected": Domain("disconnected", (_box((2, 0)), _box((-2, 0)))),
-        "batch": Domain("batch", _points((sp.Rational(1, 2), sp.Rational(1, 2)), (-sp.Rational(1, 2), -sp.Rational(1, 2))), (_box((0, 0)),)),
-    }  # fmt: skip
+        "batch": Domain(
+            "batch",
+            _points((sp.Rational(1, 2), sp.Rational(1, 2)), (-sp.Rational(1, 2), -sp.Rational(1, 2))),
+            (_box((0, 0)),),
+        ),
+    }
     return NeuronCase(act, vec(0, 0), _kink_zero(act), domains[kind], v=sp.Integer(1), target=vec(1, 0))
 
 
@@ -256,34 +264,75 @@ class Mechanism:
 
 KINK = "Assumption 1 (σ not C¹ at the zero)"
 
-MECHANISMS: dict[str, Mechanism] = {m.name: m for m in (
-    Mechanism("sloped-zero-hyperplane", sloped_zero_hyperplane, "D not open (finite or lower-dimensional)",
-              "Lemma 2's mean-value step moves x off D; on a hyperplane orthogonal to w the unit is 0 but not flat"),
-    Mechanism("kink-hyperplane", kink_hyperplane, KINK,
-              "z ≡ c on a D orthogonal to w, with c a zero of σ at its kink: h ≡ 0 on D and ∇ₓh = σ'(c)·w does not "
-              "exist (or the convention reads it as non-zero)"),
-    Mechanism("zero-weights-at-zero", zero_weights_at_zero, "gradient notion: ∂h/∂w and ∂L/∂w, not ∇ₓh",
-              "h ≡ 0 on an open D forces w = 0 and σ(b) = 0 only; ∂h/∂w = σ'(b)·x stays non-zero"),
-    Mechanism("kink-zero-weights", kink_zero_weights, KINK,
-              "w = 0 and b a zero of σ at its kink: h ≡ 0 and ∇ₓh = 0, but ∂h/∂w = σ'(b)·x does not exist (or the "
-              "convention reads it as non-zero)"),
-    Mechanism("kink-symmetric-inputs", kink_symmetric_inputs, KINK,
-              "w = 0, b a zero of σ at its kink, inputs symmetric about 0: the two sides of the kink see mirror "
-              "images of the data, so L is differentiable at w = 0 with gradient −½(σ'₋ + σ'₊)·E[(tᵀx)·x] ≠ 0; "
-              "only autograd's ReLU'(0) = 0 reads it as 0"),
-    Mechanism("batch-misses", batch_misses, "finite samples (s from a batch, ∀x over the box)",
-              "a batch has measure zero in the box: h can vanish on it and nowhere else"),
-    Mechanism("two-flat-levels", two_flat_levels, "D disconnected (or finite)",
-              "∇h = 0 makes h constant on each connected piece only; the pieces sit at levels 0 and ≠ 0"),
-    Mechanism("origin-plus-flat", origin_plus_flat, "finite samples (a sample at x = 0)",
-              "∂h/∂w = σ'(z)·x vanishes at x = 0 whatever h(0) is (an all-dead upstream layer feeds x = 0)"),
-    Mechanism("dead-outgoing", dead_outgoing, "gradient notion: ∂L/∂w through later layers",
-              "∂L/∂w = E[∂L/∂h · σ'(z) x] is 0 when the unit's outgoing weights are 0, however live the unit is"),
-)}  # fmt: skip
+MECHANISMS: dict[str, Mechanism] = {
+    m.name: m
+    for m in (
+        Mechanism(
+            "sloped-zero-hyperplane",
+            sloped_zero_hyperplane,
+            "D not open (finite or lower-dimensional)",
+            "Lemma 2's mean-value step moves x off D; on a hyperplane orthogonal to w the unit is 0 but not flat",
+        ),
+        Mechanism(
+            "kink-hyperplane",
+            kink_hyperplane,
+            KINK,
+            "z ≡ c on a D orthogonal to w, with c a zero of σ at its kink: h ≡ 0 on D and ∇ₓh = σ'(c)·w does not "
+            "exist (or the convention reads it as non-zero)",
+        ),
+        Mechanism(
+            "zero-weights-at-zero",
+            zero_weights_at_zero,
+            "gradient notion: ∂h/∂w and ∂L/∂w, not ∇ₓh",
+            "h ≡ 0 on an open D forces w = 0 and σ(b) = 0 only; ∂h/∂w = σ'(b)·x stays non-zero",
+        ),
+        Mechanism(
+            "kink-zero-weights",
+            kink_zero_weights,
+            KINK,
+            "w = 0 and b a zero of σ at its kink: h ≡ 0 and ∇ₓh = 0, but ∂h/∂w = σ'(b)·x does not exist (or the "
+            "convention reads it as non-zero)",
+        ),
+        Mechanism(
+            "kink-symmetric-inputs",
+            kink_symmetric_inputs,
+            KINK,
+            "w = 0, b a zero of σ at its kink, inputs symmetric about 0: the two sides of the kink see mirror "
+            "images of the data, so L is differentiable at w = 0 with gradient −½(σ'₋ + σ'₊)·E[(tᵀx)·x] ≠ 0; "
+            "only autograd's ReLU'(0) = 0 reads it as 0",
+        ),
+        Mechanism(
+            "batch-misses",
+            batch_misses,
+            "finite samples (s from a batch, ∀x over the box)",
+            "a batch has measure zero in the box: h can vanish on it and nowhere else",
+        ),
+        Mechanism(
+            "two-flat-levels",
+            two_flat_levels,
+            "D disconnected (or finite)",
+            "∇h = 0 makes h constant on each connected piece only; the pieces sit at levels 0 and ≠ 0",
+        ),
+        Mechanism(
+            "origin-plus-flat",
+            origin_plus_flat,
+            "finite samples (a sample at x = 0)",
+            "∂h/∂w = σ'(z)·x vanishes at x = 0 whatever h(0) is (an all-dead upstream layer feeds x = 0)",
+        ),
+        Mechanism(
+            "dead-outgoing",
+            dead_outgoing,
+            "gradient notion: ∂L/∂w through later layers",
+            "∂L/∂w = E[∂L/∂h · σ'(z) x] is 0 when the unit's outgoing weights are 0, however live the unit is",
+        ),
+    )
+}
 
-IVT_NOTE = ("; shown by the intermediate-value theorem: σ' changes sign on a rational bracket free of zeros of σ, so "
-            "an irrational x₁ in it is flat and h(x₁) ≠ 0; the stored rational x₁ only approximates it and is not "
-            "itself a counterexample (σ'(x₁) ≠ 0 there)")  # fmt: skip
+IVT_NOTE = (
+    "; shown by the intermediate-value theorem: σ' changes sign on a rational bracket free of zeros of σ, so "
+    "an irrational x₁ in it is flat and h(x₁) ≠ 0; the stored rational x₁ only approximates it and is not "
+    "itself a counterexample (σ'(x₁) ≠ 0 there)"
+)
 
 
 @lru_cache(maxsize=None)
@@ -295,8 +344,11 @@ def neuron_catalogue() -> tuple[Counterexample, ...]:
         for kind in KINDS:
             rules: list[tuple[Claim, Verdict]] = [(LEMMA1, lemma1_verdict(act, kind))]
             for convention in CONVENTIONS:
-                rules += [(theorem_claim(n, d, convention), theorem_verdict(act, kind, n, d, convention))
-                          for n in NOTIONS for d in DIRECTIONS]  # fmt: skip
+                rules += [
+                    (theorem_claim(n, d, convention), theorem_verdict(act, kind, n, d, convention))
+                    for n in NOTIONS
+                    for d in DIRECTIONS
+                ]
                 rules.append((lemma3_claim(convention), lemma3_verdict(act, kind, convention)))
             for claim, v in rules:
                 if v.status == FAILS:
@@ -305,9 +357,19 @@ def neuron_catalogue() -> tuple[Counterexample, ...]:
     for (mech_name, act_name, kind), claims in sorted(wanted.items()):
         mech, act = MECHANISMS[mech_name], by_name(act_name)
         by_ivt = mech_name == "origin-plus-flat" and not analyse(act).flat_solved
-        entries.append(Counterexample(f"{mech_name}/{kind}/{act_name}", act_name, mech.violates, tuple(claims),
-                                      mech.why + (IVT_NOTE if by_ivt else ""), kind, mech.build(act, kind),
-                                      check=partial(_ivt_origin_plus_flat, act) if by_ivt else None, by_ivt=by_ivt))  # fmt: skip
+        entries.append(
+            Counterexample(
+                f"{mech_name}/{kind}/{act_name}",
+                act_name,
+                mech.violates,
+                tuple(claims),
+                mech.why + (IVT_NOTE if by_ivt else ""),
+                kind,
+                mech.build(act, kind),
+                check=partial(_ivt_origin_plus_flat, act) if by_ivt else None,
+                by_ivt=by_ivt,
+            )
+        )
     return tuple(entries)
 
 
@@ -381,34 +443,79 @@ def _literal_magi() -> bool:
 
 
 LAYER_CATALOGUE: tuple[Counterexample, ...] = (
-    Counterexample("a2-heavy-tail", "identity", "Assumption 2 (E|h_k| unbounded for a neighbour k)",
-                   (LEMMA1,) + tuple(theorem_claim("grad_x", "A=>B", c) for c in CONVENTIONS),
-                   "a neighbour with E|h_k| = ∞ makes every finite unit's s = 0; Theorem 1 bounds only unit i, so its "
-                   "own assumptions allow this (h_i ≡ 1 has s_i = 0 but no zero anywhere). A definitional edge case: "
-                   "s_i = 1/∞ is read as 0 in the extended reals; in ordinary arithmetic s_i is undefined",
-                   "open", check=partial(_heavy_tail, CAUCHY),
-                   data={"x": "Cauchy(0, 1) on ℝ", "W": [[1], [0]], "b": [0, 1]}),
-    Counterexample("a3-all-zero-layer", "relu", "Assumption 3 (layer mean 0)",
-                   tuple(theorem_claim("grad_x", "B=>A", c) for c in CONVENTIONS),
-                   "every unit dead: s = 0/0 is undefined, so B holds and A ('s = 0') is not even defined",
-                   "open", check=_all_zero_layer, data={"W": [[0, 0], [0, 0]], "b": [-1, -1], "D": "(−1, 1)²"}),
-    Counterexample("fp32-sigmoid-underflow", "sigmoid", "floating point (float32) vs exact s = 0", (COMPUTED_ZERO,),
-                   "sigmoid(−200) = 1/(1+e^200) ≈ 1.4e−87 is 0 in float32: computed s = 0 and gradient 0, exact s > 0",
-                   "finite", check=lambda: _underflow(torch.float32, -200), data={"z": -200}),
-    Counterexample("fp64-sigmoid-underflow", "sigmoid", "floating point (float64) vs exact s = 0", (COMPUTED_ZERO,),
-                   "sigmoid(−800) ≈ e^−800 is below float64's smallest subnormal: computed 0, exact > 0",
-                   "finite", check=lambda: _underflow(torch.float64, -800), data={"z": -800}),
-    Counterexample("fp32-naive-score-underflow", "identity", "floating point (float32 score division)", (COMPUTED_ZERO,),
-                   "mean|h_i| / layer mean = 1e−30 / 5e19 underflows to 0 in float32; exact s_i = 2e−50 > 0",
-                   "finite", check=_naive_score_underflow, data={"acts": [[1e-30, 1e20]]}),
-    Counterexample("fp-tanh-saturation", "tanh", "floating point (float32 and float64) vs exact ∇h = 0",
-                   (("metric", "computed ∇h = 0", "⇒ dormant", ""),),
-                   "tanh(20) rounds to 1, so autograd's 1 − tanh² is exactly 0: a zero-gradient unit with s ≈ 1",
-                   "finite", check=partial(_tanh_saturation, 20), data={"z": 20}),
-    Counterexample("literal-eq17-magi", "relu", "gradient notion: the literal S of Eq. 17", (("metric", "literal-Eq.17 MAGI = 0", "⇔ dormant", ""),),
-                   "∂S/∂W_ij = Σ_k X_kj is the same for every unit: a dead unit has MAGI > 0, centred inputs give 0 to all",
-                   "finite", check=_literal_magi, data={"X": [[1, 2], [3, -1]], "W": [[1, 1], [1, 1]], "b": [-10, 0]}),
-)  # fmt: skip
+    Counterexample(
+        "a2-heavy-tail",
+        "identity",
+        "Assumption 2 (E|h_k| unbounded for a neighbour k)",
+        (LEMMA1,) + tuple(theorem_claim("grad_x", "A=>B", c) for c in CONVENTIONS),
+        "a neighbour with E|h_k| = ∞ makes every finite unit's s = 0; Theorem 1 bounds only unit i, so its "
+        "own assumptions allow this (h_i ≡ 1 has s_i = 0 but no zero anywhere). A definitional edge case: "
+        "s_i = 1/∞ is read as 0 in the extended reals; in ordinary arithmetic s_i is undefined",
+        "open",
+        check=partial(_heavy_tail, CAUCHY),
+        data={"x": "Cauchy(0, 1) on ℝ", "W": [[1], [0]], "b": [0, 1]},
+    ),
+    Counterexample(
+        "a3-all-zero-layer",
+        "relu",
+        "Assumption 3 (layer mean 0)",
+        tuple(theorem_claim("grad_x", "B=>A", c) for c in CONVENTIONS),
+        "every unit dead: s = 0/0 is undefined, so B holds and A ('s = 0') is not even defined",
+        "open",
+        check=_all_zero_layer,
+        data={"W": [[0, 0], [0, 0]], "b": [-1, -1], "D": "(−1, 1)²"},
+    ),
+    Counterexample(
+        "fp32-sigmoid-underflow",
+        "sigmoid",
+        "floating point (float32) vs exact s = 0",
+        (COMPUTED_ZERO,),
+        "sigmoid(−200) = 1/(1+e^200) ≈ 1.4e−87 is 0 in float32: computed s = 0 and gradient 0, exact s > 0",
+        "finite",
+        check=lambda: _underflow(torch.float32, -200),
+        data={"z": -200},
+    ),
+    Counterexample(
+        "fp64-sigmoid-underflow",
+        "sigmoid",
+        "floating point (float64) vs exact s = 0",
+        (COMPUTED_ZERO,),
+        "sigmoid(−800) ≈ e^−800 is below float64's smallest subnormal: computed 0, exact > 0",
+        "finite",
+        check=lambda: _underflow(torch.float64, -800),
+        data={"z": -800},
+    ),
+    Counterexample(
+        "fp32-naive-score-underflow",
+        "identity",
+        "floating point (float32 score division)",
+        (COMPUTED_ZERO,),
+        "mean|h_i| / layer mean = 1e−30 / 5e19 underflows to 0 in float32; exact s_i = 2e−50 > 0",
+        "finite",
+        check=_naive_score_underflow,
+        data={"acts": [[1e-30, 1e20]]},
+    ),
+    Counterexample(
+        "fp-tanh-saturation",
+        "tanh",
+        "floating point (float32 and float64) vs exact ∇h = 0",
+        (("metric", "computed ∇h = 0", "⇒ dormant", ""),),
+        "tanh(20) rounds to 1, so autograd's 1 − tanh² is exactly 0: a zero-gradient unit with s ≈ 1",
+        "finite",
+        check=partial(_tanh_saturation, 20),
+        data={"z": 20},
+    ),
+    Counterexample(
+        "literal-eq17-magi",
+        "relu",
+        "gradient notion: the literal S of Eq. 17",
+        (("metric", "literal-Eq.17 MAGI = 0", "⇔ dormant", ""),),
+        "∂S/∂W_ij = Σ_k X_kj is the same for every unit: a dead unit has MAGI > 0, centred inputs give 0 to all",
+        "finite",
+        check=_literal_magi,
+        data={"X": [[1, 2], [3, -1]], "W": [[1, 1], [1, 1]], "b": [-10, 0]},
+    ),
+)
 
 
 def catalogue() -> tuple[Counterexample, ...]:

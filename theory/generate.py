@@ -62,7 +62,11 @@ def _unit(n: int, i: int) -> tuple[sp.Rational, ...]:
 
 def _box(pick: Picker, n: int, centre: Optional[tuple] = None) -> Piece:
     centre = centre if centre is not None else tuple(_q(pick) for _ in range(n))
-    return Piece(vec(*centre), tuple(_unit(n, i) for i in range(n)), pick.choice([sp.Rational(1, 4), sp.Rational(1, 2), sp.Integer(1)]))
+    return Piece(
+        vec(*centre),
+        tuple(_unit(n, i) for i in range(n)),
+        pick.choice([sp.Rational(1, 4), sp.Rational(1, 2), sp.Integer(1)]),
+    )
 
 
 def _inner_points(pick: Picker, box: Piece, count: int) -> tuple[Piece, ...]:
@@ -92,7 +96,9 @@ def _domain(pick: Picker, kind: str, n: int) -> Domain:
             basis: tuple = (vec(a, c),)
         else:
             basis = tuple(_unit(n, i) for i in range(n) if i != fixed)
-        return Domain(kind, (Piece(tuple(_q(pick) for _ in range(n)), basis, pick.choice([sp.Rational(1, 2), sp.Integer(1)])),))
+        return Domain(
+            kind, (Piece(tuple(_q(pick) for _ in range(n)), basis, pick.choice([sp.Rational(1, 2), sp.Integer(1)])),)
+        )
     if kind == "disconnected":
         first = _box(pick, n)
         gap = 2 * first.radius + sp.Rational(pick.integer(1, 8), 4)
@@ -207,7 +213,9 @@ def _rational_points(s: sp.Set) -> list[sp.Rational]:
         return [p for p in s if p.is_Rational]
     if isinstance(s, sp.Interval):
         lo, hi = s.inf, s.sup
-        ends = [e for e, is_open in ((lo, s.left_open), (hi, s.right_open)) if e.is_finite and not is_open and e.is_Rational]
+        ends = [
+            e for e, is_open in ((lo, s.left_open), (hi, s.right_open)) if e.is_finite and not is_open and e.is_Rational
+        ]
         if lo.is_infinite and hi.is_infinite:
             inner = [sp.Rational(k, 4) for k in range(-4, 5)]
         elif lo.is_infinite:
@@ -302,8 +310,13 @@ def build_premise_case(pick: Picker, act: Activation, kind: str, premise: str, c
 
         def level() -> tuple[tuple, sp.Rational, Domain]:
             j, b = pick.integer(0, n - 1), _q(pick)
-            w = tuple(sp.Integer(pick.choice([1, -1])) if i == j else (_q(pick, 4) if kind != "affine" else sp.Integer(0)) for i in range(n))
-            targets = [pick.choice(firsts)] + [pick.choice(rests) for _ in range(pick.integer(0, 2) if kind != "affine" else 0)]
+            w = tuple(
+                sp.Integer(pick.choice([1, -1])) if i == j else (_q(pick, 4) if kind != "affine" else sp.Integer(0))
+                for i in range(n)
+            )
+            targets = [pick.choice(firsts)] + [
+                pick.choice(rests) for _ in range(pick.integer(0, 2) if kind != "affine" else 0)
+            ]
             return w, b, _level_domain(pick, kind, n, w, b, targets)
 
         options.append(level)
@@ -312,7 +325,9 @@ def build_premise_case(pick: Picker, act: Activation, kind: str, premise: str, c
         def origin() -> tuple[tuple, sp.Rational, Domain]:
             # ∂h/∂w = σ'(b)·0 at the origin; h(0) = σ(b) = 0 supplies B's zero; other points sit on flat points
             b, w = pick.choice(_rational_points(zeros)), tuple(sp.Integer(pick.choice([1, -1])) for _ in range(n))
-            points = {tuple(sp.Integer(0) for _ in range(n))} | {_solve_onto(pick, w, b, pick.choice(rests), n) for _ in range(pick.integer(0, 2) if rests else 0)}
+            points = {tuple(sp.Integer(0) for _ in range(n))} | {
+                _solve_onto(pick, w, b, pick.choice(rests), n) for _ in range(pick.integer(0, 2) if rests else 0)
+            }
             return w, b, Domain(kind, tuple(Piece(vec(*p)) for p in sorted(points)))
 
         options.append(origin)
@@ -328,8 +343,11 @@ def build_premise_case(pick: Picker, act: Activation, kind: str, premise: str, c
     return NeuronCase(act, tuple(w), sp.nsimplify(b), domain, v=v, target=target)
 
 
-def premise_cases_for(seed: int, count: int, act: Activation, kind: str, premise: str, convention: str) -> Iterator[NeuronCase]:
-    """``count`` draws of :func:`build_premise_case` from a seeded generator (draws with no construction are skipped)."""
+def premise_cases_for(
+    seed: int, count: int, act: Activation, kind: str, premise: str, convention: str
+) -> Iterator[NeuronCase]:
+    """``count`` draws of :func:`build_premise_case` from a seeded generator (draws with no construction are
+    skipped)."""
     rng = random.Random(seed)
     for _ in range(count):
         case = build_premise_case(RandomPicker(rng), act, kind, premise, convention)

@@ -44,7 +44,12 @@ def sample_inputs(domain: Domain) -> list[tuple[sp.Rational, ...]]:
         for coeffs in itertools.product(TICKS, repeat=piece.dim):
             if piece.ball and sum(c**2 for c in coeffs) >= 1:
                 continue
-            pts.append(tuple(p + piece.radius * sum(c * e[j] for c, e in zip(coeffs, piece.basis)) for j, p in enumerate(piece.point)))
+            pts.append(
+                tuple(
+                    p + piece.radius * sum(c * e[j] for c, e in zip(coeffs, piece.basis))
+                    for j, p in enumerate(piece.point)
+                )
+            )
     return pts
 
 
@@ -68,8 +73,12 @@ class Measured:
     max_abs_z: float
 
 
-def measure(units: Sequence[NeuronCase], dtype: torch.dtype, dormancy: Callable[[Tensor], Tensor] = metrics.dormancy_scores,
-            mask: Callable[[Tensor, float], Tensor] = metrics.dormant_mask) -> Measured:  # fmt: skip
+def measure(
+    units: Sequence[NeuronCase],
+    dtype: torch.dtype,
+    dormancy: Callable[[Tensor], Tensor] = metrics.dormancy_scores,
+    mask: Callable[[Tensor, float], Tensor] = metrics.dormant_mask,
+) -> Measured:
     """Probe the layer on its sampled support; ``dormancy``/``mask`` can be swapped for a faulty copy."""
     x = torch.tensor([[float(c) for c in p] for p in sample_inputs(units[0].domain)], dtype=dtype)
     t = torch.tensor([float(c) for c in units[0].t], dtype=dtype)
@@ -82,8 +91,13 @@ def measure(units: Sequence[NeuronCase], dtype: torch.dtype, dormancy: Callable[
     with torch.no_grad():
         z = model[0](x)
         scores = dormancy(model[1](z))
-    return Measured(tuple(scores.tolist()), tuple(mask(scores, 0.0).tolist()), tuple(report.magi.tolist()),
-                    report.degenerate, float(z.abs().max()))  # fmt: skip
+    return Measured(
+        tuple(scores.tolist()),
+        tuple(mask(scores, 0.0).tolist()),
+        tuple(report.magi.tolist()),
+        report.degenerate,
+        float(z.abs().max()),
+    )
 
 
 def with_companion(case: NeuronCase) -> tuple[NeuronCase, NeuronCase]:
@@ -131,4 +145,6 @@ def disagreements(case: NeuronCase, dtype: torch.dtype, **faults: Callable) -> l
 
 
 def grad_w_zero_on_support(case: NeuronCase) -> bool:
-    return grad_w_zero(dataclasses.replace(case, domain=dataclasses.replace(case.domain, region=case.domain.support)), CONVENTION)
+    return grad_w_zero(
+        dataclasses.replace(case, domain=dataclasses.replace(case.domain, region=case.domain.support)), CONVENTION
+    )

@@ -16,8 +16,27 @@ from functools import lru_cache
 from typing import Callable, Optional
 
 from theory.activations import ACTIVATION_NAMES, ACTIVATIONS, CONVENTIONS, Activation, analyse
-from theory.cases import DIRECTIONS, KINDS, NOTIONS, NeuronCase, dormant, grad_x_zero, implication, lemma1, lemma3, statement_b
-from theory.counterexamples import LAYER_CATALOGUE, LEMMA1, Claim, entries_for, lemma3_claim, neuron_catalogue, theorem_claim
+from theory.cases import (
+    DIRECTIONS,
+    KINDS,
+    NOTIONS,
+    NeuronCase,
+    dormant,
+    grad_x_zero,
+    implication,
+    lemma1,
+    lemma3,
+    statement_b,
+)
+from theory.counterexamples import (
+    LAYER_CATALOGUE,
+    LEMMA1,
+    Claim,
+    entries_for,
+    lemma3_claim,
+    neuron_catalogue,
+    theorem_claim,
+)
 from theory.generate import premise_cases_for
 from theory.verdicts import FAILS, PROVED, UNDECIDED, VACUOUS, Verdict, lemma1_verdict, lemma3_verdict, theorem_verdict
 
@@ -31,12 +50,18 @@ NOTION_TITLES = {
     "loss": "∂L/∂w of a training loss through a read-out (what experiments measure)",
 }
 CONVENTION_TITLES = {
-    "autograd": ("A", "autograd's convention at kinks (ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0, leaky ReLU'(0) = 0.01): "
-                      "what `ocp.metrics` and every experiment compute"),
+    "autograd": (
+        "A",
+        "autograd's convention at kinks (ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0, leaky ReLU'(0) = 0.01): "
+        "what `ocp.metrics` and every experiment compute",
+    ),
     "strict": ("S", "strict convention: a gradient that does not exist at a kink is not 0"),
-    "clarke": ("C", "Clarke's generalised gradient: \"the gradient is 0\" reads 0 ∈ ∂h (at a kink, the interval "
-                    "between the one-sided slopes)"),
-}  # fmt: skip
+    "clarke": (
+        "C",
+        'Clarke\'s generalised gradient: "the gradient is 0" reads 0 ∈ ∂h (at a kink, the interval '
+        "between the one-sided slopes)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -46,15 +71,20 @@ class Cell:
     premise_met: int
 
 
-def _rule_and_checks(act: Activation, kind: str, claim: Claim) -> tuple[Verdict, str, Callable[[NeuronCase], bool],
-                                                                         Callable[[NeuronCase], Optional[bool]]]:  # fmt: skip
+def _rule_and_checks(
+    act: Activation, kind: str, claim: Claim
+) -> tuple[Verdict, str, Callable[[NeuronCase], bool], Callable[[NeuronCase], Optional[bool]]]:
     """(verdict, premise name, premise test, the claim on one case) for a cell."""
     statement, notion, direction, convention = claim
     if statement == "lemma1":
         return lemma1_verdict(act, kind), "A", dormant, lemma1
     if statement == "lemma3":
-        return (lemma3_verdict(act, kind, convention), "grad_x=0", lambda c: grad_x_zero(c, convention),
-                lambda c: lemma3(c, convention))  # fmt: skip
+        return (
+            lemma3_verdict(act, kind, convention),
+            "grad_x=0",
+            lambda c: grad_x_zero(c, convention),
+            lambda c: lemma3(c, convention),
+        )
     verdict = theorem_verdict(act, kind, notion, direction, convention)
     if direction == "A=>B":
         premise, test = "A", dormant
@@ -111,8 +141,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def theorem_table(notion: str, convention: str) -> list[str]:
     header = ["σ"] + [f"{kind} {d.replace('=>', '⇒')}" for d in DIRECTIONS for kind in KINDS]
-    rows = [[f"`{a.name}`"] + [cell(a, k, theorem_claim(notion, d, convention)).text for d in DIRECTIONS for k in KINDS]
-            for a in ACTIVATIONS]  # fmt: skip
+    rows = [
+        [f"`{a.name}`"] + [cell(a, k, theorem_claim(notion, d, convention)).text for d in DIRECTIONS for k in KINDS]
+        for a in ACTIVATIONS
+    ]
     return _table(header, rows)
 
 
@@ -165,16 +197,18 @@ def breaks_text(claims: tuple[Claim, ...]) -> str:
 
 
 def catalogue_table() -> list[str]:
-    rows = [[f"`{c.id}`", c.violates, breaks_text(c.breaks),
-             "verified" if c.verify() else "NOT VERIFIED", c.why] for c in LAYER_CATALOGUE]  # fmt: skip
+    rows = [
+        [f"`{c.id}`", c.violates, breaks_text(c.breaks), "verified" if c.verify() else "NOT VERIFIED", c.why]
+        for c in LAYER_CATALOGUE
+    ]
     return _table(["id", "assumption / condition dropped", "breaks", "check", "why"], rows)
 
 
 LEGEND = """\
 Legend. A: s = 0 (Definition 1). B: the gradient is 0 on all of D and h(x₀) = 0 for some x₀ ∈ D (Theorem 1).
-Domain kinds: `open` an open box or ball, μ uniform; `batch` s and L from a finite batch, ∀x/∃x₀ over the box it came from;
-`finite` D is the finite sample; `affine` a relatively open patch of a hyperplane or coordinate subspace (an upstream
-dead ReLU); `disconnected` two disjoint open boxes.
+Domain kinds: `open` an open box or ball, μ uniform; `batch` s and L from a finite batch, ∀x/∃x₀ over the box it came
+from; `finite` D is the finite sample; `affine` a relatively open patch of a hyperplane or coordinate subspace (an
+upstream dead ReLU); `disconnected` two disjoint open boxes.
 Gradient conventions at a kink of σ (ReLU, leaky ReLU, ReLU6; elsewhere all three read σ'): `autograd` uses PyTorch's
 value there (what the metrics measure, so its tables come first), `strict` counts a gradient that does not exist as
 non-zero, `clarke` reads "the gradient is 0" as 0 ∈ Clarke's generalised gradient.
@@ -203,7 +237,9 @@ def _piece_text(p) -> str:
     if p.dim == 0:
         return point
     shape = "ball" if p.ball else "cube"
-    return f"{point} + {shape}(r={p.radius}) on span{{{', '.join('(' + ', '.join(map(str, e)) + ')' for e in p.basis)}}}"
+    return (
+        f"{point} + {shape}(r={p.radius}) on span{{{', '.join('(' + ', '.join(map(str, e)) + ')' for e in p.basis)}}}"
+    )
 
 
 def neuron_examples_table() -> list[str]:
@@ -219,8 +255,11 @@ def neuron_examples_table() -> list[str]:
         case = c.case
         d = case.domain
         region = "" if d.region == d.support else "; ∀ over " + " ∪ ".join(_piece_text(p) for p in d.region)
-        data = (f"w = ({', '.join(map(str, case.w))}), b = {case.b}, read-out v = {case.v}, target t = ({', '.join(map(str, case.t))}); "
-                f"μ on " + " ∪ ".join(_piece_text(p) for p in d.support) + region)  # fmt: skip
+        data = (
+            f"w = ({', '.join(map(str, case.w))}), b = {case.b}, read-out v = {case.v}, "
+            f"target t = ({', '.join(map(str, case.t))}); "
+            f"μ on " + " ∪ ".join(_piece_text(p) for p in d.support) + region
+        )
         rows.append([f"`{c.id}`", data, c.violates, breaks_text(c.breaks), c.why])
     return _table(["id", "data", "assumption / condition dropped", "breaks", "why"], rows)
 
@@ -236,24 +275,44 @@ def lemma3_arguments() -> list[str]:
 
 
 def coverage_summary() -> str:
-    counts = [cell(a, k, c).premise_met for conv in CONVENTIONS for a in ACTIVATIONS for k in KINDS for c in all_claims(conv)
-              if cell(a, k, c).status == PROVED]  # fmt: skip
+    counts = [
+        cell(a, k, c).premise_met
+        for conv in CONVENTIONS
+        for a in ACTIVATIONS
+        for k in KINDS
+        for c in all_claims(conv)
+        if cell(a, k, c).status == PROVED
+    ]
     covered = [n for n in counts if n > 0]
-    return (f"Generated coverage: {len(covered)} of {len(counts)} proved cells (all conventions) have premise-satisfying "
-            f"generated cases, {min(covered)}–{max(covered)} each of {CASES_PER_CELL} drawn.")  # fmt: skip
+    return (
+        f"Generated coverage: {len(covered)} of {len(counts)} proved cells (all conventions) have premise-satisfying "
+        f"generated cases, {min(covered)}–{max(covered)} each of {CASES_PER_CELL} drawn."
+    )
 
 
 def render() -> str:
-    out = ["# Verdict tables: Lemmas 1–3 and Theorem 1 of the paper, per activation, domain kind and gradient convention",
-           "", LEGEND.format(n=CASES_PER_CELL), ""]  # fmt: skip
+    out = [
+        "# Verdict tables: Lemmas 1–3 and Theorem 1 of the paper, per activation, domain kind and gradient convention",
+        "",
+        LEGEND.format(n=CASES_PER_CELL),
+        "",
+    ]
     for convention in CONVENTIONS:
         letter, title = CONVENTION_TITLES[convention]
         out += [f"## Under {title}", ""]
         for i, notion in enumerate(NOTIONS, start=1):
             out += [f"### Table {letter}{i}: Theorem 1 with {NOTION_TITLES[notion]} ({convention})", ""]
             out += theorem_table(notion, convention) + [""]
-        out += [f"### Table {letter}4: Lemma 1 (s = 0 ⇒ h = 0 on all of D) and Lemma 3 (∇ₓh = 0 on D ⇒ h constant on D) "
-                f"({convention})", ""] + lemma_table(convention) + [""]  # fmt: skip
+        out += (
+            [
+                f"### Table {letter}4: Lemma 1 (s = 0 ⇒ h = 0 on all of D) and Lemma 3 (∇ₓh = 0 on D ⇒ h constant on "
+                "D) "
+                f"({convention})",
+                "",
+            ]
+            + lemma_table(convention)
+            + [""]
+        )
         if convention == CONVENTIONS[0]:
             out += lemma3_arguments() + ["## Table D: the cells where the conventions differ", ""]
             out += convention_differences_table() + [""]
@@ -264,7 +323,10 @@ def render() -> str:
     out += neuron_examples_table() + [""]
     ivt = [c for c in neuron_catalogue() if c.by_ivt]
     out += [", ".join(f"`{c.id}`" for c in ivt) + ": " + ivt[0].why.split("; ", 1)[1] + ".", ""]
-    out += ["Neuron counterexamples by mechanism: " + ", ".join(f"`{m}` × {k}" for m, k in sorted(mechanisms.items())), ""]
+    out += [
+        "Neuron counterexamples by mechanism: " + ", ".join(f"`{m}` × {k}" for m, k in sorted(mechanisms.items())),
+        "",
+    ]
     out += [coverage_summary(), ""]
     return "\n".join(out)
 

@@ -67,5 +67,9 @@ def post_activation_magi_gradient(act: Activation, X: sp.Matrix, n_out: int) -> 
     n_batch, n_in = X.shape
     W = sp.Matrix(n_out, n_in, lambda i, j: sp.Symbol(f"W{i}_{j}", real=True))
     bias = [sp.Symbol(f"b{m}", real=True) for m in range(n_out)]
-    S = sum(act.expr.subs(Z, sum(X[k, j] * W[m, j] for j in range(n_in)) + bias[m]) for k in range(n_batch) for m in range(n_out))
+    S = sum(
+        act.expr.subs(Z, sum(X[k, j] * W[m, j] for j in range(n_in)) + bias[m])
+        for k in range(n_batch)
+        for m in range(n_out)
+    )
     return sp.Matrix(n_out, n_in, lambda i, j: sp.diff(S, W[i, j]))

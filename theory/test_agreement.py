@@ -76,12 +76,17 @@ def signed_mean_dormancy(acts):
     return means / means.mean()
 
 
-@pytest.mark.parametrize("fault", [{"mask": strict_mask}, {"dormancy": signed_mean_dormancy}], ids=["lt-not-le", "mean-before-abs"])
+@pytest.mark.parametrize(
+    "fault", [{"mask": strict_mask}, {"dormancy": signed_mean_dormancy}], ids=["lt-not-le", "mean-before-abs"]
+)
 def test_faulty_dormancy_code_is_caught(fault):
     """Searched on tanh units over finite samples, where both faults show: a dormant unit scores exactly 0 (the '<'
     mask misses it) and a unit swinging ±c has signed mean 0 (the mean-before-abs score calls it dead)."""
-    found = find(cases(by_name("tanh"), "finite"), lambda c: disagreements(c, torch.float64, **fault) != [],
-                 settings=settings(max_examples=2000, database=None))  # fmt: skip
+    found = find(
+        cases(by_name("tanh"), "finite"),
+        lambda c: disagreements(c, torch.float64, **fault) != [],
+        settings=settings(max_examples=2000, database=None),
+    )
     assert disagreements(found, torch.float64, **fault)
 
 
@@ -112,6 +117,9 @@ def nan_blind_mask(scores, tau):
 
 
 def test_nan_blind_mask_is_caught_on_an_all_dormant_layer():
-    found = find(layers(by_name("relu")), lambda u: layer_disagreements(u, torch.float64, mask=nan_blind_mask) != [],
-                 settings=settings(max_examples=2000, database=None))  # fmt: skip
+    found = find(
+        layers(by_name("relu")),
+        lambda u: layer_disagreements(u, torch.float64, mask=nan_blind_mask) != [],
+        settings=settings(max_examples=2000, database=None),
+    )
     assert "all units exactly dormant" in layer_disagreements(found, torch.float64, mask=nan_blind_mask)[0]

@@ -36,9 +36,18 @@ def test_counterexample_breaks_its_statements(entry):
 
 @pytest.mark.parametrize(
     "prefix",
-    ["Assumption 1", "Assumption 2", "Assumption 3", "D not open", "D disconnected", "finite samples",
-     "floating point (float32", "floating point (float64", "gradient notion"],
-)  # fmt: skip
+    [
+        "Assumption 1",
+        "Assumption 2",
+        "Assumption 3",
+        "D not open",
+        "D disconnected",
+        "finite samples",
+        "floating point (float32",
+        "floating point (float64",
+        "gradient notion",
+    ],
+)
 def test_required_category_present(prefix):
     assert any(c.violates.startswith(prefix) for c in CATALOGUE)
 
@@ -52,7 +61,9 @@ def test_repairing_the_assumption_removes_the_break():
     one_piece = dataclasses.replace(two_levels.case.domain, support=two_levels.case.domain.support[:1], region=())
     assert not dataclasses.replace(two_levels, case=dataclasses.replace(two_levels.case, domain=one_piece)).verify()
     dead_out = entry("dead-outgoing/finite/tanh")
-    assert not dataclasses.replace(dead_out, case=dataclasses.replace(dead_out.case, v=sp.Integer(1), target=(sp.Integer(2),))).verify()
+    assert not dataclasses.replace(
+        dead_out, case=dataclasses.replace(dead_out.case, v=sp.Integer(1), target=(sp.Integer(2),))
+    ).verify()
     assert not _underflow(torch.float64, -200)  # float64 represents sigmoid(−200) fine
     assert not _heavy_tail(GAUSSIAN)  # a neighbour with finite E|h| leaves s₁ > 0
     assert not _tanh_saturation(2)  # unsaturated: autograd's derivative is non-zero
@@ -93,7 +104,9 @@ def test_symmetric_inputs_give_the_mean_slope_gradient():
     strict and Clarke; with the mirror point removed, Clarke's gradient contains the flat side's limit 0."""
     case = entry("kink-symmetric-inputs/finite/relu").case
     assert [loss_grad_zero(case, c) for c in CONVENTIONS] == [True, False, False]
-    one_sided = dataclasses.replace(case, domain=dataclasses.replace(case.domain, support=case.domain.support[:1], region=()))
+    one_sided = dataclasses.replace(
+        case, domain=dataclasses.replace(case.domain, support=case.domain.support[:1], region=())
+    )
     assert one_sided.domain.support[0].point == (2, 1)
     assert [loss_grad_zero(one_sided, c) for c in CONVENTIONS] == [True, False, True]
 

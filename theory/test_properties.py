@@ -54,8 +54,11 @@ def test_lemma3_holds_where_proved(convention, data, act, kind):
 
 
 def test_lemma3_search_finds_break_on_disconnected_domain():
-    found = find(cases(by_name("smoothstep"), "disconnected"), lambda c: not lemma3(c, "strict"),
-                 settings=settings(max_examples=2000, database=None))  # fmt: skip
+    found = find(
+        cases(by_name("smoothstep"), "disconnected"),
+        lambda c: not lemma3(c, "strict"),
+        settings=settings(max_examples=2000, database=None),
+    )
     assert not lemma3(found, "strict") and grad_x_zero(found, "strict")
 
 
@@ -63,7 +66,11 @@ def test_lemma3_search_finds_break_on_disconnected_domain():
 def test_generator_produces_dormant_and_live_units(wanted):
     """The properties above are not vacuous: generated cases make A and B each true and false."""
     find(cases(by_name("relu"), "open"), lambda c: dormant(c) is wanted, settings=settings(database=None))
-    find(cases(by_name("tanh"), "affine"), lambda c: statement_b(c, "grad_x", "strict") is wanted, settings=settings(database=None))
+    find(
+        cases(by_name("tanh"), "affine"),
+        lambda c: statement_b(c, "grad_x", "strict") is wanted,
+        settings=settings(database=None),
+    )
 
 
 #: (activation, domain kind, notion, direction, convention): a condition of a proved cell dropped, and the search
@@ -77,7 +84,13 @@ DROPPED = [
     ("smoothstep", "finite", "grad_w", "B=>A", "autograd"),  # D connected → finite sample
     ("tanh", "open", "grad_w", "A=>B", "autograd"),  # ∇ₓh → ∂h/∂w
     ("tanh", "finite", "loss", "B=>A", "autograd"),  # ∇ₓh → ∂L/∂w through a read-out
-    ("identity", "open", "loss", "A=>B", "autograd"),  # ∇ₓh → ∂L/∂w: the dormant No-Act unit (w = 0, b = 0) still learns
+    (
+        "identity",
+        "open",
+        "loss",
+        "A=>B",
+        "autograd",
+    ),  # ∇ₓh → ∂L/∂w: the dormant No-Act unit (w = 0, b = 0) still learns
 ]
 
 
@@ -92,5 +105,7 @@ def test_search_finds_counterexample_once_a_condition_is_dropped(act, kind, noti
 
 
 def test_lemma1_search_finds_batch_break():
-    found = find(cases(by_name("relu"), "batch"), lambda c: not lemma1(c), settings=settings(max_examples=2000, database=None))
+    found = find(
+        cases(by_name("relu"), "batch"), lambda c: not lemma1(c), settings=settings(max_examples=2000, database=None)
+    )
     assert dormant(found)

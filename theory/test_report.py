@@ -11,7 +11,10 @@ from theory.cases import DIRECTIONS, KINDS, NOTIONS
 from theory.counterexamples import theorem_claim
 from theory.verdicts import PROVED, VACUOUS, Verdict
 
-CELL = re.compile(r"^(proved \[\d+\]|vacuous: (σ has no zero|no zero of σ is flat)|holds on \d+ generated cases|fails( \(IVT\))?: [\w./-]+)$")
+CELL = re.compile(
+    r"^(proved \[\d+\]|vacuous: (σ has no zero|no zero of σ is flat)|holds on \d+ generated cases"
+    r"|fails( \(IVT\))?: [\w./-]+)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +36,23 @@ def test_every_cell_is_a_computed_verdict(text):
 def test_vacuous_cells_are_exactly_the_impossible_premises(text):
     """Sigmoid and softplus (no zero): every theorem cell and Lemma 1; ∂h/∂w's B ⇒ A on the four positive-dimensional
     kinds for the six σ whose zeros are not flat (identity, leaky ReLU, tanh, SiLU, GELU, ELU)."""
-    vacuous = [(a.name, k, n, d) for a in ACTIVATIONS for k in KINDS for n in NOTIONS for d in DIRECTIONS
-               if report.cell(a, k, theorem_claim(n, d, "autograd")).status == VACUOUS]  # fmt: skip
+    vacuous = [
+        (a.name, k, n, d)
+        for a in ACTIVATIONS
+        for k in KINDS
+        for n in NOTIONS
+        for d in DIRECTIONS
+        if report.cell(a, k, theorem_claim(n, d, "autograd")).status == VACUOUS
+    ]
     assert len(vacuous) == 2 * 30 + 6 * 4
     assert {a for a, k, n, d in vacuous if n == "grad_w" and d == "B=>A" and a not in ("sigmoid", "softplus")} == {
-        "identity", "leaky_relu", "tanh", "silu", "gelu", "elu"}
+        "identity",
+        "leaky_relu",
+        "tanh",
+        "silu",
+        "gelu",
+        "elu",
+    }
     assert all(k != "finite" for a, k, n, d in vacuous if a not in ("sigmoid", "softplus"))
 
 
@@ -45,12 +60,22 @@ def test_conventions_differ_only_at_relu_and_relu6_kinks():
     """22 cells move between autograd and strict (ReLU, ReLU6: ∇ₓh on finite/affine D, ∂h/∂w on the four
     non-batch kinds, ∂L/∂w on all five); Clarke agrees with autograd on the pointwise gradients and with strict on
     the loss. Leaky ReLU fails the same cells under every convention (slopes 0.01 and 1)."""
-    moved = {(a.name, k, n, d) for a in ACTIVATIONS for k in KINDS for n in NOTIONS for d in DIRECTIONS
-             if report.cell(a, k, theorem_claim(n, d, "autograd")).status
-             != report.cell(a, k, theorem_claim(n, d, "strict")).status}  # fmt: skip
+    moved = {
+        (a.name, k, n, d)
+        for a in ACTIVATIONS
+        for k in KINDS
+        for n in NOTIONS
+        for d in DIRECTIONS
+        if report.cell(a, k, theorem_claim(n, d, "autograd")).status
+        != report.cell(a, k, theorem_claim(n, d, "strict")).status
+    }
     assert len(moved) == 22 and {m[0] for m in moved} == {"relu", "relu6"}
-    clarke_like_strict = {m for m in moved if report.cell(by_name(m[0]), m[1], theorem_claim(m[2], m[3], "clarke")).status
-                          == report.cell(by_name(m[0]), m[1], theorem_claim(m[2], m[3], "strict")).status}  # fmt: skip
+    clarke_like_strict = {
+        m
+        for m in moved
+        if report.cell(by_name(m[0]), m[1], theorem_claim(m[2], m[3], "clarke")).status
+        == report.cell(by_name(m[0]), m[1], theorem_claim(m[2], m[3], "strict")).status
+    }
     assert {m[2] for m in clarke_like_strict} == {"loss"} and len(clarke_like_strict) == 10
 
 

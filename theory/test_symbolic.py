@@ -7,8 +7,8 @@ import torch
 import theory.symbolic as symbolic
 from theory.activations import (
     ACTIVATIONS,
-    Z,
     Activation,
+    Z,
     analyse,
     autograd_slope,
     by_name,
@@ -116,9 +116,13 @@ def test_critical_point_count_can_find_two_and_rejects_a_wrong_sign_factor():
 
 @pytest.mark.parametrize(
     "name, kink, autograd, strict, clarke",
-    [("relu", 0, True, False, True), ("relu6", 0, True, False, True), ("relu6", 6, True, False, True),
-     ("leaky_relu", 0, False, False, False)],
-)  # fmt: skip
+    [
+        ("relu", 0, True, False, True),
+        ("relu6", 0, True, False, True),
+        ("relu6", 6, True, False, True),
+        ("leaky_relu", 0, False, False, False),
+    ],
+)
 def test_kink_conventions(name, kink, autograd, strict, clarke):
     """autograd's slope is read from torch (ReLU'(0) = ReLU6'(0) = ReLU6'(6) = 0, leaky ReLU'(0) = 0.01); Clarke's
     gradient at a kink is the interval between the one-sided slopes."""

@@ -18,8 +18,8 @@ from typing import Optional
 import sympy as sp
 
 from theory.activations import (
-    Z,
     Activation,
+    Z,
     analyse,
     critical_point_count,
     flat_nonempty,
@@ -112,12 +112,19 @@ def theorem_verdict(act: Activation, kind: str, notion: str, direction: str, con
         if kind == "batch" and notion != "loss":
             return Verdict(FAILS, "h = 0 on the batch does not make h = 0 on the box", "batch-misses")
         if not s.zeros_flat:
-            return Verdict(FAILS, "some zero of σ is not a flat point (σ' ≠ 0, or a kink not read as flat)",
-                           _sloped_zero_mechanism(act, notion, convention))  # fmt: skip
+            return Verdict(
+                FAILS,
+                "some zero of σ is not a flat point (σ' ≠ 0, or a kink not read as flat)",
+                _sloped_zero_mechanism(act, notion, convention),
+            )
         if notion == "loss" and convention == "clarke" and s.kink_zeros:
             if any(sum(kink_slopes(act, c)) != 0 for c in s.kink_zeros):
-                return Verdict(FAILS, "a zero at a kink: w = 0 on inputs symmetric about 0 makes L differentiable "
-                               "with gradient ½(σ'₋ + σ'₊)·E[…] ≠ 0", "kink-symmetric-inputs")  # fmt: skip
+                return Verdict(
+                    FAILS,
+                    "a zero at a kink: w = 0 on inputs symmetric about 0 makes L differentiable "
+                    "with gradient ½(σ'₋ + σ'₊)·E[…] ≠ 0",
+                    "kink-symmetric-inputs",
+                )
             return Verdict(UNDECIDED, "a zero at a kink with σ'₋ + σ'₊ = 0 was not decided")
         return Verdict(PROVED, "Z0 ⊆ C0: σ(z) = 0 forces σ'(z) = 0 pointwise, so every term of the gradient is 0")
     if direction != "B=>A":
@@ -131,11 +138,15 @@ def theorem_verdict(act: Activation, kind: str, notion: str, direction: str, con
         return Verdict(VACUOUS, "no zero of σ is flat", None)
     if kind in ("open", "affine", "batch"):
         if notion == "grad_w":
-            return Verdict(PROVED, "D connected of positive dimension: σ' = 0 on z(D \\ {0}), so h is constant on "
-                           "each connected piece of D \\ {0} (two when D is one-dimensional and 0 ∈ D) and, h being "
-                           "continuous, on D")  # fmt: skip
-        return Verdict(PROVED, "D connected of positive dimension: σ' = 0 on the interval z(D) (or w = 0), so h is "
-                       "constant")  # fmt: skip
+            return Verdict(
+                PROVED,
+                "D connected of positive dimension: σ' = 0 on z(D \\ {0}), so h is constant on "
+                "each connected piece of D \\ {0} (two when D is one-dimensional and 0 ∈ D) and, h being "
+                "continuous, on D",
+            )
+        return Verdict(
+            PROVED, "D connected of positive dimension: σ' = 0 on the interval z(D) (or w = 0), so h is constant"
+        )
     if notion == "grad_w" and kind == "finite":
         if s.flat_nonempty is False:
             return Verdict(PROVED, "C0 = ∅: ∂h/∂w = σ'(z)x = 0 forces x = 0, so D ⊆ {0}")
@@ -143,7 +154,9 @@ def theorem_verdict(act: Activation, kind: str, notion: str, direction: str, con
             return Verdict(FAILS, "the origin has ∂h/∂w = 0 whatever h(0) is, next to a flat point", "origin-plus-flat")
         return Verdict(UNDECIDED, "C0 not decided")
     meets, outside = (
-        (s.flat_meets_zeros, s.flat_outside_zeros) if kind == "finite" else (s.open_flat_meets_zeros, s.open_flat_outside_zeros)
+        (s.flat_meets_zeros, s.flat_outside_zeros)
+        if kind == "finite"
+        else (s.open_flat_meets_zeros, s.open_flat_outside_zeros)
     )
     if meets and outside:
         return Verdict(FAILS, "two flat levels, one of them 0, on separate pieces of D", "two-flat-levels")
