@@ -4,13 +4,14 @@ a partial write. The one way ocp writes a table, a JSON record or a checkpoint's
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "fsync_dir", "csv_bytes", "write_csv"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "fsync_dir", "csv_bytes", "write_csv", "stable_key"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -55,3 +56,10 @@ def csv_bytes(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> byte
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
     """Write a tidy CSV atomically."""
     atomic_write_bytes(path, csv_bytes(rows, columns))
+
+
+def stable_key(record: Any, length: int = 12) -> str:
+    """A short hash of a JSON-able record, the same on any machine and Python version (sorted keys, fixed separators;
+    values JSON cannot hold are taken by ``str``): what names a cached run or result folder."""
+    blob = json.dumps(record, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

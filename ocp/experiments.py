@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import hashlib
-import json
 import multiprocessing
 import os
 import threading
@@ -32,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from tqdm import tqdm
 
-from ocp.atomic_files import atomic_write_json
+from ocp.atomic_files import atomic_write_json, stable_key
 from ocp.interventions import INTERVENTIONS, GradientReDo, Intervention
 from ocp.ppo import RUNTIME_FIELDS, PPOConfig, presets, train
 from ocp.tables import write_scenario_tables
@@ -200,9 +198,7 @@ PRESETS: dict[str, GridPreset] = {
 
 def config_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
     """A short stable hash of a config: same config, same key, on any machine."""
-    kept = {k: v for k, v in sorted(config.items()) if k not in ignore}
-    blob = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return stable_key({k: v for k, v in config.items() if k not in ignore})
 
 
 @dataclass(frozen=True)

@@ -260,10 +260,8 @@ class PPOConfig:
     def from_dict(cls, stored: Mapping[str, Any]) -> PPOConfig:
         """The config :meth:`to_dict` wrote, read back (lists become tuples). Also reads the layout of earlier
         versions, which kept the intervention's parameters in flat ``intervention_*`` fields."""
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
-        if isinstance(values.get("intervention"), str):
-            values["intervention"] = _flat_intervention(values)
-        elif isinstance(values.get("intervention"), Mapping):
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in upgrade_config_dict(stored).items()}
+        if isinstance(values.get("intervention"), Mapping):
             values["intervention"] = intervention_from_dict(values["intervention"])
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -366,6 +364,16 @@ _FLAT_INTERVENTION_FIELDS = {
     "l2_keep_weight_decay": "keep_weight_decay",
     "clip_kappa": "kappa",
 }
+
+
+def upgrade_config_dict(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config dict in today's layout, with exactly the fields it had otherwise (a field an earlier version
+    did not have stays absent): the flat ``intervention*`` fields of earlier versions become the intervention's
+    ``{"name": ..., **parameters}``."""
+    values = dict(stored)
+    if isinstance(values.get("intervention"), str):
+        values["intervention"] = _flat_intervention(values).to_dict()
+    return values
 
 
 def _flat_intervention(values: dict[str, Any]) -> Intervention:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import csv
 import gzip
-import hashlib
 import io
 import json
 import math
@@ -17,9 +16,9 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
-from ocp.atomic_files import atomic_write_bytes, atomic_write_json, csv_bytes, write_csv
+from ocp.atomic_files import atomic_write_bytes, atomic_write_json, csv_bytes, stable_key, write_csv
 from ocp.runlog import load_masks
 from ocp.statistics import mean_ci
 
@@ -263,6 +262,7 @@ def merge_results(
     root: str | Path,
     scaled_down: str,
     ignore: Iterable[str] = ("seed", "run_dir", "exp_name"),
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict,
 ) -> Path:
     """Join results folders of one preset that hold different runs (other seeds, computed on other machines or at
     other times) into one results folder at ``root``, as if one invocation had run them all.
@@ -271,7 +271,9 @@ def merge_results(
     of one arm must share their config except ``ignore`` (a field that only some runs' configs have is allowed and
     named in the Scale line). The transfer experiment's per-regressor curves are concatenated
     and its summary recomputed from them, which gives what one transfer over all critics gives: a critic's regressors
-    depend on that critic, its PPO seed and the regression seed only. ``scaled_down`` becomes the Scale line.
+    depend on that critic, its PPO seed and the regression seed only. ``scaled_down`` becomes the Scale line;
+    ``upgrade`` brings each stored run config to one layout before they are compared (``ocp.ppo.upgrade_config_dict``
+    for configs written by different versions).
     """
     from ocp.transfer_statistics import (  # numpy only; kept local like its one caller
         SUMMARY_COLUMNS,
@@ -315,7 +317,7 @@ def merge_results(
     for kind, runs in (("PPO", ppo_runs), ("task-switch", scenario_runs)):
         for arm in dict.fromkeys(r["arm"] for _, r in runs):
             configs = {
-                f"seed {r['seed']}": json.loads((src / r["run_dir"] / "config.json").read_text())
+                f"seed {r['seed']}": upgrade(json.loads((src / r["run_dir"] / "config.json").read_text()))
                 for src, r in runs
                 if r["arm"] == arm
             }
@@ -336,7 +338,7 @@ def merge_results(
     floors = {(d / "linear_floor.csv").read_bytes() for d in transfer_dirs.values()}
     if len(floors) != 1:
         raise ValueError("the transfer experiments' linear_floor.csv differ")
-    key = hashlib.sha256("\n".join(sorted(i["transfer_dir"] for i in indexes.values())).encode()).hexdigest()[:12]
+    key = stable_key(sorted(i["transfer_dir"] for i in indexes.values()))
     transfer_rel = f"transfer/transfer-merged-{key}"
 
     staging = root.with_name(f".{root.name}.merging-{os.getpid()}")

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import sys
@@ -52,7 +51,7 @@ from torch import nn
 
 from ocp import metrics
 from ocp.agent import Agent
-from ocp.atomic_files import atomic_write_bytes, write_csv
+from ocp.atomic_files import atomic_write_bytes, stable_key, write_csv
 from ocp.checkpoint import (
     CorruptCheckpointError,
     load_checkpoint,
@@ -578,16 +577,14 @@ def part_key(cfg: TransferConfig, critics: Sequence[Critic], shared_policy: Opti
         for k, v in dataclasses.asdict(cfg).items()
         if k not in ("out_dir", "checkpoints", "labels", "similar_policy")
     }
-    blob = json.dumps(
+    return stable_key(
         {
             "settings": settings,
             "sources": [[str(c.pretrained.source), c.pretrained.label] for c in critics],
             "similar_policy": None if shared_policy is None else str(shared_policy.source),
         },
-        sort_keys=True,
-        default=str,
+        length=16,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def transfer_seed(cfg: TransferConfig, seed: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))  # runs from a checkout without installing too
 
 from ocp.experiments import PRESETS, run_all, subset  # noqa: E402
 from ocp.figures import draw_all  # noqa: E402
+from ocp.ppo import upgrade_config_dict  # noqa: E402
 from ocp.report import write_report  # noqa: E402
 from ocp.tables import merge_results, pack_tables, unpack_tables  # noqa: E402
 
@@ -56,7 +57,7 @@ def merge_sources(sources: list[str], results: Path) -> Path:
         switches = any(index.get("scenario_runs") for index in indexes)
         chosen = subset(PRESETS[preset], None if set(seeds) == set(PRESETS[preset].seeds) else seeds, switches)
         line = f"{chosen.scaled_down}; joined from {len(folders)} result sets"
-        return merge_results(folders, results / preset, line)
+        return merge_results(folders, results / preset, line, upgrade=upgrade_config_dict)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

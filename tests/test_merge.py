@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ocp.atomic_files import write_csv
+from ocp.ppo import upgrade_config_dict
 from ocp.tables import merge_results, unpack_tables
 from ocp.transfer_statistics import SUMMARY_COLUMNS, summarise
 
@@ -132,3 +133,21 @@ def test_only_results_of_one_preset_merge(quick, tmp_path):
         merge_results([a, b2], tmp_path / "out", "joined")
     with pytest.raises(ValueError, match="at least two"):
         merge_results([a], tmp_path / "out", "joined")
+
+
+def test_configs_written_by_different_versions_compare_by_meaning(quick, tmp_path):
+    """Part b rewritten in today's config layout (the intervention as one entry): merging with part a, written in the
+    earlier flat layout, needs the configs brought to one layout first."""
+    _, a, b = quick
+    b2 = tmp_path / "b2"
+    shutil.copytree(b, b2)
+    index = json.loads((b2 / "index.json").read_text())
+    for run in index["ppo_runs"] + index["scenario_runs"]:
+        path = b2 / run["run_dir"] / "config.json"
+        stored = json.loads(path.read_text())
+        path.write_text(json.dumps(upgrade_config_dict(stored)))
+        assert isinstance(stored["intervention"], str)
+    with pytest.raises(ValueError, match="runs differ in intervention"):
+        merge_results([a, b2], tmp_path / "out", "joined")
+    merged = merge_results([a, b2], tmp_path / "out", "joined", upgrade=upgrade_config_dict)
+    assert json.loads((merged / "index.json").read_text())["scaled_down"] == "joined"
