@@ -156,9 +156,9 @@ PRESETS: dict[str, GridPreset] = {
     "standard": GridPreset(
         name="standard",
         scaled_down="6 seeds x 2M PPO steps per arm (paper: 20M; six paired seeds are what an exact test with two "
-        "Holm-corrected sub-tests needs); transfer from each PPO critic, 5 regression seeds x 200 epochs; task switches: "
-        "6 seeds x 4 arms (the arms C6 tests) x 1.2M steps, reward reversal every 401k (2 switches; paper preset: "
-        "6 seeds x 7 arms x 10M steps)",
+        "Holm-corrected sub-tests needs); transfer from each PPO critic, 5 regression seeds x 200 epochs; task "
+        "switches: 6 seeds x 4 arms (the arms C6 tests) x 1.2M steps, reward reversal every 401k (2 switches; paper "
+        "preset: 6 seeds x 7 arms x 10M steps)",
         seeds=(1, 2, 3, 4, 5, 6),
         ppo=dict(total_timesteps=2_000_000, probe_interval=10),
         transfer=dict(seeds=(0, 1, 2, 3, 4), epochs=200),
