@@ -85,7 +85,7 @@ def _save(fig: Any, data: FigureData, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def _steps_axis(ax: Any, last_step: float, ticks: int = 4) -> None:
+def steps_axis(ax: Any, last_step: float, ticks: int = 4) -> None:
     """Environment steps from 0 to the last step, at most ``ticks`` intervals of 1, 2.5 or 5 times a power of ten,
     labelled with SI prefixes (0, 250k, 500k, 750k, 1M): no offset text, the same range in every panel of a figure.
     A run logs its last step a little short of its budget (999,424 of 1M): the axis then reaches the round tick."""
@@ -174,7 +174,7 @@ def fig1_return_and_dormancy(res: Results, out: Path, tau: float = DEFAULT_TAU) 
         elif not any(means):
             _explain(ax, f"no dormant unit\nin any run\nat τ = {tau:g}", empty=False)
     for ax in axes:
-        _steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
+        steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
     axes[0].legend(loc="best")
     fig.suptitle(
         f"Figure 1 (paper): return and dormant units, PPO-ReLU vs PPO-No-Act "
@@ -187,7 +187,7 @@ KIND_LABELS = {"dormant": "dormant", "zero_gradient": "zero-gradient"}
 KIND_COLORS = {"dormant": "tab:red", "zero_gradient": "tab:green"}
 
 
-def _overlap_reason(ratios: dict[str, list[dict[str, float]]], kinds: list[str], tau: float) -> str:
+def overlap_reason(ratios: dict[str, list[dict[str, float]]], kinds: list[str], tau: float) -> str:
     """Why the overlap (Definition 3, undefined when either set is empty) of ``kinds`` has no value."""
     never = [KIND_LABELS[k] for k in kinds if not any(_finite_means(ratios[k]))]
     parts = ["no " + " or\n".join(never) + f"\nunits at τ = {tau:g}"] if never else []
@@ -232,9 +232,9 @@ def _dormant_vs_zero_gradient(
         undefined = [kind for kind, points in overlaps.items() if not _finite_means(points)]
         if undefined:
             partial = len(undefined) < len(overlaps)
-            _explain(overlap_ax, _overlap_reason(ratios, undefined, tau), empty=not partial, at_foot=partial)
+            _explain(overlap_ax, overlap_reason(ratios, undefined, tau), empty=not partial, at_foot=partial)
         for ax in (ratio_ax, overlap_ax):
-            _steps_axis(ax, last)
+            steps_axis(ax, last)
     # below the panels: inside one it would cover the text of a panel without data
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=len(KIND_LABELS))
     fig.suptitle(
@@ -288,7 +288,7 @@ def _per_layer_metrics(
                 ax.set_title(_layer_title(res, net, layer))
             if c == 0:
                 ax.set_ylabel(ylabel)
-            _steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
+            steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
             low, high = ax.get_ylim()
             if low < 0:  # norms and ranks are >= 0: a t-interval reaching below 0 is cut just under the axis
                 ax.set_ylim(-0.03 * high, high)
@@ -415,7 +415,7 @@ def _transfer(res: Results, out: Path, name: str, lrs: Sequence[float], title: s
             ax_curve.set_yscale("log")
             ax_curve.yaxis.set_major_formatter(PlainLogFormatter())
             ax_curve.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 0.5)))
-            _log_limits(ax_curve, drawn)
+            log_limits(ax_curve, drawn)
             ax_curve.set_title(f"{part}{TASK_TITLES.get(task, task)}, lr {lr:g}")
             ax_curve.set_xlabel("epoch")
             ax_curve.set_ylabel("test MSE")
@@ -443,7 +443,7 @@ class PlainLogFormatter(LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
-def _log_limits(ax: Any, points: list[dict[str, float]]) -> None:
+def log_limits(ax: Any, points: list[dict[str, float]]) -> None:
     """Log-axis limits from the means (bottom) and the band tops: a t-interval whose lower edge is near or below 0
     (few, spread seeds) then runs off the bottom of the panel instead of stretching the axis over decades."""
     lows = [p["mean"] for p in points if p["mean"] > 0 and math.isfinite(p["mean"])]
@@ -518,7 +518,7 @@ def fig_switches(res: Results, out: Path, tau: float = DEFAULT_TAU) -> list[Path
     for ax in axes[:3]:
         for step in scenario.get("switch_steps", []):
             ax.axvline(step, color="0.5", linestyle=":", linewidth=0.8)
-        _steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
+        steps_axis(ax, last, ticks=NARROW_PANEL_TICKS)
     period = scenario.get("period")
     axes[0].set_title("return\n(mean of last 10 episodes)")
     axes[0].set_ylabel("episodic return")

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from ocp import figures
-from ocp.figures import NARROW_PANEL_TICKS, PlainLogFormatter, _log_limits, _overlap_reason, _steps_axis
+from ocp.figures import NARROW_PANEL_TICKS, PlainLogFormatter, log_limits, overlap_reason, steps_axis
 
 STEPS = [250_000, 500_000, 750_000, 1_000_000]
 TAU = 0.025
@@ -131,7 +131,7 @@ def _step_labels(ax):
 )
 def test_steps_axis_reads_in_round_steps_from_zero(last_step, labels):
     fig, ax = plt.subplots()
-    _steps_axis(ax, last_step)
+    steps_axis(ax, last_step)
     fig.canvas.draw()
     assert _step_labels(ax) == labels
     assert ax.get_xlim() == (0, last_step)
@@ -148,7 +148,7 @@ def test_steps_axis_reads_in_round_steps_from_zero(last_step, labels):
 )
 def test_steps_axis_ends_at_a_round_step_just_above_the_last(last_step, ticks, labels, right):
     fig, ax = plt.subplots()
-    _steps_axis(ax, last_step, ticks)
+    steps_axis(ax, last_step, ticks)
     fig.canvas.draw()
     assert _step_labels(ax) == labels
     assert ax.get_xlim() == (0, right)
@@ -193,7 +193,7 @@ def test_rank_axis_cuts_a_band_reaching_below_zero(results, drawn, tmp_path):
 def test_overlap_reason_tells_empty_sets_from_sets_never_seen_twice_in_a_row():
     once = [{"x": 1, "mean": 0.0}, {"x": 2, "mean": 0.2}, {"x": 3, "mean": 0.0}]
     never = [{"x": 1, "mean": 0.0}, {"x": 2, "mean": math.nan}]
-    assert _overlap_reason({"dormant": never, "zero_gradient": once}, ["dormant", "zero_gradient"], 0.1) == (
+    assert overlap_reason({"dormant": never, "zero_gradient": once}, ["dormant", "zero_gradient"], 0.1) == (
         "no dormant\nunits at τ = 0.1;\nzero-gradient units never\nin two consecutive\nmeasurements:\noverlap undefined"
     )
 
@@ -250,7 +250,7 @@ def test_log_axis_limits_follow_the_means_not_a_band_reaching_zero():
         {"x": 1, "mean": 1.0, "ci_low": 0.001, "ci_high": 3.0, "n": 3},
         {"x": 2, "mean": 1.5, "ci_low": math.nan, "ci_high": math.nan, "n": 1},
     ]
-    _log_limits(ax, points)
+    log_limits(ax, points)
     assert ax.get_ylim() == pytest.approx((0.5, 12.0))  # min mean / 2, max band top * 1.5
     plt.close(fig)
 
@@ -258,6 +258,6 @@ def test_log_axis_limits_follow_the_means_not_a_band_reaching_zero():
 def test_log_axis_limits_leave_an_axis_without_positive_values_alone():
     fig, ax = plt.subplots()
     before = ax.get_ylim()
-    _log_limits(ax, [{"x": 0, "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 2}])
+    log_limits(ax, [{"x": 0, "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 2}])
     assert ax.get_ylim() == before
     plt.close(fig)
