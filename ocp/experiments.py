@@ -221,25 +221,29 @@ def _validated(cfg: PPOConfig, preset: GridPreset) -> PPOConfig:
     return cfg
 
 
+def _planned(preset: GridPreset, root: Path, kind: str, arm: str, seed: int, **overrides: Any) -> PPORunSpec:
+    """One run of the preset: the ``paper`` PPO preset with ``overrides``, validated, in ``root/runs`` under a name
+    that carries its kind, arm, seed and a hash of everything that changes what it computes."""
+    cfg = dataclasses.replace(
+        presets()["paper"][1],
+        **overrides,
+        seed=seed,
+        exp_name=f"{preset.name}-{arm}" if kind == "ppo" else f"{preset.name}-{kind}-{arm}",
+        progress_bar=False,
+        tensorboard=False,
+    )
+    key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
+    run_dir = root / "runs" / f"{kind}-{arm}-seed{seed}-{key}"
+    return PPORunSpec(arm, seed, _validated(dataclasses.replace(cfg, run_dir=str(run_dir)), preset))
+
+
 def plan_ppo_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
     """Every PPO run of the preset, each with its cache-keyed run directory under ``root/runs``."""
-    base = presets()["paper"][1]
-    specs = []
-    for arm, activation in ARMS.items():
-        for seed in preset.seeds:
-            cfg = dataclasses.replace(
-                base,
-                **preset.ppo,
-                activation=activation,
-                seed=seed,
-                exp_name=f"{preset.name}-{arm}",
-                progress_bar=False,
-                tensorboard=False,
-            )
-            key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
-            run_dir = root / "runs" / f"ppo-{arm}-seed{seed}-{key}"
-            specs.append(PPORunSpec(arm, seed, _validated(dataclasses.replace(cfg, run_dir=str(run_dir)), preset)))
-    return specs
+    return [
+        _planned(preset, root, "ppo", arm, seed, **preset.ppo, activation=activation)
+        for arm, activation in ARMS.items()
+        for seed in preset.seeds
+    ]
 
 
 def plan_scenario_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
@@ -247,7 +251,6 @@ def plan_scenario_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
     grid = preset.scenarios
     if grid is None:
         return []
-    base = presets()["paper"][1]
     specs = []
     for arm in grid.arms:
         if arm not in INTERVENTION_ARMS:
@@ -255,19 +258,8 @@ def plan_scenario_runs(preset: GridPreset, root: Path) -> list[PPORunSpec]:
         intervention = INTERVENTION_ARMS[arm]
         if intervention.scheduled():
             intervention = dataclasses.replace(intervention, every=grid.intervention_every)
-        for seed in grid.seeds:
-            cfg = dataclasses.replace(
-                base,
-                **{"anneal_lr": False, "scenario": grid.scenario, **grid.ppo},
-                intervention=intervention,
-                seed=seed,
-                exp_name=f"{preset.name}-switch-{arm}",
-                progress_bar=False,
-                tensorboard=False,
-            )
-            key = config_key(cfg.to_dict(), ignore=(*RUNTIME_FIELDS, "exp_name"))
-            run_dir = root / "runs" / f"switch-{arm}-seed{seed}-{key}"
-            specs.append(PPORunSpec(arm, seed, _validated(dataclasses.replace(cfg, run_dir=str(run_dir)), preset)))
+        overrides = {"anneal_lr": False, "scenario": grid.scenario, **grid.ppo, "intervention": intervention}
+        specs += [_planned(preset, root, "switch", arm, seed, **overrides) for seed in grid.seeds]
     return specs
 
 

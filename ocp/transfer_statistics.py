@@ -207,25 +207,8 @@ def _fmt(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3g}"
 
 
-_NUMERIC = (
-    "lr",
-    "epochs",
-    "n_runs",
-    "seeds_per_run",
-    "pretrained_mean",
-    "random_mean",
-    "diff_mean",
-    "diff_sd",
-    "relative_diff",
-    "interval_confidence",
-    "diff_ci_low",
-    "diff_ci_high",
-    "p_worse",
-    "p_better",
-    "smallest_p",
-    "pretrained_corr0",
-    "random_corr0",
-)
+#: The summary's columns that hold numbers (the others name the comparison).
+_NUMERIC = tuple(c for c in SUMMARY_COLUMNS if c not in ("task", "arm", "activation", "random_init", "metric", "unit"))
 
 
 def _parse(row: Mapping[str, Any]) -> dict[str, Any]:
