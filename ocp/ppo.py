@@ -14,8 +14,8 @@ Run directory (``PPOConfig.run_dir``)::
     plasticity.csv         tidy: one row per (update, network, layer, metric, threshold) (PLASTICITY_COLUMNS)
     episodes.csv           one row per finished episode (raw return and length)
     masks/update_*.npz     per-neuron dormant / zero-gradient masks of each measurement, bit-packed (ocp.runlog)
-    switches.csv           with a scenario: ratios and set changes around each task switch (ocp.scenarios)
-    recovery.csv           with a scenario, once finished: return recovery time after each switch (ocp.scenarios)
+    switches.csv           with a scenario: ratios and set changes around each task switch (ocp.switch_analysis)
+    recovery.csv           with a scenario, once finished: return recovery time after each switch (ocp.switch_analysis)
     interventions.csv      with an intervention: what it did, per update (INTERVENTION_COLUMNS)
     tb/                    TensorBoard event files
     checkpoints/*.ckpt     the newest ``keep_checkpoints`` checkpoints (ocp.checkpoint)
@@ -63,7 +63,8 @@ from ocp.interventions import INTERVENTIONS, Intervention, intervention_from_dic
 from ocp.probe import PlasticityProbe, ProbeResult
 from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.runlog import MASK_DIR, CsvLog, delete_masks_after, mask_key, save_masks
-from ocp.scenarios import RECOVERY_COLUMNS, SWITCH_COLUMNS, Scenario, SwitchMonitor, TaskSwitchEnv, recovery_rows
+from ocp.scenarios import Scenario, TaskSwitchEnv
+from ocp.switch_analysis import RECOVERY_COLUMNS, SWITCH_COLUMNS, SwitchMonitor, recovery_rows
 from ocp.update import PPOUpdate, UpdateSettings
 
 #: Any registered intervention, each a sub-command named after it on the command line (``intervention:redo``).
@@ -221,7 +222,7 @@ class PPOConfig:
     (the agent carries them, as it carries its weights)."""
     recovery_fraction: float = 0.9
     """Return recovery after a switch: the first update at which the recent post-switch return reaches this fraction
-    of the pre-switch level (``recovery.csv``; see ``ocp.scenarios.recovery_rows``)."""
+    of the pre-switch level (``recovery.csv``; see ``ocp.switch_analysis.recovery_rows``)."""
 
     # ----- interventions (ocp.interventions) -----
     intervention: InterventionChoice = dataclasses.field(default_factory=Intervention)

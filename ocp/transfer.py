@@ -30,14 +30,16 @@ Choices where the paper is silent (all configurable, see :class:`TransferConfig`
   normaliser); ``eq1_inputs="checkpoint"`` passes them through the checkpoint's normaliser first. Similar-task inputs
   are normalised with the checkpoint's normaliser by default (that is how the critic saw states) and targets divided
   by its return scale √(var(G) + ε), the reward scaling the critic was trained under; every arm gets the same data.
+
+This module is the experiment (:class:`TransferConfig`, the seeds, the per-seed parts, :func:`run_transfer`) and its
+CLI (``python -m ocp.transfer``); the critics are loaded by :mod:`ocp.pretrained`, each regressor is trained and probed
+by :func:`ocp.regression.train_regressor`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -46,19 +48,12 @@ from typing import Any, Callable, Iterable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ocp import metrics
-from ocp.agent import Agent
 from ocp.atomic_files import atomic_write_bytes, stable_key, write_csv
-from ocp.checkpoint import (
-    CorruptCheckpointError,
-    load_checkpoint,
-    load_latest_checkpoint,
-)
 from ocp.envs import check_env
-from ocp.probe import DEFAULT_THRESHOLDS, PlasticityProbe
+from ocp.pretrained import PretrainedAgent, RandomInit, load_pretrained, pretrained_critic, random_critic
+from ocp.probe import DEFAULT_THRESHOLDS
+from ocp.regression import train_regressor
 from ocp.regression_tasks import (
     EQ1_INPUT_DIM,
     EQ1_PERMUTED_INDICES,
@@ -81,7 +76,6 @@ Task = Literal["eq1", "eq1_permuted", "similar"]
 TASKS = ("eq1", "eq1_permuted", "similar")
 InputMode = Literal["raw", "checkpoint"]
 TargetScale = Literal["none", "checkpoint"]
-RandomInit = Literal["ppo", "torch"]
 X_DISTRIBUTIONS = ("normal", "uniform")
 
 CURVE_COLUMNS = [
@@ -119,220 +113,6 @@ PROBE_COLUMNS = [
 ]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Loading pretrained critics
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PretrainedAgent:
-    """A PPO agent restored from a checkpoint; its ``critic`` is what the experiment transfers."""
-
-    label: str
-    source: Path
-    agent: Agent
-    activation: str
-    hidden_sizes: tuple[int, ...]
-    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def obs_dim(self) -> int:
-        return int(self.agent.critic[0].in_features)
-
-
-def agent_from_payload(payload: Any, source: str | Path) -> tuple[Agent, str, dict[str, Any]]:
-    """The :class:`Agent` of a checkpoint payload (:meth:`Agent.from_checkpoint`) in eval mode, its activation, and
-    where it came from (environment, PPO seed, environment steps) for the record."""
-    agent, config = Agent.from_checkpoint(payload, source)
-    provenance = {
-        "env_id": config.get("env_id"),
-        "ppo_seed": config.get("seed"),
-        "global_step": payload.get("global_step"),
-    }
-    return agent, config["activation"], provenance
-
-
-def _default_label(path: Path, activation: str) -> str:
-    # A run directory names the run; a checkpoint file inside <run>/checkpoints/ is named after run and file.
-    if path.is_dir():
-        return f"{activation}:{path.name}"
-    if path.parent.name == "checkpoints":
-        return f"{activation}:{path.parent.parent.name}/{path.stem}"
-    return f"{activation}:{path.stem}"
-
-
-def load_pretrained(
-    path: str | Path,
-    expected_activation: Optional[str] = None,
-    input_dim: Optional[int] = None,
-    label: Optional[str] = None,
-) -> PretrainedAgent:
-    """Load a checkpoint file, or the newest valid checkpoint of a run directory, as a :class:`PretrainedAgent`.
-
-    ``ValueError`` (naming the file and the problem) for a missing path, a run directory without checkpoints, a
-    corrupt file, a payload that is not a PPO agent, an activation other than ``expected_activation`` or a critic whose
-    input size is not ``input_dim``.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"checkpoint {path} does not exist")
-    try:
-        if path.is_dir():
-            found = load_latest_checkpoint(path)
-            if found is None:
-                raise ValueError(f"{path} is a directory without checkpoints")
-            source, payload = found
-        else:
-            source, payload = path, load_checkpoint(path)
-    except CorruptCheckpointError as err:
-        raise ValueError(f"corrupt checkpoint: {err}") from err
-    agent, activation, provenance = agent_from_payload(payload, source)
-    if expected_activation is not None and activation != expected_activation:
-        raise ValueError(
-            f"{source}: activation mismatch, the checkpoint's critic uses {activation!r}, "
-            f"expected {expected_activation!r}"
-        )
-    pretrained = PretrainedAgent(
-        label or _default_label(path, activation),
-        Path(source),
-        agent,
-        activation,
-        tuple(int(m.out_features) for m in agent.critic if isinstance(m, nn.Linear))[:-1],
-        provenance,
-    )
-    if input_dim is not None and pretrained.obs_dim != input_dim:
-        raise ValueError(f"{source}: the critic takes {pretrained.obs_dim} inputs, the task has {input_dim}")
-    return pretrained
-
-
-def pretrained_critic(p: PretrainedAgent) -> nn.Sequential:
-    """A trainable copy of the checkpoint's critic (same modules, so the same activation)."""
-    return copy.deepcopy(p.agent.critic).train()
-
-
-def random_critic(p: PretrainedAgent, seed: int, scheme: RandomInit = "ppo") -> nn.Sequential:
-    """A freshly initialised critic of the same architecture, built by PPO's own code: ``ppo`` keeps its init
-    (orthogonal, gain √2 hidden / 1 output, zero biases); ``torch`` re-initialises every layer with PyTorch's default
-    ``nn.Linear`` init (Kaiming-uniform weights and uniform biases), the init a paper's plain MLP would get.
-
-    The torch seed is derived from ``seed`` (not ``seed`` itself) so that it does not reproduce the initial weights of
-    a PPO run started with the same seed."""
-    if scheme not in ("ppo", "torch"):
-        raise ValueError(f"random init scheme must be 'ppo' or 'torch', got {scheme!r}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
-        critic = Agent(p.obs_dim, int(p.agent.actor_logstd.shape[-1]), p.hidden_sizes, p.activation).critic
-        if scheme == "torch":
-            for m in critic:
-                if isinstance(m, nn.Linear):
-                    m.reset_parameters()
-        return critic
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Training one regressor
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """MSE and the Pearson correlation of output and target (NaN when either is constant)."""
-    with torch.no_grad():
-        out = model(x).squeeze(-1)
-        mse = float(F.mse_loss(out, y))
-        o, t = out.double() - out.double().mean(), y.double() - y.double().mean()
-        norm = float(torch.sqrt((o * o).sum() * (t * t).sum()))
-        return mse, float((o * t).sum()) / norm if norm > 0 else math.nan
-
-
-def train_regressor(
-    model: nn.Module,
-    data: RegressionData,
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    seed: int,
-    probe_every: int = 0,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Adam on the MSE, ``epochs`` passes of shuffled minibatches (``batch_size >= n_train``: full batch).
-
-    Returns curve rows ``{epoch, train_mse, test_mse, output_target_corr}`` (the last on the test set) for epochs 0
-    (before training) … ``epochs``, and probe rows
-    for epochs 0, ``probe_every``, 2·``probe_every``, …, and the last (none if ``probe_every`` is 0). Probe rows hold
-    per layer and threshold the dormant and zero-gradient ratios, and the share of the units flagged at epoch 0 that
-    are still flagged (``still_*``: 1 means none woke up; NaN when none was flagged at epoch 0).
-    """
-    if lr <= 0 or epochs < 0 or batch_size < 1:
-        raise ValueError(f"need lr > 0, epochs >= 0 and batch_size >= 1, got {lr}, {epochs}, {batch_size}")
-    x, y, n = data.x_train, data.y_train, data.x_train.shape[0]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    order = torch.Generator().manual_seed(seed)
-    probe = PlasticityProbe(model, thresholds=thresholds) if probe_every > 0 else None
-    start_masks: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def objective(out: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(out.squeeze(-1), y)
-
-    curves, probes = [], []
-    for epoch in range(epochs + 1):
-        if epoch > 0:
-            model.train()
-            for idx in torch.randperm(n, generator=order).split(batch_size):
-                loss = F.mse_loss(model(x[idx]).squeeze(-1), y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            model.eval()
-        test_mse, test_corr = _fit(model, data.x_test, data.y_test)
-        curves.append(
-            {"epoch": epoch, "train_mse": _fit(model, x, y)[0], "test_mse": test_mse, "output_target_corr": test_corr}
-        )
-        if probe is not None and (epoch % probe_every == 0 or epoch == epochs):
-            probes += _probe_rows(probe.measure(x, objective), epoch, start_masks)
-    return curves, probes
-
-
-def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, Any]]:
-    rows = []
-    for r in result.layers:
-        for tau in result.thresholds:
-            dormant, zero_grad = r.dormant_mask(tau), r.zero_gradient_mask(tau)
-            first = start_masks.setdefault((r.name, tau), (dormant, zero_grad))
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "layer": r.name,
-                    "kind": r.kind,
-                    "width": r.width,
-                    "tau": tau,
-                    "dormant_ratio": r.dormant_ratio(tau),
-                    "zero_gradient_ratio": r.zero_gradient_ratio(tau),
-                    "still_dormant": metrics.persistence(first[0], dormant),
-                    "still_zero_gradient": metrics.persistence(first[1], zero_grad),
-                }
-            )
-    for tau in result.thresholds:
-        rows.append(
-            {
-                "epoch": epoch,
-                "layer": "network",
-                "kind": "hidden_total",
-                "width": sum(r.width for r in result.hidden),
-                "tau": tau,
-                "dormant_ratio": result.dormant_ratio(tau),
-                "zero_gradient_ratio": result.zero_gradient_ratio(tau),
-                "still_dormant": math.nan,
-                "still_zero_gradient": math.nan,
-            }
-        )
-    return rows
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The experiment
-# ----------------------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class TransferConfig:
     """Transfer PPO critics to Eq. 1 (paper Sec. 3.2), its input-permuted control and a similar return-regression task,
@@ -349,7 +129,7 @@ class TransferConfig:
     """If given, one per checkpoint: refuse a checkpoint whose critic uses another activation."""
     random_inits: tuple[RandomInit, ...] = ("ppo", "torch")
     """Random-init arms: ``ppo``, PPO's orthogonal init; ``torch``, PyTorch's default nn.Linear init (see
-    random_critic)."""
+    ocp.pretrained.random_critic)."""
     out_dir: Path = Path("results/transfer")
     """Where curves.csv, probe.csv, summary.csv, linear_floor.csv and config.json are written."""
     tasks: tuple[Task, ...] = TASKS

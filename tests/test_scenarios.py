@@ -19,7 +19,8 @@ from ocp.envs import make_env
 from ocp.interventions import GradientReDo, L2Init, ReDo, ShrinkPerturb, WeightClipping
 from ocp.probe import PlasticityProbe
 from ocp.runlog import load_masks, mask_key
-from ocp.scenarios import Scenario, SwitchMonitor, TaskSwitchEnv, recovery_rows
+from ocp.scenarios import Scenario, TaskSwitchEnv
+from ocp.switch_analysis import SwitchMonitor, recovery_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -17,6 +17,8 @@ from torch import nn
 from ocp.agent import Agent
 from ocp.checkpoint import load_checkpoint, save_checkpoint
 from ocp.ppo import PPOConfig, train
+from ocp.pretrained import load_pretrained, pretrained_critic, random_critic
+from ocp.regression import train_regressor
 from ocp.regression_tasks import (
     EQ1_PERMUTED_INDICES,
     RegressionData,
@@ -27,17 +29,7 @@ from ocp.regression_tasks import (
     rollout_returns,
     truncated_discounted_returns,
 )
-from ocp.transfer import (
-    TransferConfig,
-    _prepare,
-    load_pretrained,
-    main,
-    pretrained_critic,
-    random_critic,
-    replicate_seed,
-    run_transfer,
-    train_regressor,
-)
+from ocp.transfer import TransferConfig, _prepare, main, replicate_seed, run_transfer
 
 # ---------------------------------------------------------------------------------------------------------------
 # Eq. 1
