@@ -52,21 +52,11 @@ def test_ppo_iteration(timed):
     optimizer = make_optimizer(agent, cfg)
     raw, _ = envs.reset(seed=0)
     state = LoopState(agent.normalize_obs(raw, True), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64), deque())
-    collector = RolloutCollector(agent, envs, RolloutSettings(cfg.num_steps, cfg.gamma, True, cfg.reward_norm_reset))
+    collector = RolloutCollector(agent, envs, RolloutSettings.from_config(cfg))
     learner = PPOUpdate(
         agent,
         optimizer,
-        UpdateSettings(
-            cfg.update_epochs,
-            cfg.num_minibatches,
-            cfg.norm_adv,
-            cfg.clip_coef,
-            cfg.clip_vloss,
-            cfg.ent_coef,
-            cfg.vf_coef,
-            cfg.max_grad_norm,
-            cfg.target_kl,
-        ),
+        UpdateSettings.from_config(cfg),
     )
     buf = Rollout.empty(cfg.num_steps, 1, 17, 6)
     generator = torch.Generator().manual_seed(0)

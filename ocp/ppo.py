@@ -701,9 +701,10 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
     cfg.validate()
     obs_dim, act_dim = check_env(cfg.env_id, cfg.max_episode_steps)
     run_dir = cfg.resolved_run_dir()
-    checkpoint = _prepare_run_dir(cfg, run_dir)
-    if checkpoint == "finished":
+    start = _prepare_run_dir(cfg, run_dir)
+    if start.finished:
         return None
+    checkpoint = start.checkpoint
 
     # ----- seeding, agent, optimiser, environments -----
     torch.set_num_threads(cfg.torch_threads)
@@ -763,23 +764,11 @@ def _train(cfg: PPOConfig, stop_after_updates: Optional[int]) -> Optional[Path]:
     delete_masks_after(run_dir, state.update)
     logs.open(state)
 
-    collector = RolloutCollector(
-        agent, envs, RolloutSettings(cfg.num_steps, cfg.gamma, cfg.bootstrap_truncation, cfg.reward_norm_reset)
-    )
+    collector = RolloutCollector(agent, envs, RolloutSettings.from_config(cfg))
     learner = PPOUpdate(
         agent,
         optimizer,
-        UpdateSettings(
-            cfg.update_epochs,
-            cfg.num_minibatches,
-            cfg.norm_adv,
-            cfg.clip_coef,
-            cfg.clip_vloss,
-            cfg.ent_coef,
-            cfg.vf_coef,
-            cfg.max_grad_norm,
-            cfg.target_kl,
-        ),
+        UpdateSettings.from_config(cfg),
         intervention if cfg.intervention.name != "none" else None,
         networks,
     )
@@ -1003,9 +992,17 @@ def _write_recovery(run_dir: Path, cfg: PPOConfig) -> None:
 # ======================================================================================================================
 
 
-def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
-    """Decide what to do with ``run_dir`` before anything is built: returns the checkpoint to resume from, ``None``
-    to start from scratch, or ``"finished"``. Raises ``ValueError`` for every refusal."""
+@dataclass(frozen=True)
+class RunStart:
+    """Where a run starts: from scratch (no checkpoint), from ``checkpoint``, or not at all (``finished``)."""
+
+    checkpoint: Optional[dict[str, Any]] = None
+    finished: bool = False
+
+
+def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> RunStart:
+    """Decide what to do with ``run_dir`` before anything is built (see :class:`RunStart`). Raises ``ValueError`` for
+    every refusal."""
     config_path = run_dir / "config.json"
     saved = json.loads(config_path.read_text()) if config_path.is_file() else None
     if cfg.resume:
@@ -1018,17 +1015,17 @@ def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
         if found is None:  # killed before its first checkpoint: start again in place
             _clear_outputs(run_dir)
             atomic_write_json(config_path, cfg.to_dict())
-            return None
+            return RunStart()
         path, checkpoint = found
         if checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(
                 f"cannot resume: {path} has checkpoint format {checkpoint.get('format')!r}, this version writes and "
-                f"reads format {CHECKPOINT_FORMAT} (its optimiser state differs); start the run again with --overwrite"
+                f"reads format {CHECKPOINT_FORMAT} (what it holds differs); start the run again with --overwrite"
             )
         if checkpoint["finished"]:
             print(f"{run_dir}: run already finished at step {checkpoint['global_step']}; nothing to do")
-            return "finished"
-        return checkpoint
+            return RunStart(finished=True)
+        return RunStart(checkpoint)
     if saved is not None:
         if cfg.overwrite:
             shutil.rmtree(run_dir)
@@ -1037,7 +1034,7 @@ def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
             found = load_latest_checkpoint(run_dir)
             if found is not None and found[1]["finished"]:
                 print(f"{run_dir}: run already finished; nothing to do (pass --overwrite to train again)")
-                return "finished"
+                return RunStart(finished=True)
             raise ValueError(
                 f"{run_dir} holds an unfinished run: pass --resume to continue it or --overwrite to restart"
             )
@@ -1045,7 +1042,7 @@ def _prepare_run_dir(cfg: PPOConfig, run_dir: Path) -> Any:
         raise ValueError(f"{run_dir} exists, is not empty and holds no run config; choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config_path, cfg.to_dict())
-    return None
+    return RunStart()
 
 
 def _refuse_config_change(saved: dict[str, Any], cfg: PPOConfig, run_dir: Path) -> None:

@@ -14,6 +14,7 @@ the default, the two are the same.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,11 @@ class RolloutSettings:
     gamma: float
     bootstrap_truncation: bool
     reward_norm_reset: str  # "termination" or "episode_end"
+
+    @classmethod
+    def from_config(cls, config: Any) -> RolloutSettings:
+        """The settings a run config (``PPOConfig``) holds under the same names."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 class RolloutCollector:

@@ -22,9 +22,10 @@ The gradient is clipped to a global norm and applied by ``ocp.flat_adam.FlatAdam
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -49,6 +50,11 @@ class UpdateSettings:
     vf_coef: float
     max_grad_norm: float
     target_kl: Optional[float]
+
+    @classmethod
+    def from_config(cls, config: Any) -> UpdateSettings:
+        """The settings a run config (``PPOConfig``) holds under the same names."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 class PPOUpdate:

@@ -166,7 +166,7 @@ def _rollout(
     )
     buf = Rollout.empty(num_steps, num_envs, obs_dim, act_dim)
     low, high = envs.single_action_space.low, envs.single_action_space.high
-    settings = RolloutSettings(cfg.num_steps, cfg.gamma, cfg.bootstrap_truncation, cfg.reward_norm_reset)
+    settings = RolloutSettings.from_config(cfg)
     episodes = RolloutCollector(agent, envs, settings).collect(state, buf, torch.Generator().manual_seed(0))
     envs.close()
     if out is not None:
