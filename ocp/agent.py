@@ -145,7 +145,7 @@ def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
 
 
 class Agent(nn.Module):
-    """Gaussian policy ``N(actor_mean(o), exp(actor_logstd))`` and value ``critic(o)`` on normalised observations."""
+    """Gaussian policy ``N(actor(o), exp(actor_logstd))`` and value ``critic(o)`` on normalised observations."""
 
     def __init__(
         self,
@@ -161,7 +161,7 @@ class Agent(nn.Module):
         norm_epsilon: float = 1e-8,
     ):
         super().__init__()
-        self.actor_mean = mlp(obs_dim, tuple(hidden_sizes), act_dim, activation, out_gain=0.01)
+        self.actor = mlp(obs_dim, tuple(hidden_sizes), act_dim, activation, out_gain=0.01)
         self.critic = mlp(obs_dim, tuple(hidden_sizes), 1, activation, out_gain=1.0)
         self.actor_logstd = nn.Parameter(torch.full((1, act_dim), float(init_log_std)))
         self.obs_rms = RunningMeanStd((obs_dim,))
@@ -189,6 +189,11 @@ class Agent(nn.Module):
         state, config = payload["agent"], payload["config"]
         if not isinstance(config, dict) or not isinstance(state, dict):
             raise ValueError(f"{source}: the checkpoint's 'config' and 'agent' entries must be dicts")
+        # Earlier versions named the policy network ``actor_mean``.
+        state = {
+            ("actor." + k.removeprefix("actor_mean.") if k.startswith("actor_mean.") else k): v
+            for k, v in state.items()
+        }
         if config.get("activation") not in ACTIVATIONS:
             raise ValueError(
                 f"{source}: the checkpoint's config has activation {config.get('activation')!r}, expected one of "
@@ -257,14 +262,14 @@ class Agent(nn.Module):
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(log π(a|o), entropy, V(o)) for a batch of normalised observations and actions."""
-        mean = self.actor_mean(obs)
+        mean = self.actor(obs)
         log_std = self.actor_logstd.expand_as(mean)
         return gaussian_log_prob(mean, log_std, actions), gaussian_entropy(log_std), self.value(obs)
 
     @torch.no_grad()
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """(action, log π(action|o), V(o)) for normalised observations, drawing the noise from ``generator``."""
-        mean = self.actor_mean(obs)
+        mean = self.actor(obs)
         log_std = self.actor_logstd.expand_as(mean)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         action = mean + torch.exp(log_std) * noise
@@ -279,7 +284,7 @@ class Agent(nn.Module):
         """Action for raw environment observations, normalised with the stored (frozen) statistics — for evaluation."""
         obs = torch.from_numpy(self.normalize_obs(raw_obs, update=False))
         if deterministic:
-            return self.actor_mean(obs)
+            return self.actor(obs)
         if generator is None:
             raise ValueError("a stochastic action needs a torch.Generator for its noise")
         return self.sample(obs, generator)[0]

@@ -396,7 +396,7 @@ def build_intervention(cfg: PPOConfig) -> Intervention:
 
 def intervention_networks(agent: Agent) -> dict[str, nn.Sequential]:
     """The networks an intervention acts on, named as the probe results (``PlasticityRecorder.measure``) name them."""
-    return {"actor": agent.actor_mean, "critic": agent.critic}
+    return {"actor": agent.actor, "critic": agent.critic}
 
 
 #: Fields that may differ between a run and its resume: they do not change what is computed.
@@ -501,7 +501,7 @@ PLASTICITY_COLUMNS = [
 
 
 class PlasticityRecorder:
-    """Runs :class:`ocp.probe.PlasticityProbe` on actor (``agent.actor_mean``) and critic with the training objective.
+    """Runs :class:`ocp.probe.PlasticityProbe` on actor (``agent.actor``) and critic with the training objective.
 
     Objectives are the parts of the PPO loss that reach each network: actor ``policy_loss − ent_coef·entropy`` (the
     entropy of a state-independent Gaussian does not depend on the actor MLP, so it adds no gradient there), critic
@@ -526,7 +526,7 @@ class PlasticityRecorder:
         self.l2_weight_decay = optimizer_weight_decay(cfg) if optimised else 0.0
         self.thresholds = tuple(cfg.probe_thresholds)
         self.probes = {}
-        for net in ("actor_mean", "critic"):
+        for net in ("actor", "critic"):
             model: nn.Sequential = getattr(agent, net)
             reference = {
                 name: (initial_state[f"{net}.{name}.weight"], initial_state[f"{net}.{name}.bias"])
@@ -549,7 +549,7 @@ class PlasticityRecorder:
             ls = log_std.expand_as(mean)
             logp = gaussian_log_prob(mean, ls, batch["actions"])
             loss = policy_loss(logp, batch["logprobs"], adv, cfg.clip_coef) - cfg.ent_coef * gaussian_entropy(ls).mean()
-            return self._with_regularisers(loss, "actor", agent.actor_mean)
+            return self._with_regularisers(loss, "actor", agent.actor)
 
         def critic_objective(v: torch.Tensor) -> torch.Tensor:
             new_v = v.squeeze(-1)
@@ -557,7 +557,7 @@ class PlasticityRecorder:
             return self._with_regularisers(loss, "critic", agent.critic)
 
         return {
-            "actor": self.probes["actor_mean"].measure(batch["obs"], actor_objective),
+            "actor": self.probes["actor"].measure(batch["obs"], actor_objective),
             "critic": self.probes["critic"].measure(batch["obs"], critic_objective),
         }
 

@@ -111,7 +111,7 @@ class RolloutCollector:
 
     def __init__(self, agent: Agent, envs: Any, settings: RolloutSettings):
         self.agent, self.envs, self.settings = agent, envs, settings
-        self.actor, self.critic = NumpyMLP(agent.actor_mean), NumpyMLP(agent.critic)
+        self.actor, self.critic = NumpyMLP(agent.actor), NumpyMLP(agent.critic)
         self.low = envs.single_action_space.low.astype(np.float32)
         self.high = envs.single_action_space.high.astype(np.float32)
 

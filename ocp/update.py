@@ -72,7 +72,7 @@ class PPOUpdate:
     ):
         self.agent, self.optimizer, self.settings = agent, optimizer, settings
         self.intervention, self.networks = intervention, networks
-        self.actor, self.critic = NumpyMLP(agent.actor_mean), NumpyMLP(agent.critic)
+        self.actor, self.critic = NumpyMLP(agent.actor), NumpyMLP(agent.critic)
         self.log_std = agent.actor_logstd.detach().numpy()[0]  # shares memory with the parameter
         grads = optimizer.grad_view
         self.actor_grads = ([grads(m.weight) for m in self.actor.linears], [grads(m.bias) for m in self.actor.linears])

@@ -107,7 +107,7 @@ def test_agent_normalisers_clip_and_are_saved_buffers():
 @pytest.mark.parametrize("activation,module", [("relu", nn.ReLU), ("identity", nn.Identity), ("tanh", nn.Tanh)])
 def test_agent_activations_are_modules_the_probe_finds(activation, module):
     agent = Agent(5, 2, hidden_sizes=(8, 6), activation=activation)
-    for net in (agent.actor_mean, agent.critic):
+    for net in (agent.actor, agent.critic):
         assert isinstance(net, nn.Sequential)
         assert [type(m) for m in net] == [nn.Linear, module, nn.Linear, module, nn.Linear]
         res = PlasticityProbe(net).measure(torch.randn(16, 5), "output_sum")
@@ -118,12 +118,12 @@ def test_agent_activations_are_modules_the_probe_finds(activation, module):
 def test_agent_initialisation_and_sampling():
     torch.manual_seed(0)
     agent = Agent(4, 3, hidden_sizes=(16,))
-    w = agent.actor_mean[0].weight
+    w = agent.actor[0].weight
     torch.testing.assert_close(w.T @ w, 2.0 * torch.eye(4), atol=1e-5, rtol=0)  # (16, 4): orthogonal columns, gain √2
     assert torch.all(agent.critic[0].bias == 0)
     obs = torch.randn(5, 4)
     action, logp, value = agent.sample(obs, torch.Generator().manual_seed(1))
-    mean = agent.actor_mean(obs)
+    mean = agent.actor(obs)
     torch.testing.assert_close(logp, gaussian_log_prob(mean, agent.actor_logstd.expand_as(mean), action))
     torch.testing.assert_close(value, agent.critic(obs).squeeze(-1))
     a2, _, _ = agent.sample(obs, torch.Generator().manual_seed(1))
@@ -525,7 +525,7 @@ def test_flushing_blocks_nest_and_the_probe_measures_in_ieee_mode():
     # training loop flushes.
     agent = Agent(2, 1, hidden_sizes=(2,), activation="relu")
     with torch.no_grad():
-        for net in (agent.actor_mean, agent.critic):
+        for net in (agent.actor, agent.critic):
             net[0].weight.zero_()
             net[0].bias.copy_(torch.tensor([1e-39, 1.0]))
     cfg = PPOConfig(hidden_sizes=(2,), activation="relu")
@@ -552,3 +552,16 @@ def test_cli_selects_an_intervention_and_its_parameters():
     cfg = parse(["cleanrl", "intervention:l2_init", "--intervention.no-keep-weight-decay"])
     assert cfg.intervention == L2Init(keep_weight_decay=False)
     assert PPOConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_a_checkpoint_of_an_earlier_version_loads_with_its_policy_weights():
+    """Earlier checkpoints named the policy network ``actor_mean``; Agent.from_checkpoint reads them."""
+    torch.manual_seed(0)
+    agent = Agent(5, 2, hidden_sizes=(8,), activation="relu")
+    old = {
+        k.replace("actor.", "actor_mean.", 1) if k.startswith("actor.") else k: v for k, v in agent.state_dict().items()
+    }
+    assert "actor_mean.0.weight" in old
+    loaded, config = Agent.from_checkpoint({"agent": old, "config": {"activation": "relu"}}, "old.ckpt")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in agent.state_dict().items())
+    assert config == {"activation": "relu"}

@@ -342,7 +342,7 @@ def test_gradient_redo_in_the_loop_keeps_the_optimiser_on_the_live_parameters(tm
 def test_weight_clipping_in_the_loop_bounds_every_weight(tmp_path):
     run = ppo.train(tiny(tmp_path / "clip", intervention=WeightClipping(kappa=1.0)))
     ckpt = load_latest_checkpoint(run)[1]
-    for net in ("actor_mean", "critic"):
+    for net in ("actor", "critic"):
         for layer in ("0", "2", "4"):
             fan_in = ckpt["agent"][f"{net}.{layer}.weight"].shape[1]
             bound = torch.tensor(1.0 / math.sqrt(fan_in))  # κ = 1; clamp_ rounds the bound to float32

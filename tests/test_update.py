@@ -62,7 +62,7 @@ def agent_with_optimizer(activation: str, seed: int = 0) -> tuple[Agent, FlatAda
     torch.manual_seed(seed)
     agent = Agent(OBS, ACT, hidden_sizes=(16, 12), activation=activation, init_log_std=-0.3)
     with torch.no_grad():
-        for net in (agent.actor_mean, agent.critic):
+        for net in (agent.actor, agent.critic):
             for m in net:
                 if isinstance(m, torch.nn.Linear):
                     m.weight.mul_(3.0)  # an actor output far from 0, so the ratios spread
@@ -151,7 +151,7 @@ def test_update_matches_a_torch_reference_loop(intervention):
     results = []
     for use_reference in (False, True):
         agent, opt = agent_with_optimizer("relu")
-        networks = {"actor": agent.actor_mean, "critic": agent.critic}
+        networks = {"actor": agent.actor, "critic": agent.critic}
         hook = None
         if intervention != "none":
             hook = make_intervention(intervention, **({"coef": 0.5} if intervention == "l2_init" else {"kappa": 1.0}))
