@@ -22,7 +22,9 @@ Reads only the tables and stored masks of a results folder.
 
 from __future__ import annotations
 
+import argparse
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Optional, Sequence
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from ocp import metrics
+from ocp.atomic_files import atomic_write_bytes
 from ocp.runlog import mask_key
 from ocp.statistics import (
     INCONCLUSIVE,
@@ -45,7 +48,7 @@ from ocp.statistics import (
     paired_differences,
     sign_flip_test,
 )
-from ocp.tables import Results, to_float
+from ocp.tables import Results, to_float, unpack_tables
 from ocp.transfer_statistics import c2_verdict
 
 __all__ = [
@@ -714,28 +717,23 @@ def scale_table(results_roots: Sequence[str | Path], criteria: Criteria = Criter
     return "\n".join(lines) + "\n"
 
 
+def scale_table_of(sources: Sequence[str | Path]) -> str:
+    """:func:`scale_table` of results folders or archives of ``ocp.tables.pack_tables``, smallest scale first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        roots = [unpack_tables(p, Path(tmp) / str(i)) if Path(p).is_file() else Path(p) for i, p in enumerate(sources)]
+        return scale_table(roots)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """``python -m ocp.report FOLDER_OR_ARCHIVE ... [--out FILE]``: the scale table of the given results (folders, or
     archives of ``ocp.tables.pack_tables`` such as ``docs/tables/quick.tar.gz``), smallest scale first."""
-    import argparse
-    import tempfile
-
-    from ocp.tables import unpack_tables
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("results", nargs="+", help="results folders or tables archives, one per scale")
     parser.add_argument("--out", default=None, help="write the table here (default: print it)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        roots = [
-            unpack_tables(p, Path(tmp) / str(i)) if Path(p).is_file() else Path(p) for i, p in enumerate(args.results)
-        ]
-        table = scale_table(roots)
+    table = scale_table_of(args.results)
     if args.out:
-        out = Path(args.out)
-        tmp_out = out.with_suffix(out.suffix + ".tmp")
-        tmp_out.write_text(table)
-        tmp_out.replace(out)
+        atomic_write_bytes(args.out, table.encode())
     else:
         print(table, end="")
 

@@ -17,7 +17,7 @@ import pytest
 from ocp import experiments
 from ocp.figures import FIGURES, draw_all
 from ocp.ppo import PPOConfig
-from ocp.report import write_report
+from ocp.report import scale_table_of, write_report
 from ocp.tables import pack_tables, unpack_tables
 
 
@@ -167,7 +167,7 @@ def test_subset_of_a_preset_keeps_its_run_directories(tmp_path):
         experiments.subset(paper, seeds=[7])
 
 
-@pytest.mark.parametrize("preset", ["quick", "paper"])
+@pytest.mark.parametrize("preset", ["quick", "standard", "paper"])
 def test_committed_report_follows_from_committed_tables(preset, tmp_path):
     """docs/results-<preset>.md is what the committed tables give: unpack them, write the report, compare everything
     above the theory section (which `python -m theory.report` computes, not the tables)."""
@@ -275,3 +275,13 @@ def test_committed_quick_runs_are_what_the_quick_preset_plans(tmp_path):
         "l2_init",
         "weight_clipping",
     }
+
+
+def test_committed_scale_table_follows_from_committed_tables():
+    """docs/results-scales.md holds the table `python -m ocp.report` prints for the committed archives it names."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    text = (docs / "results-scales.md").read_text()
+    archives = text.split("python -m ocp.report ", 1)[1].split("\n", 1)[0].split()
+    assert archives and all(a.startswith("docs/tables/") for a in archives)
+    table = scale_table_of([docs.parent / a for a in archives])
+    assert table.strip() in text
