@@ -33,6 +33,7 @@ from tqdm import tqdm
 from ocp.atomic_files import atomic_write_json, stable_key
 from ocp.interventions import INTERVENTIONS, GradientReDo, Intervention
 from ocp.ppo import RUNTIME_FIELDS, PPOConfig, presets, train
+from ocp.regression_tasks import ReturnTaskSpec
 from ocp.tables import write_scenario_tables
 from ocp.transfer import TransferConfig, run_transfer
 
@@ -117,8 +118,7 @@ PRESETS: dict[str, GridPreset] = {
             n_train=200,
             n_test=200,
             probe_every=1,
-            similar_horizon=100,
-            similar_states_per_episode=100,
+            similar_task=ReturnTaskSpec(horizon=100, states_per_episode=100),
         ),
         scenarios=ScenarioGrid(
             arms=("none", "gradient_perturb", "l2_init"),

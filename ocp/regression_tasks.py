@@ -213,13 +213,21 @@ class ReturnTaskSpec:
     """How the similar-task data is collected (see :func:`collect_return_data`)."""
 
     env_id: str = "HalfCheetah-v4"
+    """Environment of the similar task (HalfCheetah's reward terms are needed)."""
     reward_run_weight: float = 1.0
+    """Weight of HalfCheetah's forward-velocity reward term in the similar task (1 as in training)."""
     reward_ctrl_weight: float = 2.0
+    """Weight of the (negative) control-cost term; 1 is the training reward, so the default doubles the cost."""
     gamma: float = 0.99
+    """Discount of the similar task's returns (PPO's)."""
     horizon: int = 500
+    """Rewards summed per target (γ^500 ≈ 0.007, so the truncation is small); episodes run long enough for it."""
     states_per_episode: int = 500
+    """States kept per episode; train and test use ⌈n / this⌉ separate episodes each."""
     state_stride: int = 2
+    """Keep every k-th state of an episode (consecutive states are nearly identical)."""
     deterministic: bool = False
+    """Roll out the policy's mean action instead of sampling (the critic learned the stochastic policy's value)."""
 
     def validate(self) -> None:
         if self.horizon < 1 or self.states_per_episode < 1 or self.state_stride < 1:

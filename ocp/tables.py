@@ -263,6 +263,7 @@ def merge_results(
     scaled_down: str,
     ignore: Iterable[str] = ("seed", "run_dir", "exp_name"),
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+    upgrade_transfer: Callable[[dict[str, Any]], dict[str, Any]] = dict,
 ) -> Path:
     """Join results folders of one preset that hold different runs (other seeds, computed on other machines or at
     other times) into one results folder at ``root``, as if one invocation had run them all.
@@ -272,8 +273,9 @@ def merge_results(
     named in the Scale line). The transfer experiment's per-regressor curves are concatenated
     and its summary recomputed from them, which gives what one transfer over all critics gives: a critic's regressors
     depend on that critic, its PPO seed and the regression seed only. ``scaled_down`` becomes the Scale line;
-    ``upgrade`` brings each stored run config to one layout before they are compared (``ocp.ppo.upgrade_config_dict``
-    for configs written by different versions).
+    ``upgrade`` and ``upgrade_transfer`` bring each stored run config and transfer config to one layout before they
+    are compared (``ocp.ppo.upgrade_config_dict``, ``ocp.transfer.upgrade_transfer_config_dict``: for results written
+    by different versions).
     """
     from ocp.transfer_statistics import (  # numpy only; kept local like its one caller
         SUMMARY_COLUMNS,
@@ -332,9 +334,13 @@ def merge_results(
 
     transfer_dirs = {src: src / i["transfer_dir"] for src, i in indexes.items()}
     infos = {src: json.loads((d / "config.json").read_text()) for src, d in transfer_dirs.items()}
-    differ, _ = _config_conflicts({str(s): i["config"] for s, i in infos.items()}, _TRANSFER_CRITIC_FIELDS)
-    if differ:
-        raise ValueError("the transfer experiments differ in " + "; ".join(differ))
+    for info in infos.values():
+        info["config"] = upgrade_transfer(info["config"])
+    differ, partial = _config_conflicts({str(s): i["config"] for s, i in infos.items()}, _TRANSFER_CRITIC_FIELDS)
+    if differ or partial:
+        # A setting only some transfer configs record cannot be shown to agree: refuse rather than guess.
+        reasons = differ + [f"{k} (only some have it)" for k in partial]
+        raise ValueError("the transfer experiments differ in " + "; ".join(reasons))
     floors = {(d / "linear_floor.csv").read_bytes() for d in transfer_dirs.values()}
     if len(floors) != 1:
         raise ValueError("the transfer experiments' linear_floor.csv differ")

@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Optional, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -159,22 +159,8 @@ class TransferConfig:
     eq1_inputs: InputMode = "raw"
     """``raw``: X straight into the network (our choice; the paper does not mention the observation normaliser);
     ``checkpoint``: through the checkpoint's normaliser."""
-    similar_env_id: str = "HalfCheetah-v4"
-    """Environment of the similar task (HalfCheetah's reward terms are needed)."""
-    similar_reward_run_weight: float = 1.0
-    """Weight of HalfCheetah's forward-velocity reward term in the similar task (1 as in training)."""
-    similar_reward_ctrl_weight: float = 2.0
-    """Weight of the (negative) control-cost term; 1 is the training reward, so the default doubles the cost."""
-    similar_gamma: float = 0.99
-    """Discount of the similar task's returns (PPO's)."""
-    similar_horizon: int = 500
-    """Rewards summed per target (γ^500 ≈ 0.007, so the truncation is small); episodes run long enough for it."""
-    similar_states_per_episode: int = 500
-    """States kept per episode; train and test use ⌈n / this⌉ separate episodes each."""
-    similar_state_stride: int = 2
-    """Keep every k-th state of an episode (consecutive states are nearly identical)."""
-    similar_deterministic: bool = False
-    """Roll out the policy's mean action instead of sampling (the critic learned the stochastic policy's value)."""
+    similar_task: ReturnTaskSpec = dataclasses.field(default_factory=ReturnTaskSpec)
+    """The similar task: which returns of which environment, and how its states are sampled."""
     similar_policy: Optional[Path] = None
     """Checkpoint (or run dir) whose policy collects the similar-task states; default each checkpoint's own policy."""
     similar_inputs: InputMode = "checkpoint"
@@ -246,19 +232,17 @@ class TransferConfig:
             f"x_distribution must be one of {X_DISTRIBUTIONS}, got {self.x_distribution!r}",
         )
         need(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
-        self.return_spec().validate()
+        self.similar_task.validate()
 
-    def return_spec(self) -> ReturnTaskSpec:
-        return ReturnTaskSpec(
-            self.similar_env_id,
-            self.similar_reward_run_weight,
-            self.similar_reward_ctrl_weight,
-            self.similar_gamma,
-            self.similar_horizon,
-            self.similar_states_per_episode,
-            self.similar_state_stride,
-            self.similar_deterministic,
-        )
+
+def upgrade_transfer_config_dict(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored ``TransferConfig`` dict in today's layout: earlier versions kept the similar task's settings in flat
+    ``similar_<field>`` entries, now ``similar_task``. A field an earlier version did not have stays absent."""
+    values = dict(stored)
+    names = [f.name for f in dataclasses.fields(ReturnTaskSpec)]
+    if "similar_task" not in values and any(f"similar_{n}" in values for n in names):
+        values["similar_task"] = {n: values.pop(f"similar_{n}") for n in names if f"similar_{n}" in values}
+    return values
 
 
 def _prepare(data: RegressionData, p: PretrainedAgent, inputs: InputMode, target_scale: TargetScale) -> RegressionData:
@@ -312,7 +296,7 @@ def _load_groups(cfg: TransferConfig) -> tuple[list[Critic], Optional[Pretrained
     seeds within an arm) and the optional shared similar-task policy."""
     task_dims = {"eq1": EQ1_INPUT_DIM, "eq1_permuted": EQ1_INPUT_DIM}
     if "similar" in cfg.tasks:
-        task_dims["similar"] = check_env(cfg.similar_env_id)[0]
+        task_dims["similar"] = check_env(cfg.similar_task.env_id)[0]
     critics = []
     for i, path in enumerate(cfg.checkpoints):
         p = load_pretrained(
@@ -401,11 +385,11 @@ def transfer_seed(cfg: TransferConfig, seed: int) -> dict[str, Any]:
                     if shared_policy is not None:
                         if pair_seed not in shared_returns:
                             shared_returns[pair_seed] = collect_return_data(
-                                shared_policy.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, pair_seed
+                                shared_policy.agent, cfg.similar_task, cfg.n_train, cfg.n_test, pair_seed
                             )
                         raw = shared_returns[pair_seed]
                     else:
-                        raw = collect_return_data(p.agent, cfg.return_spec(), cfg.n_train, cfg.n_test, pair_seed)
+                        raw = collect_return_data(p.agent, cfg.similar_task, cfg.n_train, cfg.n_test, pair_seed)
                     data = _prepare(raw, p, cfg.similar_inputs, cfg.similar_target_scale)
                 for init in inits:
                     for lr in cfg.lrs:

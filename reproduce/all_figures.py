@@ -32,6 +32,7 @@ from ocp.figures import draw_all  # noqa: E402
 from ocp.ppo import upgrade_config_dict  # noqa: E402
 from ocp.report import write_report  # noqa: E402
 from ocp.tables import merge_results, pack_tables, unpack_tables  # noqa: E402
+from ocp.transfer import upgrade_transfer_config_dict  # noqa: E402
 
 
 def theory_table() -> str:
@@ -57,7 +58,9 @@ def merge_sources(sources: list[str], results: Path) -> Path:
         switches = any(index.get("scenario_runs") for index in indexes)
         chosen = subset(PRESETS[preset], None if set(seeds) == set(PRESETS[preset].seeds) else seeds, switches)
         line = f"{chosen.scaled_down}; joined from {len(folders)} result sets"
-        return merge_results(folders, results / preset, line, upgrade=upgrade_config_dict)
+        return merge_results(
+            folders, results / preset, line, upgrade=upgrade_config_dict, upgrade_transfer=upgrade_transfer_config_dict
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -11,6 +11,7 @@ import pytest
 from ocp.atomic_files import write_csv
 from ocp.ppo import upgrade_config_dict
 from ocp.tables import merge_results, unpack_tables
+from ocp.transfer import upgrade_transfer_config_dict
 from ocp.transfer_statistics import SUMMARY_COLUMNS, summarise
 
 QUICK = Path(__file__).resolve().parents[1] / "docs" / "tables" / "quick.tar.gz"
@@ -151,3 +152,19 @@ def test_configs_written_by_different_versions_compare_by_meaning(quick, tmp_pat
         merge_results([a, b2], tmp_path / "out", "joined")
     merged = merge_results([a, b2], tmp_path / "out", "joined", upgrade=upgrade_config_dict)
     assert json.loads((merged / "index.json").read_text())["scaled_down"] == "joined"
+
+
+def test_transfer_configs_written_by_different_versions_compare_by_meaning(quick, tmp_path):
+    """Part b's transfer config in today's layout (the similar task as one entry) against part a's flat one."""
+    _, a, b = quick
+    b2 = tmp_path / "b2"
+    shutil.copytree(b, b2)
+    path = b2 / json.loads((b2 / "index.json").read_text())["transfer_dir"] / "config.json"
+    info = json.loads(path.read_text())
+    assert "similar_horizon" in info["config"]
+    info["config"] = upgrade_transfer_config_dict(info["config"])
+    assert info["config"]["similar_task"]["horizon"] == 500 and "similar_horizon" not in info["config"]
+    path.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="the transfer experiments differ in similar_"):
+        merge_results([a, b2], tmp_path / "out", "joined")
+    merge_results([a, b2], tmp_path / "out", "joined", upgrade_transfer=upgrade_transfer_config_dict)

@@ -400,9 +400,7 @@ def test_end_to_end_tiny(tmp_path, ppo_run):
         batch_size=16,
         n_train=40,
         n_test=30,
-        similar_horizon=5,
-        similar_states_per_episode=20,
-        similar_state_stride=1,
+        similar_task=ReturnTaskSpec(horizon=5, states_per_episode=20, state_stride=1),
         probe_every=2,
     )
     result = run_transfer(cfg)
@@ -546,9 +544,7 @@ def test_similar_task_with_another_policy(tmp_path, ppo_run):
         epochs=1,
         n_train=10,
         n_test=10,
-        similar_horizon=3,
-        similar_states_per_episode=10,
-        similar_state_stride=1,
+        similar_task=ReturnTaskSpec(horizon=3, states_per_episode=10, state_stride=1),
         similar_policy=older,
         probe_every=0,
         random_inits=("ppo",),
@@ -574,7 +570,7 @@ def test_similar_task_with_another_policy(tmp_path, ppo_run):
         (dict(eq1_permutation=(0,) * 17), "permutation must hold each of 0 … 16 once"),
         (dict(x_distribution="laplace"), "x_distribution must be one of"),
         (dict(x_scale=0.0), "x_scale > 0"),
-        (dict(similar_gamma=1.5), "gamma must be in"),
+        (dict(similar_task=ReturnTaskSpec(gamma=1.5)), "gamma must be in"),
         (dict(alpha=0.5), "alpha must be in"),
     ],
 )
