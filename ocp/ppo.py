@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from ocp import metrics
 from ocp.agent import ACTIVATIONS, Activation, Agent, RunningMeanStd, gaussian_entropy, gaussian_log_prob
-from ocp.atomic_files import atomic_write_json
+from ocp.atomic_files import atomic_write_json, write_csv
 from ocp.checkpoint import (
     CHECKPOINT_DIR,
     GeneratorState,
@@ -63,7 +63,7 @@ from ocp.interventions import INTERVENTIONS, Intervention, intervention_from_dic
 from ocp.probe import PlasticityProbe, ProbeResult
 from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.runlog import MASK_DIR, CsvLog, delete_masks_after, mask_key, save_masks
-from ocp.scenarios import Scenario, TaskSwitchEnv
+from ocp.scenarios import Scenario, ScenarioName, TaskSwitchEnv
 from ocp.switch_analysis import RECOVERY_COLUMNS, SWITCH_COLUMNS, SwitchMonitor, recovery_rows
 from ocp.update import PPOUpdate, UpdateSettings
 
@@ -207,7 +207,7 @@ class PPOConfig:
     penalty differs between arms under ``loss``. Dormancy does not depend on this choice."""
 
     # ----- task switches (ocp.scenarios) -----
-    scenario: Literal["none", "reverse", "ctrl_cost", "mass", "friction", "permute_obs"] = "none"
+    scenario: ScenarioName = "none"
     """Task switched every ``scenario_period`` steps (task 0, 1, 0, ...): ``reverse`` negates the forward-reward weight,
     ``ctrl_cost`` multiplies the control-cost weight by ``scenario_scale``, ``mass`` every body's mass and inertia,
     ``friction`` every geom's friction; ``permute_obs`` permutes the observation vector. ``none``: stationary."""
@@ -980,11 +980,7 @@ def _write_recovery(run_dir: Path, cfg: PPOConfig) -> None:
         cfg.return_window,
         cfg.recovery_fraction,
     )
-    tmp = run_dir / "recovery.csv.tmp"
-    log = CsvLog(tmp, RECOVERY_COLUMNS, truncate_to=0)
-    log.write(rows)
-    log.close()
-    tmp.replace(run_dir / "recovery.csv")
+    write_csv(run_dir / "recovery.csv", rows, RECOVERY_COLUMNS)
 
 
 # ======================================================================================================================

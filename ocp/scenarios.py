@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import mujoco
 import numpy as np
 
-__all__ = ["SCENARIOS", "Scenario", "TaskSwitchEnv"]
+__all__ = ["SCENARIOS", "ScenarioName", "Scenario", "TaskSwitchEnv"]
 
 #: Scenario names; ``none`` is a stationary run.
 SCENARIOS = ("none", "reverse", "ctrl_cost", "mass", "friction", "permute_obs")
+ScenarioName = Literal[SCENARIOS]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
