@@ -474,7 +474,7 @@ def _entering_per_seed(view: Results, arm: str, tau: float) -> list[float]:
     for run in view.runs_of(arm):
         per_switch: dict[str, float] = {}
         for row in view.table(run, "switches.csv"):
-            if row["layer"] == "network" and row["kind"] == "zero_gradient" and float(row["threshold"]) == tau:
+            if row["layer"] == "network" and row["unit_set"] == "zero_gradient" and float(row["tau"]) == tau:
                 per_switch[row["switch"]] = per_switch.get(row["switch"], 0.0) + to_float(row["entering"])
         out.append(sum(per_switch.values()) / len(per_switch) if per_switch else math.nan)
     return out

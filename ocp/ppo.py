@@ -11,7 +11,7 @@ Run directory (``PPOConfig.run_dir``)::
 
     config.json            the config (a resume must match it)
     metrics.csv            one row per update (METRIC_COLUMNS)
-    plasticity.csv         tidy: one row per (update, network, layer, metric, threshold) (PLASTICITY_COLUMNS)
+    plasticity.csv         tidy: one row per (update, network, layer, metric, tau) (PLASTICITY_COLUMNS)
     episodes.csv           one row per finished episode (raw return and length)
     masks/update_*.npz     per-neuron dormant / zero-gradient masks of each measurement, bit-packed (ocp.runlog)
     switches.csv           with a scenario: ratios and set changes around each task switch (ocp.switch_analysis)
@@ -491,11 +491,11 @@ PLASTICITY_COLUMNS = [
     "global_step",
     "network",
     "layer",
-    "kind",
+    "layer_kind",
     "width",
     "activation",
     "metric",
-    "threshold",
+    "tau",
     "value",
 ]
 
@@ -595,11 +595,11 @@ class PlasticityRecorder:
                     global_step=step,
                     network=net,
                     layer=layer,
-                    kind=kind,
+                    layer_kind=kind,
                     width=width,
                     activation=activation,
                     metric=metric,
-                    threshold=tau,
+                    tau=tau,
                     value=float(value),
                 )
             )
@@ -912,7 +912,7 @@ class RunLogs:
         if self.writer is not None:
             for row in rows:
                 if row["layer"] == "network" or row["metric"].endswith("_ratio"):
-                    tag = f"plasticity/{row['network']}/{row['layer']}/{row['metric']}@{row['threshold']}"
+                    tag = f"plasticity/{row['network']}/{row['layer']}/{row['metric']}@{row['tau']}"
                     self.writer.add_scalar(tag, row["value"], state.global_step)
 
     def update(self, state: LoopState, row: dict[str, Any], episodes: list[dict[str, Any]]) -> None:

@@ -161,7 +161,7 @@ class ProbeResult:
         for r in self.layers:
             base = {
                 "layer": r.name,
-                "kind": r.kind,
+                "layer_kind": r.kind,
                 "width": r.width,
                 "activation": r.activation,
                 "degenerate": r.degenerate,

@@ -85,7 +85,7 @@ def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, An
                 {
                     "epoch": epoch,
                     "layer": r.name,
-                    "kind": r.kind,
+                    "layer_kind": r.kind,
                     "width": r.width,
                     "tau": tau,
                     "dormant_ratio": r.dormant_ratio(tau),
@@ -99,7 +99,7 @@ def _probe_rows(result: Any, epoch: int, start_masks: dict) -> list[dict[str, An
             {
                 "epoch": epoch,
                 "layer": "network",
-                "kind": "hidden_total",
+                "layer_kind": "hidden_total",
                 "width": sum(r.width for r in result.hidden),
                 "tau": tau,
                 "dormant_ratio": result.dormant_ratio(tau),

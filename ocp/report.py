@@ -519,7 +519,7 @@ def _after_switch_zero_gradient(view: Results, arm: str, tau: float) -> dict[int
         values = [
             to_float(r["after_ratio"])
             for r in view.table(run, "switches.csv")
-            if r["layer"] == "network" and r["kind"] == "zero_gradient" and float(r["threshold"]) == tau
+            if r["layer"] == "network" and r["unit_set"] == "zero_gradient" and float(r["tau"]) == tau
         ]
         out[run.seed] = float(np.mean(values)) if values else math.nan
     return out

@@ -24,6 +24,7 @@ from ocp.statistics import mean_ci
 
 __all__ = [
     "read_csv",
+    "RENAMED_COLUMNS",
     "Results",
     "aggregate",
     "write_scenario_tables",
@@ -34,12 +35,30 @@ __all__ = [
 ]
 
 
+#: Columns earlier versions named otherwise, per table: "kind" meant the layer's kind in some tables and the unit set
+#: in others, "threshold" meant τ in some and a return level in another.
+RENAMED_COLUMNS: dict[str, dict[str, str]] = {
+    "plasticity.csv": {"kind": "layer_kind", "threshold": "tau"},
+    "switches.csv": {"kind": "unit_set", "threshold": "tau"},
+    "scenario_switches.csv": {"kind": "unit_set", "threshold": "tau"},
+    "recovery.csv": {"threshold": "return_level"},
+    "scenario_recovery.csv": {"threshold": "return_level"},
+    "probe.csv": {"kind": "layer_kind"},
+}
+
+
 def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """A tidy table's rows, with the columns of tables written by earlier versions renamed (:data:`RENAMED_COLUMNS`),
+    so committed results of any version read the same way."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"missing table {path}: run the experiments first (python reproduce/all_figures.py)")
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    renamed = {old: new for old, new in RENAMED_COLUMNS.get(path.name, {}).items() if rows and old in rows[0]}
+    if renamed:
+        rows = [{renamed.get(k, k): v for k, v in row.items()} for row in rows]
+    return rows
 
 
 def to_float(value: str) -> float:
@@ -122,7 +141,7 @@ class Results:
         }
 
     def plasticity_series(
-        self, arm: str, network: str, layer: str, metric: str, threshold: Optional[float] = None
+        self, arm: str, network: str, layer: str, metric: str, tau: Optional[float] = None
     ) -> dict[int, dict[float, float]]:
         """One plasticity metric of one layer per seed: ``{seed: {global_step: value}}``."""
         out = {}
@@ -133,7 +152,7 @@ class Results:
                 if row["network"] == network
                 and row["layer"] == layer
                 and row["metric"] == metric
-                and (threshold is None or (row["threshold"] != "" and float(row["threshold"]) == threshold))
+                and (tau is None or (row["tau"] != "" and float(row["tau"]) == tau))
             }
         return out
 
@@ -143,7 +162,7 @@ class Results:
         names = [
             row["layer"]
             for row in self.table(self.runs[0], "plasticity.csv")
-            if row["network"] == network and row["kind"] in kinds and row["layer"] != "network"
+            if row["network"] == network and row["layer_kind"] in kinds and row["layer"] != "network"
         ]
         return list(dict.fromkeys(names))
 
@@ -360,12 +379,11 @@ def merge_results(
         for name in ("curves.csv", "probe.csv"):
             rows, header = [], None
             for d in transfer_dirs.values():
-                with open(d / name, newline="") as f:
-                    reader = csv.DictReader(f)
-                    if header is not None and reader.fieldnames != header:
-                        raise ValueError(f"the transfer experiments' {name} have different columns")
-                    header = reader.fieldnames
-                    rows += list(reader)
+                part = read_csv(d / name)
+                if header is not None and part and list(part[0]) != header:
+                    raise ValueError(f"the transfer experiments' {name} have different columns")
+                header = list(part[0]) if part else header
+                rows += part
             tables[name] = rows
             write_csv(out / name, rows, header)
         alpha = float(next(iter(infos.values()))["config"].get("alpha", 0.05))

@@ -103,7 +103,7 @@ PROBE_COLUMNS = [
     "seed",
     "epoch",
     "layer",
-    "kind",
+    "layer_kind",
     "width",
     "tau",
     "dormant_ratio",

@@ -1,7 +1,6 @@
 """Joining results of one preset computed in parts: split the committed quick tables by seed, merge the parts, and
 get the original tables back (the transfer summary recomputed from the parts' curves, byte for byte)."""
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +9,7 @@ import pytest
 
 from ocp.atomic_files import write_csv
 from ocp.ppo import upgrade_config_dict
-from ocp.tables import merge_results, unpack_tables
+from ocp.tables import merge_results, read_csv, unpack_tables
 from ocp.transfer import upgrade_transfer_config_dict
 from ocp.transfer_statistics import SUMMARY_COLUMNS, summarise
 
@@ -18,9 +17,8 @@ QUICK = Path(__file__).resolve().parents[1] / "docs" / "tables" / "quick.tar.gz"
 
 
 def _rows(path):
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        return reader.fieldnames, list(reader)
+    rows = read_csv(path)
+    return list(rows[0]), rows
 
 
 def _part(whole: Path, out: Path, ppo_seeds: set, switch_seeds: set) -> Path:
@@ -168,3 +166,14 @@ def test_transfer_configs_written_by_different_versions_compare_by_meaning(quick
     with pytest.raises(ValueError, match="the transfer experiments differ in similar_"):
         merge_results([a, b2], tmp_path / "out", "joined")
     merge_results([a, b2], tmp_path / "out", "joined", upgrade_transfer=upgrade_transfer_config_dict)
+
+
+def test_tables_of_earlier_versions_read_with_todays_column_names(tmp_path):
+    (tmp_path / "plasticity.csv").write_text("update,layer,kind,threshold,value\n1,0,hidden,0.025,0.5\n")
+    (tmp_path / "recovery.csv").write_text("switch,threshold,recovered\n1,90.0,1\n")
+    (tmp_path / "metrics.csv").write_text("update,kind\n1,x\n")  # a table without renamed columns keeps its own
+    assert read_csv(tmp_path / "plasticity.csv") == [
+        {"update": "1", "layer": "0", "layer_kind": "hidden", "tau": "0.025", "value": "0.5"}
+    ]
+    assert read_csv(tmp_path / "recovery.csv") == [{"switch": "1", "return_level": "90.0", "recovered": "1"}]
+    assert read_csv(tmp_path / "metrics.csv") == [{"update": "1", "kind": "x"}]

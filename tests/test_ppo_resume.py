@@ -74,7 +74,7 @@ def test_plasticity_records_every_metric_per_layer(full_run):
     assert list(rows[0]) == PLASTICITY_COLUMNS
     assert sorted({int(r["update"]) for r in rows}) == [1, 2, 4]
     layer_rows = [r for r in rows if r["update"] == "2" and r["network"] == "critic" and r["layer"] == "2"]
-    metrics = {(r["metric"], r["threshold"]) for r in layer_rows}
+    metrics = {(r["metric"], r["tau"]) for r in layer_rows}
     for tau in ("0.0", "0.025", "0.1"):
         for m in ("dormant_ratio", "zero_gradient_ratio", "dormant_overlap", "zero_gradient_overlap"):
             assert (m, tau) in metrics
@@ -104,7 +104,7 @@ def test_stored_masks_reproduce_logged_overlaps(full_run):
     for r in rows:
         if r["update"] == "4" and r["metric"] in ("dormant_overlap", "zero_gradient_overlap"):
             kind = r["metric"].removesuffix("_overlap")
-            key = mask_key(r["network"], r["layer"], kind, float(r["threshold"]))
+            key = mask_key(r["network"], r["layer"], kind, float(r["tau"]))
             assert masks[4][key].shape == (int(r["width"]),)
             ratio = [
                 q
@@ -113,7 +113,7 @@ def test_stored_masks_reproduce_logged_overlaps(full_run):
                 and q["network"] == r["network"]
                 and q["layer"] == r["layer"]
                 and q["metric"] == f"{kind}_ratio"
-                and q["threshold"] == r["threshold"]
+                and q["tau"] == r["tau"]
             ][0]
             assert masks[4][key].mean() == pytest.approx(float(ratio["value"]))
             again = interval_overlap(full_run, key, 2, 4)

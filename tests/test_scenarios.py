@@ -202,7 +202,7 @@ def test_switch_monitor_counts_units_entering_and_leaving_by_hand():
     assert [u for u in range(1, 5) if monitor.due(u)] == [2, 3]  # switch at step 64: updates 2 | 3
     assert monitor.observe(2, probe_with_dead([1])) == []
     rows = monitor.observe(3, probe_with_dead([2, 3]))
-    by = {(r["layer"], r["kind"]): r for r in rows}
+    by = {(r["layer"], r["unit_set"]): r for r in rows}
     for kind in ("dormant", "zero_gradient"):
         for layer in ("0", "network"):  # one hidden layer: the network row equals the layer row
             r = by[(layer, kind)]
@@ -233,7 +233,7 @@ def test_switch_rows_of_a_run_match_its_saved_masks(tmp_path):
     for r in rows:
         if r["layer"] == "network":
             continue
-        key = mask_key(r["network"], r["layer"], r["kind"], float(r["threshold"]))
+        key = mask_key(r["network"], r["layer"], r["unit_set"], float(r["tau"]))
         b, a = masks[int(r["update_before"])][key], masks[int(r["update_after"])][key]
         assert int(r["entering"]) == int((a & ~b).sum()) and int(r["leaving"]) == int((b & ~a).sum())
         assert float(r["before_ratio"]) == b.mean() and float(r["after_ratio"]) == a.mean()
@@ -261,11 +261,11 @@ def test_recovery_time_by_hand():
     )
     first, second = rows
     assert (first["switch"], first["from_task"], first["to_task"]) == (1, 0, 1)
-    assert first["pre_level"] == 100.0 and first["threshold"] == pytest.approx(90.0)
+    assert first["pre_level"] == 100.0 and first["return_level"] == pytest.approx(90.0)
     assert (first["recovered"], first["recovery_updates"], first["recovery_steps"]) == (1, 4, 40)
     assert (first["post_episodes"], first["post_level"]) == (3, 91.0)
     # Second switch: the last two episodes ending by step 80 are 95 and 87 (the 999 one is older).
-    assert second["pre_level"] == 91.0 and second["threshold"] == pytest.approx(81.9)
+    assert second["pre_level"] == 91.0 and second["return_level"] == pytest.approx(81.9)
     assert second["post_episodes"] == 4 and second["recovered"] == 0 and math.isnan(second["recovery_updates"])
     assert second["post_level"] == -65.0
 
@@ -299,7 +299,7 @@ def test_recovery_threshold_of_a_negative_level():
         dict(global_step=30, episodic_length=10, episodic_return=-109.0),
     ]
     (row,) = recovery_rows(episodes, Scenario("reverse", period=20), 40, 10, 1, window=5, fraction=0.9)
-    assert row["threshold"] == pytest.approx(-110.0) and (row["recovered"], row["recovery_updates"]) == (1, 1)
+    assert row["return_level"] == pytest.approx(-110.0) and (row["recovered"], row["recovery_updates"]) == (1, 1)
 
 
 # ------------------------------------------------------------------------------------- interventions in the loop
