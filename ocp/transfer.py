@@ -78,30 +78,11 @@ InputMode = Literal["raw", "checkpoint"]
 TargetScale = Literal["none", "checkpoint"]
 X_DISTRIBUTIONS = ("normal", "uniform")
 
-CURVE_COLUMNS = [
-    "task",
-    "arm",
-    "ppo_run",
-    "ppo_seed",
-    "init",
-    "activation",
-    "lr",
-    "seed",
-    "epoch",
-    "train_mse",
-    "test_mse",
-    "output_target_corr",
-]
+#: Which regressor a row is about: the columns every per-epoch table of the experiment starts with.
+REGRESSOR_COLUMNS = ["task", "arm", "ppo_run", "ppo_seed", "init", "activation", "lr", "seed", "epoch"]
+CURVE_COLUMNS = [*REGRESSOR_COLUMNS, "train_mse", "test_mse", "output_target_corr"]
 PROBE_COLUMNS = [
-    "task",
-    "arm",
-    "ppo_run",
-    "ppo_seed",
-    "init",
-    "activation",
-    "lr",
-    "seed",
-    "epoch",
+    *REGRESSOR_COLUMNS,
     "layer",
     "layer_kind",
     "width",
