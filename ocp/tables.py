@@ -263,14 +263,15 @@ def _table_files(run_dir: Path) -> list[Path]:
 
 
 def _config_conflicts(configs: dict[str, dict[str, Any]], ignore: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Fields whose values differ between configs (present in both), and fields that only some configs have."""
+    """Fields whose values differ between configs (present in both), and fields that only some configs have (each
+    with the configs that lack it)."""
     ignore = set(ignore)
     keys = set().union(*configs.values()) - ignore
     differ, partial = [], []
     for k in sorted(keys):
         present = {name: json.dumps(c[k], sort_keys=True) for name, c in configs.items() if k in c}
         if len(present) < len(configs):
-            partial.append(k)
+            partial.append(f"{k} (absent from {', '.join(sorted(set(configs) - set(present)))})")
         if len(set(present.values())) > 1:
             differ.append(f"{k}: " + ", ".join(f"{name}={v}" for name, v in sorted(present.items())))
     return differ, partial
@@ -346,7 +347,7 @@ def merge_results(
             if differ:
                 raise ValueError(f"{kind} arm {arm!r}: runs differ in " + "; ".join(differ))
             if partial:
-                notes.append(f"{kind} arm {arm}: only some runs' configs have {', '.join(partial)}")
+                notes.append(f"{kind} arm {arm}: {'; '.join(partial)}: written by a version without that field")
     scenarios = {json.dumps(i.get("scenario"), sort_keys=True) for i in indexes.values() if i.get("scenario_runs")}
     if len(scenarios) > 1:
         raise ValueError(f"the sources ran different task-switch scenarios: {sorted(scenarios)}")
@@ -358,7 +359,7 @@ def merge_results(
     differ, partial = _config_conflicts({str(s): i["config"] for s, i in infos.items()}, _TRANSFER_CRITIC_FIELDS)
     if differ or partial:
         # A setting only some transfer configs record cannot be shown to agree: refuse rather than guess.
-        reasons = differ + [f"{k} (only some have it)" for k in partial]
+        reasons = differ + partial
         raise ValueError("the transfer experiments differ in " + "; ".join(reasons))
     floors = {(d / "linear_floor.csv").read_bytes() for d in transfer_dirs.values()}
     if len(floors) != 1:

@@ -106,7 +106,7 @@ def test_runs_of_an_arm_must_share_their_config(quick, tmp_path):
     (b2 / run["run_dir"] / "config.json").write_text(json.dumps(config))
     merged = merge_results([a, b2], tmp_path / "out", "joined")
     assert json.loads((merged / "index.json").read_text())["scaled_down"] == (
-        f"joined; PPO arm {run['arm']}: only some runs' configs have probe_objective"
+        f"joined; PPO arm {run['arm']}: probe_objective (absent from seed 3): written by a version without that field"
     )
 
 
