@@ -48,7 +48,7 @@ def test_ppo_iteration(timed):
     cfg = presets()["cleanrl"][1]
     torch.set_num_threads(1)
     envs = make_vector_env(cfg.env_id, 1)
-    agent = Agent(17, 6, cfg.hidden_sizes, cfg.activation)
+    agent = Agent.from_config(cfg.to_dict(), 17, 6)
     optimizer = make_optimizer(agent, cfg)
     raw, _ = envs.reset(seed=0)
     state = LoopState(agent.normalize_obs(raw, True), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64), deque())

@@ -196,8 +196,8 @@ class GlobalRandomState:
 
 
 class TensorsState:
-    """A dict of tensors (e.g. the weights at initialisation) as a checkpoint part, restored in place so every holder
-    of the dict sees the restored values."""
+    """A dict of tensors (e.g. the weights at initialisation) as a checkpoint part, restored into the very tensors it
+    holds, so whoever kept a reference to one of them (a probe measuring distances from it) sees the restored values."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
         self.tensors = tensors
@@ -206,5 +206,8 @@ class TensorsState:
         return self.tensors
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.tensors.clear()
-        self.tensors.update(state)
+        if set(state) != set(self.tensors):
+            raise ValueError(f"tensors {sorted(set(state) ^ set(self.tensors))} are in only one of run and checkpoint")
+        with torch.no_grad():
+            for name, tensor in self.tensors.items():
+                tensor.copy_(state[name])

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Optional
+from typing import Any, Callable, ClassVar, Literal, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,10 @@ Initialiser = Callable[[nn.Linear, Tensor], None]
 
 #: What ReDo does with Adam's step count (see :class:`ReDo`).
 ADAM_STEP_CHOICES = ("keep", "reset_tensors", "reset_entries")
+AdamStep = Literal[ADAM_STEP_CHOICES]  # type: ignore[valid-type]
+#: What gradient-ReDo does to a selected unit (see :class:`GradientReDo`).
+GRADIENT_REDO_MODES = ("reset", "perturb")
+GradientReDoMode = Literal[GRADIENT_REDO_MODES]  # type: ignore[valid-type]
 
 
 def layer_initialiser(layer: nn.Linear, weight: Tensor) -> None:
@@ -232,7 +236,7 @@ class ReDo(Intervention):
     name: ClassVar[str] = "redo"
     tau: float = 0.025
     """Threshold τ: a unit is recycled when its dormancy score (``gradient_redo``: normalised MAGI) is ≤ τ."""
-    adam_step: str = "keep"
+    adam_step: AdamStep = "keep"
     """Adam's step count at an act: ``keep``, ``reset_tensors`` or ``reset_entries`` (see the class docstring)."""
     initialiser: ClassVar[Initialiser] = staticmethod(layer_initialiser)
 
@@ -323,14 +327,14 @@ class GradientReDo(ReDo):
     (the paper's claim that perturbing trapped neurons does not hurt). Perturbation keeps the outgoing weights."""
 
     name: ClassVar[str] = "gradient_redo"
-    mode: str = "reset"
+    mode: GradientReDoMode = "reset"
     """``reset`` as ReDo, or ``perturb``: add noise to the incoming weights and keep the rest."""
     noise_scale: float = 0.1
     """``perturb``: the noise is this times a fresh initialisation."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mode not in ("reset", "perturb"):
+        if self.mode not in GRADIENT_REDO_MODES:
             raise ValueError(f"GradientReDo.mode must be 'reset' or 'perturb', got {self.mode!r}")
         if not (self.noise_scale > 0 and math.isfinite(self.noise_scale)):
             raise ValueError(f"GradientReDo.noise_scale must be > 0, got {self.noise_scale}")

@@ -31,7 +31,7 @@ class CsvLog:
         if truncate_to is not None and self.path.exists():
             os.truncate(self.path, truncate_to)
         self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=self.fieldnames, extrasaction="raise")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.fieldnames, extrasaction="raise", lineterminator="\n")
         if self._file.tell() == 0:
             self._writer.writeheader()
 

@@ -248,8 +248,11 @@ def unpack_tables(archive: str | Path, root: str | Path) -> Path:
     return root
 
 
-#: Settings of a transfer experiment that name its critics; every other setting must agree for results to merge.
-_TRANSFER_CRITIC_FIELDS = ("checkpoints", "labels", "arms", "expected_activations", "out_dir", "similar_policy")
+#: Settings of a transfer experiment that name its critics or only say how it ran (threads); every other setting must
+#: agree for results to merge.
+_TRANSFER_OWN_FIELDS = ("checkpoints", "labels", "arms", "expected_activations", "out_dir", "similar_policy", "threads")
+#: What tells the arms of each stage apart (every other setting must be the same across arms).
+_ARM_FIELDS = {"PPO": ("activation",), "task-switch": ("intervention*",)}
 
 
 def _table_files(run_dir: Path) -> list[Path]:
@@ -266,7 +269,8 @@ def _config_conflicts(configs: dict[str, dict[str, Any]], ignore: Iterable[str])
     """Fields whose values differ between configs (present in both), and fields that only some configs have (each
     with the configs that lack it)."""
     ignore = set(ignore)
-    keys = set().union(*configs.values()) - ignore
+    prefixes = tuple(i[:-1] for i in ignore if i.endswith("*"))  # "name*": every field starting with name
+    keys = {k for k in set().union(*configs.values()) - ignore if not k.startswith(prefixes)}
     differ, partial = [], []
     for k in sorted(keys):
         present = {name: json.dumps(c[k], sort_keys=True) for name, c in configs.items() if k in c}
@@ -275,6 +279,14 @@ def _config_conflicts(configs: dict[str, dict[str, Any]], ignore: Iterable[str])
         if len(set(present.values())) > 1:
             differ.append(f"{k}: " + ", ".join(f"{name}={v}" for name, v in sorted(present.items())))
     return differ, partial
+
+
+def _header(path: Path) -> list[str]:
+    """The columns of a table (under today's names) even when it has no rows."""
+    with open(path, newline="") as f:
+        columns = next(csv.reader(f), [])
+    renamed = RENAMED_COLUMNS.get(path.name, {})
+    return [renamed.get(c, c) for c in columns]
 
 
 def merge_results(
@@ -337,6 +349,7 @@ def merge_results(
     ppo_runs, scenario_runs = union("ppo_runs"), union("scenario_runs")
     notes = []
     for kind, runs in (("PPO", ppo_runs), ("task-switch", scenario_runs)):
+        first: dict[str, dict[str, Any]] = {}
         for arm in dict.fromkeys(r["arm"] for _, r in runs):
             configs = {
                 f"seed {r['seed']}": upgrade(json.loads((src / r["run_dir"] / "config.json").read_text()))
@@ -348,6 +361,11 @@ def merge_results(
                 raise ValueError(f"{kind} arm {arm!r}: runs differ in " + "; ".join(differ))
             if partial:
                 notes.append(f"{kind} arm {arm}: {'; '.join(partial)}: written by a version without that field")
+            first[arm] = next(iter(configs.values()))
+        differ, _ = _config_conflicts(first, (*ignore, *_ARM_FIELDS[kind]))
+        if differ:
+            what = " and ".join(f.rstrip("*") for f in _ARM_FIELDS[kind])
+            raise ValueError(f"{kind} arms differ in more than {what}: " + "; ".join(differ))
     scenarios = {json.dumps(i.get("scenario"), sort_keys=True) for i in indexes.values() if i.get("scenario_runs")}
     if len(scenarios) > 1:
         raise ValueError(f"the sources ran different task-switch scenarios: {sorted(scenarios)}")
@@ -356,7 +374,7 @@ def merge_results(
     infos = {src: json.loads((d / "config.json").read_text()) for src, d in transfer_dirs.items()}
     for info in infos.values():
         info["config"] = upgrade_transfer(info["config"])
-    differ, partial = _config_conflicts({str(s): i["config"] for s, i in infos.items()}, _TRANSFER_CRITIC_FIELDS)
+    differ, partial = _config_conflicts({str(s): i["config"] for s, i in infos.items()}, _TRANSFER_OWN_FIELDS)
     if differ or partial:
         # A setting only some transfer configs record cannot be shown to agree: refuse rather than guess.
         reasons = differ + partial
@@ -378,15 +396,19 @@ def merge_results(
         out = staging / transfer_rel
         tables = {}
         for name in ("curves.csv", "probe.csv"):
-            rows, header = [], None
-            for d in transfer_dirs.values():
+            rows, header, critics = [], None, {}
+            for src, d in transfer_dirs.items():
                 part = read_csv(d / name)
                 if header is not None and part and list(part[0]) != header:
                     raise ValueError(f"the transfer experiments' {name} have different columns")
                 header = list(part[0]) if part else header
+                for critic in {r["ppo_run"] for r in part}:
+                    if critic in critics:
+                        raise ValueError(f"transfer rows of critic {critic!r} are in both {critics[critic]} and {src}")
+                    critics[critic] = src
                 rows += part
             tables[name] = rows
-            write_csv(out / name, rows, header)
+            write_csv(out / name, rows, header or _header(next(iter(transfer_dirs.values())) / name))
         alpha = float(next(iter(infos.values()))["config"].get("alpha", 0.05))
         write_csv(out / "summary.csv", summarise(tables["curves.csv"], alpha), SUMMARY_COLUMNS)
         shutil.copyfile(next(iter(transfer_dirs.values())) / "linear_floor.csv", out / "linear_floor.csv")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))  # runs from a checkout without installing too
 
 from ocp.experiments import PRESETS, run_all, subset  # noqa: E402
 from ocp.figures import draw_all  # noqa: E402
-from ocp.ppo import upgrade_config_dict  # noqa: E402
+from ocp.ppo import RUNTIME_FIELDS, upgrade_config_dict  # noqa: E402
 from ocp.report import write_report  # noqa: E402
 from ocp.tables import merge_results, pack_tables, unpack_tables  # noqa: E402
 from ocp.transfer import upgrade_transfer_config_dict  # noqa: E402
@@ -41,6 +41,14 @@ def theory_table() -> str:
     if done.returncode != 0:
         raise RuntimeError(f"python -m theory.report failed:\n{done.stderr}")
     return done.stdout
+
+
+def _seeds_by_arm(indexes: list[dict], kind: str) -> dict[str, str]:
+    by_arm: dict[str, list[int]] = {}
+    for index in indexes:
+        for run in index.get(kind, []):
+            by_arm.setdefault(run["arm"], []).append(int(run["seed"]))
+    return {arm: ",".join(map(str, sorted(seeds))) for arm, seeds in by_arm.items()}
 
 
 def merge_sources(sources: list[str], results: Path) -> Path:
@@ -58,8 +66,16 @@ def merge_sources(sources: list[str], results: Path) -> Path:
         switches = any(index.get("scenario_runs") for index in indexes)
         chosen = subset(PRESETS[preset], None if set(seeds) == set(PRESETS[preset].seeds) else seeds, switches)
         line = f"{chosen.scaled_down}; joined from {len(folders)} result sets"
+        switch_runs = _seeds_by_arm(indexes, "scenario_runs")  # the report itself names the PPO seeds
+        if switch_runs:
+            line += "; task-switch runs: " + ", ".join(f"{arm} seeds {s}" for arm, s in sorted(switch_runs.items()))
         return merge_results(
-            folders, results / preset, line, upgrade=upgrade_config_dict, upgrade_transfer=upgrade_transfer_config_dict
+            folders,
+            results / preset,
+            line,
+            ignore=(*RUNTIME_FIELDS, "seed", "exp_name"),
+            upgrade=upgrade_config_dict,
+            upgrade_transfer=upgrade_transfer_config_dict,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -113,8 +113,8 @@ def test_run_state_saves_and_restores_every_registered_part(tmp_path):
     ck.save_checkpoint(tmp_path / "c.ckpt", {"format": 3, "update": 1, **parts.state_dict()})
     expected = torch.rand(3, generator=gen)  # what the generator draws next from the saved state
     gen.manual_seed(99)
-    held = weights  # a holder of the dict sees the restored values
-    weights["w"] = torch.zeros(2)
+    held = weights["w"]  # a probe keeps the tensor itself: the restore must write into it
+    held.zero_()
     fresh = Counter()
     restored = ck.RunState()
     restored.register("counter", fresh)
@@ -122,7 +122,7 @@ def test_run_state_saves_and_restores_every_registered_part(tmp_path):
     restored.register("weights", ck.TensorsState(weights))
     restored.load_state_dict(ck.load_checkpoint(tmp_path / "c.ckpt"))
     assert fresh.value == 7 and torch.equal(torch.rand(3, generator=gen), expected)
-    assert torch.equal(held["w"], torch.ones(2))
+    assert torch.equal(held, torch.ones(2)) and weights["w"] is held
     assert restored.names == ["counter", "generator", "weights"]
 
 

@@ -177,3 +177,49 @@ def test_tables_of_earlier_versions_read_with_todays_column_names(tmp_path):
     ]
     assert read_csv(tmp_path / "recovery.csv") == [{"switch": "1", "return_level": "90.0", "recovered": "1"}]
     assert read_csv(tmp_path / "metrics.csv") == [{"update": "1", "kind": "x"}]
+
+
+def _rewrite_configs(folder, arm, **changes):
+    index = json.loads((folder / "index.json").read_text())
+    for run in index["ppo_runs"]:
+        if run["arm"] == arm:
+            path = folder / run["run_dir"] / "config.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_arms_must_differ_only_in_what_makes_them_arms(quick, tmp_path):
+    _, a, b = quick
+    a2, b2 = tmp_path / "a2", tmp_path / "b2"
+    shutil.copytree(a, a2)
+    shutil.copytree(b, b2)
+    for part in (a2, b2):
+        _rewrite_configs(part, "no-act", total_timesteps=2_000_000)
+    with pytest.raises(ValueError, match="PPO arms differ in more than activation: total_timesteps"):
+        merge_results([a2, b2], tmp_path / "out", "joined")
+
+
+def test_runtime_settings_do_not_block_a_merge_when_ignored(quick, tmp_path):
+    """A run killed before its first checkpoint restarts with resume=True in its config; how a run was executed is
+    not what it computed."""
+    _, a, b = quick
+    b2 = tmp_path / "b2"
+    shutil.copytree(b, b2)
+    _rewrite_configs(b2, "relu", resume=True, torch_threads=4)
+    with pytest.raises(ValueError, match="runs differ in resume"):
+        merge_results([a, b2], tmp_path / "out", "joined")
+    ignore = ("seed", "exp_name", "run_dir", "resume", "torch_threads")
+    assert merge_results([a, b2], tmp_path / "out", "joined", ignore=ignore).is_dir()
+
+
+def test_a_critic_in_two_transfer_tables_is_refused(quick, tmp_path):
+    _, a, b = quick
+    b2 = tmp_path / "b2"
+    shutil.copytree(b, b2)
+    index = json.loads((b2 / "index.json").read_text())
+    curves = b2 / index["transfer_dir"] / "curves.csv"
+    extra = [r for r in read_csv(a / index["transfer_dir"] / "curves.csv") if r["ppo_run"] == "PPO-relu-seed1"]
+    header, rows = _rows(curves)
+    write_csv(curves, rows + extra, header)
+    with pytest.raises(ValueError, match="transfer rows of critic 'PPO-relu-seed1' are in both"):
+        merge_results([a, b2], tmp_path / "out", "joined")
+    assert not (tmp_path / "out").exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
