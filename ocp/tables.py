@@ -344,7 +344,8 @@ def merge_results(
                     )
                 seen[key], names[run["run_dir"]] = src, src
                 out.append((src, run))
-        return sorted(out, key=lambda t: (t[1]["arm"], int(t[1]["seed"])))
+        arms = list(dict.fromkeys(run["arm"] for _, run in out))  # the arms in the order the sources list them
+        return sorted(out, key=lambda t: (arms.index(t[1]["arm"]), int(t[1]["seed"])))
 
     ppo_runs, scenario_runs = union("ppo_runs"), union("scenario_runs")
     notes = []
