@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 __all__ = ["atomic_write_bytes", "atomic_write_json", "fsync_dir", "csv_bytes", "write_csv", "stable_key"]
 
 
@@ -45,11 +47,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def csv_bytes(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
-    """A CSV with exactly ``columns`` (a row with another column is an error, a missing one is left empty)."""
+    """A CSV with exactly ``columns`` (a row with another column is an error, a missing one is left empty).
+
+    NumPy scalars are written as the Python numbers they hold: ``csv`` writes a float subclass by its ``repr``, which
+    for ``np.float64`` under NumPy 2 is ``np.float64(0.5)``, not a number."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()} for row in rows)
     return buf.getvalue().encode()
 
 

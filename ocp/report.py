@@ -98,6 +98,10 @@ class Criteria:
     persistence: float = 0.9
     """C4: the per-run mean share of zero-gradient units still zero-gradient at the next measurement needed for "no
     recovery" (the interval's lower end must reach it)."""
+    long_horizon: float = 0.25
+    """C4 also shows persistence between measurements this fraction of a run apart (a long horizon beside the
+    verdict's next-measurement one: a unit that stays trapped for a quarter of training has not recovered); no verdict
+    rests on it."""
     equivalence_margin: float = 0.1
     """C2: "learns as well as" means the 1 − 2α interval of (pretrained − random) final test MSE lies within ±this
     fraction of the random-init mean (an equivalence test, not an absence of evidence)."""
@@ -416,9 +420,10 @@ def claim_c3(res: Results, c: Criteria, arm: str = "relu") -> Claim:
 
 
 def set_stability_per_run(
-    zero: dict[tuple[int, str, str], list[np.ndarray]], horizon: int = 1
+    zero: dict[tuple[int, str, str], list[np.ndarray]], horizon: int = 1, run_fraction: Optional[float] = None
 ) -> tuple[dict[int, float], dict[int, float], dict[int, int]]:
-    """Per seed, over its hidden layers and the pairs of measurements ``horizon`` apart:
+    """Per seed, over its hidden layers and the pairs of measurements ``horizon`` apart (with ``run_fraction``:
+    round(run_fraction · (n − 1)) apart, at least 1, in a sequence of n measurements):
 
     * persistence |Z_t ∩ Z_t+h| / |Z_t| averaged over pairs with Z_t not empty (do trapped units stay trapped?),
     * Definition 3's overlap coefficient |Z_t ∩ Z_t+h| / min(|Z_t|, |Z_t+h|) averaged over pairs with both sets not
@@ -432,7 +437,8 @@ def set_stability_per_run(
     for (seed, _, _), seq in zero.items():
         persistence.setdefault(seed, [])
         overlap.setdefault(seed, [])
-        for a, b in zip(seq, seq[horizon:]):
+        h = horizon if run_fraction is None else max(1, round(run_fraction * (len(seq) - 1)))
+        for a, b in zip(seq, seq[h:]):
             a, b = torch.from_numpy(a), torch.from_numpy(b)
             if not math.isnan(kept := metrics.persistence(a, b)):
                 persistence[seed].append(kept)
@@ -463,6 +469,15 @@ def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     )
     if not sum(pairs.values()):
         return Claim("C4", statement, unit, measured, f"{NOT_TESTABLE} (no zero-gradient unit at τ={c.tau:g})")
+    far, _, far_pairs = set_stability_per_run(
+        _mask_sequences(res, arm, "zero_gradient", c.tau), run_fraction=c.long_horizon
+    )
+    run_steps = max((x for series in res.metric_series(arm, "global_step").values() for x in series), default=0.0)
+    measured += (
+        f"; over a long horizon, τ={c.tau:g}: persistence |Z_t ∩ Z_t+h|/|Z_t| with measurements "
+        f"{c.long_horizon:.0%} of the run apart (≈ {c.long_horizon * run_steps:,.0f} steps) "
+        f"{_agg(list(far.values()))} over {sum(far_pairs.values())} pairs"
+    )
     verdict, m, lo, hi = level_test(list(persistence.values()), c.persistence, math.inf, c)
     measured += f"; mean persistence over runs {_interval(m, lo, hi, c)}, criterion ≥ {c.persistence}"
     return Claim("C4", statement, unit, measured, verdict)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -58,7 +59,17 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
     renamed = {old: new for old, new in RENAMED_COLUMNS.get(path.name, {}).items() if rows and old in rows[0]}
     if renamed:
         rows = [{renamed.get(k, k): v for k, v in row.items()} for row in rows]
+    if rows and (reprs := [k for k, v in rows[0].items() if v and _NUMPY_REPR.fullmatch(v)]):
+        for row in rows:
+            for k in reprs:
+                if m := _NUMPY_REPR.fullmatch(row[k]):
+                    row[k] = m.group(1)
     return rows
+
+
+#: A NumPy scalar's repr, ``np.float64(0.5)``: how versions before the writer unwrapped NumPy scalars stored
+#: ``metrics.csv``'s ``clipfrac`` (read back as the number inside).
+_NUMPY_REPR = re.compile(r"np\.(?:float|int|uint|bool)\d*\(([^()]*)\)")
 
 
 def to_float(value: str) -> float:

@@ -189,7 +189,7 @@ class PPOUpdate:
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
-            "clipfrac": np.count_nonzero(np.abs(ratio - np.float32(1.0)) > s.clip_coef) / B,
+            "clipfrac": int(np.count_nonzero(np.abs(ratio - np.float32(1.0)) > s.clip_coef)) / B,
         }
         if want_kl:
             out["old_approx_kl"] = -float(logratio.sum()) / B

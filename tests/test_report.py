@@ -142,6 +142,9 @@ def test_persistence_and_definition_3_overlap():
     # Two measurements apart: {0,1} -> {0,2,3}: persistence 1/2, overlap 1/min(2,3) = 1/2.
     persistence, overlap, _ = set_stability_per_run(zero, horizon=2)
     assert persistence[1] == 0.5 and overlap[1] == 0.5
+    # A fraction of the run: round(1.0 · 2) = 2 measurements apart; round(0.25 · 2) = 0 is raised to 1.
+    assert set_stability_per_run(zero, run_fraction=1.0)[0][1] == 0.5
+    assert set_stability_per_run(zero, run_fraction=0.25)[0][1] == 0.75
 
 
 def test_steps_to_reach():
@@ -228,7 +231,7 @@ def test_c3_and_c4_per_run_on_stored_masks(tmp_path):
     }
     seed2 = {1: {("critic", "l2", "dormant"): {0}, ("critic", "l2", "zero_gradient"): {1}}, 2: {}}
     runs = [
-        ("relu", 1, _run(tmp_path, "r1", {0: 0.0}, masks=seed1)),
+        ("relu", 1, _run(tmp_path, "r1", {0: 0.0, 8192: 0.0}, masks=seed1)),
         ("relu", 2, _run(tmp_path, "r2", {0: 0.0}, masks=seed2)),
     ]
     res = _results(tmp_path, runs)
@@ -239,6 +242,12 @@ def test_c3_and_c4_per_run_on_stored_masks(tmp_path):
     c4 = claim_c4(res, Criteria(tau=TAU))
     # Seed 1: persistence 1, 1 → 1; seed 2: Z = {1} then {} → 0. Definition 3: seed 1 (1, 1) → 1; seed 2 no pair.
     assert "n=2: 1, 0) over 3 pairs" in c4.measured and "n=1: 1)" in c4.measured
+    # Long horizon, a quarter of the run: round(0.25 · 2) → 1 measurement apart in both runs, so the same values;
+    # the whole run: seed 1 {0} → {0, 1} keeps 1, seed 2 {1} → {} keeps 0, one pair each;
+    # the longest run is 8,192 steps.
+    assert "measurements 25% of the run apart (≈ 2,048 steps) IQM 0.5 [0, 1] (n=2: 1, 0) over 3 pairs" in c4.measured
+    c4 = claim_c4(res, Criteria(tau=TAU, long_horizon=1.0))
+    assert "measurements 100% of the run apart (≈ 8,192 steps) IQM 0.5 [0, 1] (n=2: 1, 0) over 2 pairs" in c4.measured
 
 
 def test_c3_without_units_is_not_testable(tmp_path):

@@ -96,6 +96,7 @@ def test_minibatch_gradient_matches_autograd(activation, options):
     assert (ratio < 1 - eps).any() and (ratio > 1 + eps).any() and ((ratio - 1).abs() < eps).any()
     assert ((value - torch.from_numpy(batch["values"])).abs() > eps).any()
     assert ours["clipfrac"] == int(((ratio - 1).abs() > eps).sum()) / len(ratio)
+    assert all(type(v) is float for v in ours.values()), {k: type(v) for k, v in ours.items()}  # plain numbers in CSV
     logratio = logprob - torch.from_numpy(batch["logprobs"])
     # Both are means of differences of float32 log-densities of magnitude ~10, each rounded to ~1e-6 (by
     # CPU-dependent kernels), so the mean of the differences is only that exact in absolute terms.
