@@ -11,7 +11,10 @@ from collections import defaultdict
 import pytest
 import torch
 
+from ocp.dispatch_count import count_dispatch
+
 _MEANS: dict[str, dict[str, float]] = defaultdict(dict)
+_COUNTS: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
 _BASELINES = ("plain", "env")
 
 DEVICES = [
@@ -45,6 +48,18 @@ def timed(benchmark):
         _MEANS[group][variant] = stats.stats.median
 
 
+@pytest.fixture
+def count_ops():
+    """``count_ops(group, variant, fn)``: count the operators and host synchronisations of one call of ``fn`` (see
+    :mod:`ocp.dispatch_count`) for the printed table."""
+
+    def record(group: str, variant: str, fn) -> None:
+        count = count_dispatch(fn)
+        _COUNTS[group][variant] = (count.operators, count.host_syncs)
+
+    return record
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _MEANS:
         return
@@ -58,3 +73,8 @@ def pytest_terminal_summary(terminalreporter):
         base = means[base_name]
         cells = ", ".join(f"{v} {means[v] / base:.2f}x" for v in sorted(means) if v != base_name)
         tr.write_line(f"{group}: {base_name} {base * 1e3:.2f} ms; {cells}")
+    if _COUNTS:
+        tr.section("operators dispatched / host synchronisations per call")
+        for group in sorted(_COUNTS):
+            cells = ", ".join(f"{v} {ops} / {syncs}" for v, (ops, syncs) in sorted(_COUNTS[group].items()))
+            tr.write_line(f"{group}: {cells}")

@@ -1,9 +1,9 @@
 """Where does one probe measurement spend its time? ``python benchmarks/profile_probe.py [--device cuda]``.
 
 Profiles ``PlasticityProbe.measure`` on the benchmark models (``test_probe_throughput.MODELS``) with
-``torch.profiler`` and prints, per model: the plain forward + backward and probe times, the number of host-device
-synchronisations per measurement, and the operators with the largest self CPU time. Not a test: a diagnostic for
-the probe-throughput benchmark.
+``torch.profiler`` and prints, per model: the plain forward + backward and probe times, the operators dispatched and
+host synchronisations per measurement (``ocp.dispatch_count``), and the operators with the largest self CPU time.
+Not a test: a diagnostic for the probe-throughput benchmark.
 """
 
 import argparse
@@ -17,9 +17,8 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).parent))
 from test_probe_throughput import MODELS, setup, sync  # noqa: E402
 
+from ocp.dispatch_count import count_dispatch  # noqa: E402
 from ocp.probe import PlasticityProbe  # noqa: E402
-
-SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::_local_scalar_dense")
 
 
 def median_time(fn, device, repeats: int) -> float:
@@ -62,10 +61,11 @@ def main() -> None:
                 measure()
             sync(device)
         events = prof.key_averages()
-        syncs = {e.key: e.count // args.repeats for e in events if e.key in SYNC_EVENTS}
+        count = count_dispatch(measure)
         print(
             f"\n== {name} / {args.activation} on {device}: plain {t_plain * 1e3:.2f} ms, probe {t_probe * 1e3:.2f} ms "
-            f"({t_probe / t_plain:.2f}x); per measurement: {syncs}"
+            f"({t_probe / t_plain:.2f}x); per measurement: {count.operators} operators, {count.host_syncs} host "
+            f"synchronisations {dict(count.syncs_by_kind)}"
         )
         print(events.table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=40))
 

@@ -88,27 +88,30 @@ def naive_reference(net, x, loss):
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
 @pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("variant", ["plain", "probe", "naive"])
-def test_probe_throughput(timed, device, model_name, act, variant):
+def test_probe_throughput(timed, count_ops, device, model_name, act, variant):
     net, x, loss = setup(model_name, act, device)
     params = list(net.parameters())
     if variant == "plain":
 
-        def fn():
+        def call():
             torch.autograd.grad(loss(net(x)), params)
-            sync(device)
 
     elif variant == "probe":
         probe = PlasticityProbe(net)
 
-        def fn():
+        def call():
             probe.measure(x, loss)
-            sync(device)
 
     else:
 
-        def fn():
+        def call():
             naive_reference(net, x, loss)
-            sync(device)
 
+    def fn():
+        call()
+        sync(device)
+
+    group = f"probe/{model_name}/{act}/{device.type}"
     rounds = 3 if model_name.startswith("wide") and device.type == "cpu" else None
-    timed(f"probe/{model_name}/{act}/{device.type}", variant, fn, rounds=rounds)
+    timed(group, variant, fn, rounds=rounds)
+    count_ops(group, variant, call)

@@ -41,6 +41,11 @@ __all__ = [
     "feature_rank",
     "ranks",
     "weight_statistics",
+    "dormancy_scores_deferred",
+    "activation_gradient_scores_deferred",
+    "magi_deferred",
+    "gradient_scores_deferred",
+    "weight_statistics_deferred",
     "all_finite",
     "check_threshold",
 ]
@@ -95,40 +100,55 @@ def _check_mask(mask: Tensor, name: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _normalise_by_layer_mean(unit_sums: Tensor, total: float, dtype: torch.dtype) -> Tensor:
-    """``H * unit_sums / total`` in ``dtype``, with ``total = unit_sums.sum()``; NaN everywhere if it is 0 (see the
-    module docstring)."""
-    # ``1 / total`` in Python rounds exactly like torch's float64 reciprocal; 0 * inf gives NaN when the total is 0.
-    scale = unit_sums.numel() * (1.0 / total if total != 0 else math.inf)
-    scores = (unit_sums * scale).to(dtype)
+def _normalise_by_layer_mean(unit_sums: Tensor, total: Tensor, dtype: torch.dtype) -> Tensor:
+    """``H * unit_sums / total`` in ``dtype``, with ``total = unit_sums.sum()`` (a float64 tensor, so no host read);
+    NaN everywhere if it is 0 (see the module docstring)."""
+    # 1/0 = inf, and 0 * inf gives NaN when the total is 0.
+    scores = (unit_sums * (total.reciprocal() * unit_sums.numel())).to(dtype)
     tiny = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # smallest positive subnormal
     return torch.where(unit_sums > 0, scores.clamp_min(tiny), scores)
 
 
-def _abs_sums(x: Tensor, dims: list[int], name: str) -> tuple[Tensor, float]:
-    """Sums of |x| over ``dims`` in float64 and their total, with one pass over ``x`` in its own dtype and one
-    device sync in the common case.
-
-    A sum of non-negative numbers is 0 only if every term is 0, so no underflow can fake a zero here. NaN or inf in
-    ``x`` shows up in the total; a finite float32 input whose sums overflow is summed again in float64.
-    """
+def _abs_sums(x: Tensor, dims: list[int]) -> tuple[Tensor, Tensor]:
+    """Sums of |x| over ``dims`` in float64 and their total, with one pass over ``x`` in its own dtype and no host
+    read. A sum of non-negative numbers is 0 only if every term is 0, so no underflow can fake a zero here; NaN or
+    inf in ``x``, and a float32 sum that overflows, show up as a non-finite total."""
     sums = x.abs().sum(dim=dims).to(torch.float64)
-    total = sums.sum().item()
+    return sums, sums.sum()
+
+
+def _abs_sums_checked(x: Tensor, dims: list[int], name: str) -> tuple[Tensor, Tensor]:
+    """:func:`_abs_sums` for an input whose total is not finite: a finite input whose float32 sums overflow is summed
+    again in float64; NaN or inf in ``x`` is an error naming ``name``."""
+    sums, total = _abs_sums(x, dims)
     # Only a non-finite per-unit sum is an error here; a total that overflows is for the normalising callers to judge.
-    if not math.isfinite(total) and not bool(torch.isfinite(sums).all()):
+    if not math.isfinite(total.item()) and not bool(torch.isfinite(sums).all()):
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} contains NaN or inf")
         sums = x.abs().sum(dim=dims, dtype=torch.float64)
-        total = sums.sum().item()
+        total = sums.sum()
         if not bool(torch.isfinite(sums).all()):
             raise ValueError(f"{name}: the sum of |values| overflows float64")
     return sums, total
 
 
-def _layer_normalised_abs_mean(x: Tensor, name: str) -> Tensor:
+def _unit_dims(x: Tensor) -> list[int]:
+    """The dimensions a per-unit mean runs over: the batch and every spatial one."""
+    return [0] + list(range(2, x.dim()))
+
+
+def _layer_normalised_abs_mean_deferred(x: Tensor, name: str) -> tuple[Tensor, Tensor]:
     _check_float_tensor(x, name, min_dim=2, check_finite=False)
-    unit_sums, total = _abs_sums(x, [0] + list(range(2, x.dim())), name)
-    if not math.isfinite(total):
+    unit_sums, total = _abs_sums(x, _unit_dims(x))
+    return _normalise_by_layer_mean(unit_sums, total, x.dtype), total
+
+
+def _layer_normalised_abs_mean(x: Tensor, name: str) -> Tensor:
+    scores, witness = _layer_normalised_abs_mean_deferred(x, name)
+    if math.isfinite(witness.item()):  # the one host read of the common case
+        return scores
+    unit_sums, total = _abs_sums_checked(x, _unit_dims(x), name)
+    if not math.isfinite(total.item()):
         raise ValueError(f"{name}: the sum of |values| overflows float64")
     return _normalise_by_layer_mean(unit_sums, total, x.dtype)
 
@@ -191,9 +211,11 @@ def magi(weight_grad: Tensor) -> Tensor:
             ``nn.Linear`` or ``(H, C_in/groups, *kernel)`` for ``nn.Conv*``, where the mean runs over every incoming
             dimension. The bias gradient is not part of the definition.
     """
-    _check_float_tensor(weight_grad, "weight_grad", min_dim=2, check_finite=False)
+    G, witness = magi_deferred(weight_grad)
+    if math.isfinite(witness.item()):  # the one host read of the common case
+        return G
     flat = weight_grad.flatten(1)
-    return (_abs_sums(flat, [1], "weight_grad")[0] / flat.shape[1]).to(weight_grad.dtype)
+    return (_abs_sums_checked(flat, [1], "weight_grad")[0] / flat.shape[1]).to(weight_grad.dtype)
 
 
 def gradient_scores(G: Tensor) -> Tensor:
@@ -201,16 +223,16 @@ def gradient_scores(G: Tensor) -> Tensor:
 
     NaN everywhere when every :math:`G_k` is exactly 0 (the same 0/0 rule as :func:`dormancy_scores`).
     """
-    _check_float_tensor(G, "G", min_dim=1, max_dim=1, check_finite=False)
+    z, witness = gradient_scores_deferred(G)
+    if math.isfinite(witness.item()):  # the one host read of the common case
+        return z
     G64 = G.to(torch.float64)
-    total, smallest = torch.stack([G64.sum(), G64.min()]).tolist()  # one device sync for both checks
+    total, smallest = torch.stack([G64.sum(), G64.min()]).tolist()
     if not math.isfinite(total) and not bool(torch.isfinite(G).all()):
         raise ValueError("G contains NaN or inf")
     if smallest < 0:
         raise ValueError("G must be non-negative (MAGI values are means of absolute gradients)")
-    if not math.isfinite(total):
-        raise ValueError("G: the sum of the values overflows float64")
-    return _normalise_by_layer_mean(G64, total, G.dtype)
+    raise ValueError("G: the sum of the values overflows float64")
 
 
 def zero_gradient_mask(z: Tensor, tau: float = 0.0) -> Tensor:
@@ -244,6 +266,79 @@ def activation_gradient_scores(acts_grad: Tensor) -> Tensor:
     :func:`dormancy_scores`.
     """
     return _layer_normalised_abs_mean(acts_grad, "acts_grad")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Deferred forms: the same scores without reading anything on the host
+# --------------------------------------------------------------------------------------------------------------
+#
+# Each returns ``(result, witness)``: ``witness`` is a 0-dim float64 tensor on the input's device, finite exactly
+# when the checked function above returns ``result`` without an error. Where it is not (NaN or inf in the input, a
+# float32 sum that overflows) the checked function is the one to call: it raises naming the problem or sums again in
+# float64. A caller that measures many layers (the probe) reads every witness at once, with one host
+# synchronisation, and tests finiteness on the host (cheaper than ``torch.isfinite`` on the device).
+
+
+def dormancy_scores_deferred(acts: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`dormancy_scores` and its witness, with no host read."""
+    return _layer_normalised_abs_mean_deferred(acts, "acts")
+
+
+def activation_gradient_scores_deferred(acts_grad: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`activation_gradient_scores` and its witness, with no host read."""
+    return _layer_normalised_abs_mean_deferred(acts_grad, "acts_grad")
+
+
+def magi_deferred(weight_grad: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`magi` and its witness, with no host read."""
+    _check_float_tensor(weight_grad, "weight_grad", min_dim=2, check_finite=False)
+    flat = weight_grad.flatten(1)
+    sums, total = _abs_sums(flat, [1])
+    return (sums / flat.shape[1]).to(weight_grad.dtype), total
+
+
+def gradient_scores_deferred(G: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`gradient_scores` and its witness, with no host read."""
+    _check_float_tensor(G, "G", min_dim=1, max_dim=1, check_finite=False)
+    G64 = G.to(torch.float64)
+    total = G64.sum()
+    witness = torch.where(G64.min() >= 0, total, math.nan)  # a negative G is an error too
+    return _normalise_by_layer_mean(G64, total, G.dtype), witness
+
+
+def weight_statistics_deferred(
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    reference_weight: Optional[Tensor] = None,
+    reference_bias: Optional[Tensor] = None,
+) -> tuple[list[str], Tensor]:
+    """The names of :func:`weight_statistics` and their values as one float64 tensor, with no host read (the
+    values are finite when the checked function returns them)."""
+    _check_float_tensor(weight, "weight", min_dim=1, check_finite=False)
+    w = weight.detach()
+    names = ["weight_abs_mean", "weight_l2", "weight_abs_max"]
+    w_abs = w.abs()
+    values = [w_abs.mean(), torch.linalg.vector_norm(w), w_abs.max()]
+    if bias is not None:
+        _check_float_tensor(bias, "bias", min_dim=1, max_dim=1, check_finite=False)
+        b = bias.detach()
+        names += ["bias_abs_mean", "bias_l2", "bias_abs_max"]
+        b_abs = b.abs()
+        values += [b_abs.mean(), torch.linalg.vector_norm(b), b_abs.max()]
+    if reference_weight is not None:
+        if reference_weight.shape != weight.shape:
+            raise ValueError(
+                f"reference_weight has shape {tuple(reference_weight.shape)}, weight has {tuple(weight.shape)}"
+            )
+        names.append("weight_distance")
+        values.append(torch.linalg.vector_norm(w - reference_weight.detach().to(w)))
+    if reference_bias is not None and bias is not None:
+        if reference_bias.shape != bias.shape:
+            raise ValueError(f"reference_bias has shape {tuple(reference_bias.shape)}, bias has {tuple(bias.shape)}")
+        names.append("bias_distance")
+        values.append(torch.linalg.vector_norm(bias.detach() - reference_bias.detach().to(bias)))
+    # stack promotes mixed dtypes exactly
+    return names, torch.stack(values).to(torch.float64)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -396,31 +491,8 @@ def weight_statistics(
     ``bias_l2``, ``bias_abs_max``; with a reference (e.g. the initial parameters) ``weight_distance`` =
     ``||W - W_ref||_F`` and, if both biases are given, ``bias_distance``.
     """
-    _check_float_tensor(weight, "weight", min_dim=1, check_finite=False)
-    w = weight.detach()
-    names = ["weight_abs_mean", "weight_l2", "weight_abs_max"]
-    w_abs = w.abs()
-    values = [w_abs.mean(), torch.linalg.vector_norm(w), w_abs.max()]
-    if bias is not None:
-        _check_float_tensor(bias, "bias", min_dim=1, max_dim=1, check_finite=False)
-        b = bias.detach()
-        names += ["bias_abs_mean", "bias_l2", "bias_abs_max"]
-        b_abs = b.abs()
-        values += [b_abs.mean(), torch.linalg.vector_norm(b), b_abs.max()]
-    if reference_weight is not None:
-        if reference_weight.shape != weight.shape:
-            raise ValueError(
-                f"reference_weight has shape {tuple(reference_weight.shape)}, weight has {tuple(weight.shape)}"
-            )
-        names.append("weight_distance")
-        values.append(torch.linalg.vector_norm(w - reference_weight.detach().to(w)))
-    if reference_bias is not None and bias is not None:
-        if reference_bias.shape != bias.shape:
-            raise ValueError(f"reference_bias has shape {tuple(reference_bias.shape)}, bias has {tuple(bias.shape)}")
-        names.append("bias_distance")
-        values.append(torch.linalg.vector_norm(bias.detach() - reference_bias.detach().to(bias)))
-    # stack promotes mixed dtypes exactly; one conversion and one device sync for all statistics
-    stats = dict(zip(names, torch.stack(values).to(torch.float64).tolist()))
+    names, values = weight_statistics_deferred(weight, bias, reference_weight, reference_bias)
+    stats = dict(zip(names, values.tolist()))  # one host read for all statistics
     if not all(math.isfinite(v) for v in stats.values()):
         raise ValueError("weight, bias or a reference contains NaN or inf")
     return stats

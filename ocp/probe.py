@@ -25,6 +25,15 @@ Objectives
 * ``"layer_output_sum"``: the literal Eq. 17 of the paper, ``S_l = sum of layer l's own pre-activation outputs``,
   differentiated with respect to layer l's weights only. Its MAGI is ``mean_j |sum_k X_kj|``, the same for every unit
   of a layer, and it does not depend on any post-activation output (activation-gradient scores are then NaN).
+
+Cost
+----
+One forward, one backward, and ONE host read: the metrics' deferred forms compute every score on the model's device,
+and every check (finite inputs, layer outputs, gradients and objective), the objective's value and the weight
+statistics are read together (on a GPU, one synchronisation per measurement; ``tests/test_probe.py`` counts it). The
+scores stay on the device until read. Where a check fails, the checked metrics run on the captured tensors and raise
+naming the layer and the problem, or sum a float32 overflow again in float64, with the same results as always.
+In ``train_mode`` the inputs are checked before the forward, so no NaN reaches batch-norm statistics.
 """
 
 from __future__ import annotations
@@ -204,6 +213,17 @@ class _Trace:
     activation_calls: list[tuple[str, nn.Module, Tensor, Tensor]] = field(default_factory=list)
 
 
+@dataclass
+class _Backward:
+    """What one forward and backward pass leave for the scores (gradients of unreached layers filled with zeros)."""
+
+    plan: list[dict[str, Any]]
+    args: tuple[Tensor, ...]
+    value: Tensor
+    weight_grads: list[Tensor]
+    act_grads: list[Tensor]
+
+
 def _flatten_tensors(obj: Any) -> list[Tensor]:
     if isinstance(obj, Tensor):
         return [obj]
@@ -296,7 +316,9 @@ class PlasticityProbe:
         so are the RNG states. Gradients come from ``torch.autograd.grad``: no ``.grad`` is touched.
         """
         args = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
-        self._check_inputs(args)
+        self._check_input_shapes(args)
+        if train_mode:  # a forward in train mode may update buffers (batch-norm statistics): no NaN may reach them
+            self._check_input_values(args)
         objective_name = objective if isinstance(objective, str) else getattr(objective, "__name__", "callable")
         if isinstance(objective, str) and objective not in ("output_sum", "layer_output_sum"):
             raise ValueError(f"objective must be a callable, 'output_sum' or 'layer_output_sum', got {objective!r}")
@@ -311,14 +333,14 @@ class PlasticityProbe:
                 with torch.enable_grad():
                     trace, output = self._traced_forward(args)
                     plan = self._resolve(trace, output)
-                    return self._backward_and_report(plan, trace, output, objective, objective_name)
+                    return self._backward_and_report(plan, args, output, objective, objective_name)
         finally:
             for m, was_training in modes.items():
                 m.training = was_training
 
     # ----------------------------------------------------------------------------------------------------------
     @staticmethod
-    def _check_inputs(args: tuple[Tensor, ...]) -> None:
+    def _check_input_shapes(args: tuple[Tensor, ...]) -> None:
         if not args:
             raise ValueError("inputs is empty: pass a batch tensor (or a tuple of them)")
         for i, a in enumerate(args):
@@ -326,6 +348,10 @@ class PlasticityProbe:
                 raise ValueError(f"inputs[{i}] must be a tensor, got {type(a).__name__}")
             if a.dim() == 0 or a.shape[0] == 0:
                 raise ValueError(f"inputs[{i}] has shape {tuple(a.shape)}: need a non-empty batch dimension first")
+
+    @staticmethod
+    def _check_input_values(args: tuple[Tensor, ...]) -> None:
+        for i, a in enumerate(args):
             if torch.is_floating_point(a) and not metrics.all_finite(a):
                 raise ValueError(f"inputs[{i}] contains NaN or inf")
 
@@ -421,11 +447,8 @@ class PlasticityProbe:
 
     # ----------------------------------------------------------------------------------------------------------
     def _backward_and_report(
-        self, plan: list[dict[str, Any]], trace: _Trace, output: Any, objective: Objective, objective_name: str
+        self, plan: list[dict[str, Any]], args: tuple[Tensor, ...], output: Any, objective: Objective, name: str
     ) -> ProbeResult:
-        # Dormancy first: a non-finite layer output is then reported by name, not as a non-finite objective.
-        for p in plan:
-            p["dormancy"] = _named(p["name"], metrics.dormancy_scores, p["h"].detach())
         weights = [p["module"].weight for p in plan]
         acts = [p["h"] if self.activation_gradient == "post" else p["y"] for p in plan]
         if objective == "layer_output_sum":
@@ -450,12 +473,17 @@ class PlasticityProbe:
         act_grads = [next(act_grads_iter) if d else None for d in differentiable]
         if all(g is None for g in weight_grads):
             raise ValueError("the objective does not depend on the weights of any probed layer")
+        weight_grads = [torch.zeros_like(p["module"].weight) if g is None else g for p, g in zip(plan, weight_grads)]
+        act_grads = [  # a layer the objective does not reach has an exactly zero gradient
+            torch.zeros_like(a).detach() if g is None else g.detach() for a, g in zip(acts, act_grads)
+        ]
 
-        hidden, out_layers = [], []
-        for p, wg, ag in zip(plan, weight_grads, act_grads):
-            report = self._layer_report(p, wg, ag)
-            (out_layers if p["kind"] == "output" else hidden).append(report)
-        return ProbeResult(tuple(hidden), tuple(out_layers), self.thresholds, objective_name)
+        run = _Backward(plan, args, value, weight_grads, act_grads)
+        reports = self._reports_deferred(run)
+        if reports is None:  # a check failed: the checked metrics name the problem (or sum again in float64)
+            reports = self._reports_checked(run)
+        hidden = tuple(r for r in reports if r.kind == "hidden")
+        return ProbeResult(hidden, tuple(r for r in reports if r.kind == "output"), self.thresholds, name)
 
     @staticmethod
     def _check_objective(value: Any) -> None:
@@ -465,31 +493,70 @@ class PlasticityProbe:
             raise ValueError(f"the objective must return a scalar, got shape {tuple(value.shape)}")
         if not value.requires_grad:
             raise ValueError("the objective does not depend on the model's parameters (its value has no gradient)")
-        if not math.isfinite(value.item()):
-            raise ValueError(f"the objective is not finite: {value.item()}")
 
-    def _layer_report(
-        self, p: dict[str, Any], weight_grad: Optional[Tensor], act_grad: Optional[Tensor]
+    def _reports_deferred(self, run: _Backward) -> Optional[list[LayerReport]]:
+        """Every score with the metrics' deferred forms and ONE host read (all checks, the objective's value and
+        the weight statistics at once); None when any check fails."""
+        witnesses = [a.sum() for a in run.args if torch.is_floating_point(a)]  # NaN or inf in an input makes it so
+        scores, stat_names, stat_values = [], [], []
+        for p, wg, ag in zip(run.plan, run.weight_grads, run.act_grads):
+            dormancy, d_witness = metrics.dormancy_scores_deferred(p["h"].detach())
+            G, g_witness = metrics.magi_deferred(wg)
+            z, z_witness = metrics.gradient_scores_deferred(G)
+            grama, a_witness = metrics.activation_gradient_scores_deferred(ag)
+            module = p["module"]
+            names, values = metrics.weight_statistics_deferred(
+                module.weight, module.bias, *self.reference.get(p["name"], (None, None))
+            )
+            witnesses += [d_witness, g_witness, z_witness, a_witness]
+            scores.append((dormancy, G, z, grama))
+            stat_names.append(names)
+            stat_values.append(values)
+        # The one host synchronisation of a measurement: every witness, the objective and the weight statistics.
+        device = run.value.device
+        parts = [torch.stack([w.to(device, torch.float64) for w in witnesses]), run.value.detach().reshape(1)]
+        read = torch.cat(parts + [v.to(device) for v in stat_values]).tolist()
+        if not all(math.isfinite(v) for v in read):
+            return None
+        reports, at = [], len(witnesses) + 1
+        for p, (dormancy, G, z, grama), names in zip(run.plan, scores, stat_names):
+            stats = dict(zip(names, read[at : at + len(names)]))
+            at += len(names)
+            reports.append(self._report(p, dormancy, G, z, grama, stats))
+        return reports
+
+    def _reports_checked(self, run: _Backward) -> list[LayerReport]:
+        """Every score with the checked metrics, which raise naming the layer and the problem."""
+        self._check_input_values(run.args)
+        # Dormancy first: a non-finite layer output is then reported by name, not as a non-finite objective.
+        dormancy = [_named(p["name"], metrics.dormancy_scores, p["h"].detach()) for p in run.plan]
+        if not math.isfinite(run.value.item()):
+            raise ValueError(f"the objective is not finite: {run.value.item()}")
+        reports = []
+        for p, d, wg, ag in zip(run.plan, dormancy, run.weight_grads, run.act_grads):
+            G = _named(p["name"], metrics.magi, wg)
+            module = p["module"]
+            stats = metrics.weight_statistics(module.weight, module.bias, *self.reference.get(p["name"], (None, None)))
+            grama = _named(p["name"], metrics.activation_gradient_scores, ag)
+            reports.append(self._report(p, d, G, metrics.gradient_scores(G), grama, stats))
+        return reports
+
+    @staticmethod
+    def _report(
+        p: dict[str, Any], dormancy: Tensor, G: Tensor, z: Tensor, grama: Tensor, stats: dict[str, float]
     ) -> LayerReport:
-        name, module, h = p["name"], p["module"], p["h"].detach()
-        if weight_grad is None:  # the objective does not reach this layer: its gradient is exactly zero
-            weight_grad = torch.zeros_like(module.weight)
-        if act_grad is None:
-            act_grad = torch.zeros_like(p["y"] if self.activation_gradient == "pre" else h)
-        G = _named(name, metrics.magi, weight_grad)
-        ref_w, ref_b = self.reference.get(name, (None, None))
-        features = h if h.dim() == 2 else h.flatten(2).mean(dim=2)
+        h = p["h"].detach()
         return LayerReport(
-            name=name,
+            name=p["name"],
             kind=p["kind"],
-            width=_width(module),
+            width=_width(p["module"]),
             activation=p["activation"],
-            dormancy_scores=p["dormancy"],
+            dormancy_scores=dormancy,
             magi=G,
-            gradient_scores=metrics.gradient_scores(G),
-            activation_gradient_scores=_named(name, metrics.activation_gradient_scores, act_grad.detach()),
-            features=features,
-            weight_stats=metrics.weight_statistics(module.weight, module.bias, ref_w, ref_b),
+            gradient_scores=z,
+            activation_gradient_scores=grama,
+            features=h if h.dim() == 2 else h.flatten(2).mean(dim=2),
+            weight_stats=stats,
         )
 
 

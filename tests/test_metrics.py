@@ -180,6 +180,38 @@ def test_finiteness_check_is_exact_when_the_sum_overflows():
         M.absolute_zero_gradient_mask(torch.tensor([float("inf"), float("-inf")]), 1.0)
 
 
+@pytest.mark.parametrize(
+    "deferred, checked, x, expected_witness",
+    [
+        # Hand-computed: |x| sums per unit 3 and 1 → total 4, scores 2·3/4 and 2·1/4.
+        (M.dormancy_scores_deferred, M.dormancy_scores, [[1.0, -1.0], [-2.0, 0.0]], 4.0),
+        (M.activation_gradient_scores_deferred, M.activation_gradient_scores, [[1.0, -1.0], [-2.0, 0.0]], 4.0),
+        # MAGI of rows (1, -1) and (2, 0): 1 and 1, total of the |w| sums 4.
+        (M.magi_deferred, M.magi, [[1.0, -1.0], [2.0, 0.0]], 4.0),
+        (M.gradient_scores_deferred, M.gradient_scores, [1.0, 3.0], 4.0),
+        # An all-zero layer: NaN scores, a finite witness (the checked metric returns them without an error).
+        (M.dormancy_scores_deferred, M.dormancy_scores, [[0.0, 0.0]], 0.0),
+    ],
+)
+def test_deferred_forms_equal_the_checked_metrics_with_a_finite_witness(deferred, checked, x, expected_witness):
+    x = torch.tensor(x)
+    result, witness = deferred(x)
+    assert witness.dtype == torch.float64 and witness.item() == expected_witness
+    assert torch.equal(result.nan_to_num(7.0), checked(x).nan_to_num(7.0))
+
+
+def test_deferred_witness_is_not_finite_exactly_where_the_checked_metric_must_act():
+    nan = torch.tensor([[float("nan"), 1.0]])
+    assert math.isnan(M.dormancy_scores_deferred(nan)[1].item())  # checked: raises "contains NaN or inf"
+    overflow = torch.full((8, 1), 2.0**126)  # the float32 per-unit sum 2^129 overflows
+    assert math.isinf(M.dormancy_scores_deferred(overflow)[1].item())
+    assert M.dormancy_scores(overflow).tolist() == [1.0]  # checked: summed again in float64
+    assert math.isnan(M.gradient_scores_deferred(torch.tensor([-1.0, 2.0]))[1].item())  # checked: "non-negative"
+    names, values = M.weight_statistics_deferred(torch.tensor([[3.0, -4.0]]), torch.tensor([0.0]))
+    assert names == ["weight_abs_mean", "weight_l2", "weight_abs_max", "bias_abs_mean", "bias_l2", "bias_abs_max"]
+    assert values.tolist() == [3.5, 5.0, 4.0, 0.0, 0.0, 0.0] and values.dtype == torch.float64
+
+
 def test_activation_gradient_scores_do_not_cancel_across_samples(device, dtype):
     # Pitfall "which gradient": per-sample dL/dh of unit 0 are +1 and -1. GraMa's E|dL/dh| = 1 is not zero, while
     # a batch-summed gradient (what a weight gradient with constant input sees) cancels to 0.

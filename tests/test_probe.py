@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ocp import metrics as M
+from ocp.dispatch_count import count_dispatch
 from ocp.probe import PlasticityProbe
 
 
@@ -326,3 +327,53 @@ def test_non_finite_activations_name_the_layer():
         net[2].weight[0, 0] = float("inf")
     with pytest.raises(ValueError, match="layer '2'"):
         PlasticityProbe(net).measure(torch.tensor(X), "output_sum")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Host synchronisations
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", ["output_sum", "layer_output_sum", "mse"])
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_one_host_synchronisation_per_measurement(model, objective):
+    # Every check, the objective's value and the weight statistics are read in one go; a regression that reads a
+    # value on the host inside measure (an .item(), a bool(t), a .tolist() per layer) shows here on any machine.
+    torch.manual_seed(0)
+    if model == "mlp":
+        net, x = relu_mlp(torch.float32), torch.tensor(X, dtype=torch.float32)
+    else:
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Conv2d(4, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1))
+        x = torch.randn(5, 3, 6, 6)
+    probe = PlasticityProbe(net)
+    probe.snapshot_reference()
+    target = torch.zeros(len(x), 1)
+    fn = mse(target) if objective == "mse" else objective
+    count = count_dispatch(lambda: probe.measure(x, fn))
+    assert count.host_syncs == 1, count.syncs_by_kind
+    assert count.syncs_by_kind == {"Tensor.tolist": 1}
+
+
+def test_a_float32_sum_that_overflows_is_summed_again_in_float64():
+    # Hidden outputs 3·2^123 and 2^123 in float32 (exact): their sums over 64 samples overflow float32, so the one
+    # read sees inf and the probe takes the checked path, which sums again in float64. The objective (the mean
+    # output, 2^-100 · 4·2^123 = 2^25) and every gradient stay finite.
+    net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[3 * 2.0**60], [2.0**60]]))
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[2.0**-100, 2.0**-100]]))
+        net[2].bias.zero_()
+    x = torch.full((64, 1), 2.0**63)
+    assert torch.isinf(torch.relu(net[0](x)).sum(0)).all()  # the float32 sums do overflow
+    report = PlasticityProbe(net).measure(x, lambda out: out.mean()).layer("0")
+    # Unit sums 64·3·2^123 and 64·2^123 in float64; H = 2: scores 2·3/4 = 1.5 and 2·1/4 = 0.5.
+    assert torch.equal(report.dormancy_scores, torch.tensor([1.5, 0.5]))
+
+
+def test_nan_input_in_train_mode_is_refused_before_the_forward():
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    before = net[2].running_mean.clone()
+    with pytest.raises(ValueError, match=r"inputs\[0\] contains NaN or inf"):
+        PlasticityProbe(net).measure(torch.tensor([[float("nan"), 0.0], [1.0, 2.0]]), "output_sum", train_mode=True)
+    assert torch.equal(net[2].running_mean, before)
