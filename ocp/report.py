@@ -272,22 +272,27 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
     reach = {arm: {k: steps_to_reach(s, level) for k, s in returns[arm].items()} for arm in returns}
     steps = {arm: {k: v[0] for k, v in reach[arm].items()} for arm in reach}
     never = {arm: sum(not ok for _, ok in reach[arm].values()) for arm in reach}
-    dorm = {
-        arm: {
-            r.seed: float(
-                np.mean(
-                    [
-                        _late(
-                            res.plasticity_series(arm, net, "network", "dormant_ratio", c.tau)[r.seed], c.late_fraction
-                        )
-                        for net in ("actor", "critic")
-                    ]
-                )
-            )
-            for r in res.runs_of(arm)
-        }
-        for arm in ("relu", "no-act")
-    }
+
+    def late_dormancy(arm: str, net: str, tau: float) -> dict[int, float]:
+        """Per seed: the late dormant fraction of the network's hidden units."""
+        series = res.plasticity_series(arm, net, "network", "dormant_ratio", tau)
+        return {r.seed: _late(series[r.seed], c.late_fraction) for r in res.runs_of(arm)}
+
+    def mean_of_networks(arm: str, tau: float) -> dict[int, float]:
+        actor, critic = late_dormancy(arm, "actor", tau), late_dormancy(arm, "critic", tau)
+        return {seed: float(np.mean([actor[seed], critic[seed]])) for seed in actor}
+
+    dorm = {arm: mean_of_networks(arm, c.tau) for arm in ("relu", "no-act")}
+    by_network = "; ".join(
+        f"{label} {net} {_agg(list(late_dormancy(arm, net, c.tau).values()))}"
+        for arm, label in (("relu", "ReLU"), ("no-act", "No-Act"))
+        for net in ("actor", "critic")
+    )
+    other_taus = "; ".join(
+        f"at τ={tau:g}: ReLU {_agg(list(mean_of_networks('relu', tau).values()))}, "
+        f"No-Act {_agg(list(mean_of_networks('no-act', tau).values()))}"
+        for tau in c.other_taus
+    )
 
     parts = [
         f"speed level {_fmt(level)} (start {_fmt(start)} + {c.speed_fraction:g} × (final {_fmt(final)} − start)); "
@@ -295,7 +300,8 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
         f" (never reached: ReLU {never['relu']}, No-Act {never['no-act']})",
         f"late return: ReLU {_agg(list(late['relu'].values()))}, No-Act {_agg(list(late['no-act'].values()))}",
         f"late dormant fraction (τ={c.tau:g}, mean of actor and critic): ReLU {_agg(list(dorm['relu'].values()))}, "
-        f"No-Act {_agg(list(dorm['no-act'].values()))}",
+        f"No-Act {_agg(list(dorm['no-act'].values()))}; by network: {by_network}; mean of actor and critic "
+        f"{other_taus}",
     ]
     if not any(g >= c.learned_gain for g in gain.values()):  # NaN gains count as not learned
         parts.append(f"learning gain (late − first return): ReLU {_fmt(gain['relu'])}, No-Act {_fmt(gain['no-act'])}")

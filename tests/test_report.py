@@ -302,6 +302,32 @@ def test_c1_speed_level_and_steps(tmp_path):
     assert claim.verdict == f"{NOT_TESTABLE} (all 6 paired differences are exactly 0)"
 
 
+NETS_01 = (("actor", 0.3), ("critic", 0.5))
+
+
+def test_c1_dormancy_per_network_and_at_every_threshold(tmp_path):
+    # ReLU: actor 0.1 and critic 0.3 of their hidden units dormant at τ = 0.025 (mean 0.2);
+    # No-Act: none. Two seeds per arm, so only the values are reported.
+    relu = {100: -300.0, 200: 1000.0, 300: 1000.0, 400: 1000.0}
+    ratios = {
+        ("actor", "network", "dormant_ratio"): dict.fromkeys(relu, 0.1),
+        ("critic", "network", "dormant_ratio"): dict.fromkeys(relu, 0.3),
+    }
+    runs = [("relu", s, _run(tmp_path, f"relu{s}", relu, layer_ratios=ratios)) for s in (1, 2)]
+    runs += [("no-act", s, _run(tmp_path, f"noact{s}", relu)) for s in (1, 2)]
+    for s in (1, 2):  # ReLU's fractions at τ = 0.1 (actor 0.3, critic 0.5), a row per measurement
+        with open(tmp_path / f"relu{s}" / "plasticity.csv", "a") as f:
+            f.writelines(f"0,{x},{net},network,hidden,dormant_ratio,0.1,{v}\n" for x in relu for net, v in NETS_01)
+    claim = claim_c1(_results(tmp_path, runs), Criteria(tau=TAU, other_taus=(0.1,)))
+    assert "(τ=0.025, mean of actor and critic): ReLU IQM 0.2 [0.2, 0.2] (n=2: 0.2, 0.2)" in claim.measured
+    assert (
+        "by network: ReLU actor IQM 0.1 [0.1, 0.1] (n=2: 0.1, 0.1); ReLU critic IQM 0.3 [0.3, 0.3] (n=2: 0.3, 0.3); "
+        "No-Act actor IQM 0 [0, 0] (n=2: 0, 0); No-Act critic IQM 0 [0, 0] (n=2: 0, 0)"
+    ) in claim.measured
+    # At τ = 0.1: ReLU (0.3 + 0.5) / 2; No-Act has no row there, so its fraction is not available.
+    assert "mean of actor and critic at τ=0.1: ReLU IQM 0.4 [0.4, 0.4] (n=2: 0.4, 0.4), No-Act n/a" in claim.measured
+
+
 def _switch_rows(after):
     return [{"switch": 1, "layer": "network", "kind": "zero_gradient", "threshold": TAU, "after_ratio": after}]
 
