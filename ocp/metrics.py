@@ -302,7 +302,7 @@ def gradient_scores_deferred(G: Tensor) -> tuple[Tensor, Tensor]:
     _check_float_tensor(G, "G", min_dim=1, max_dim=1, check_finite=False)
     G64 = G.to(torch.float64)
     total = G64.sum()
-    witness = torch.where(G64.min() >= 0, total, math.nan)  # a negative G is an error too
+    witness = total / (G64.min() >= 0)  # a negative G is an error too: total / 0 is not finite
     return _normalise_by_layer_mean(G64, total, G.dtype), witness
 
 

@@ -417,6 +417,7 @@ class PlasticityProbe:
                     x=x,
                     y=y,
                     h=h,
+                    h_detached=h.detach(),
                     kind=kind,
                     activation="none" if act_module is None else type(act_module).__name__,
                 )
@@ -500,7 +501,7 @@ class PlasticityProbe:
         witnesses = [a.sum() for a in run.args if torch.is_floating_point(a)]  # NaN or inf in an input makes it so
         scores, stat_names, stat_values = [], [], []
         for p, wg, ag in zip(run.plan, run.weight_grads, run.act_grads):
-            dormancy, d_witness = metrics.dormancy_scores_deferred(p["h"].detach())
+            dormancy, d_witness = metrics.dormancy_scores_deferred(p["h_detached"])
             G, g_witness = metrics.magi_deferred(wg)
             z, z_witness = metrics.gradient_scores_deferred(G)
             grama, a_witness = metrics.activation_gradient_scores_deferred(ag)
@@ -529,7 +530,7 @@ class PlasticityProbe:
         """Every score with the checked metrics, which raise naming the layer and the problem."""
         self._check_input_values(run.args)
         # Dormancy first: a non-finite layer output is then reported by name, not as a non-finite objective.
-        dormancy = [_named(p["name"], metrics.dormancy_scores, p["h"].detach()) for p in run.plan]
+        dormancy = [_named(p["name"], metrics.dormancy_scores, p["h_detached"]) for p in run.plan]
         if not math.isfinite(run.value.item()):
             raise ValueError(f"the objective is not finite: {run.value.item()}")
         reports = []
@@ -545,7 +546,7 @@ class PlasticityProbe:
     def _report(
         p: dict[str, Any], dormancy: Tensor, G: Tensor, z: Tensor, grama: Tensor, stats: dict[str, float]
     ) -> LayerReport:
-        h = p["h"].detach()
+        h = p["h_detached"]
         return LayerReport(
             name=p["name"],
             kind=p["kind"],

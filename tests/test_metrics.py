@@ -206,7 +206,7 @@ def test_deferred_witness_is_not_finite_exactly_where_the_checked_metric_must_ac
     overflow = torch.full((8, 1), 2.0**126)  # the float32 per-unit sum 2^129 overflows
     assert math.isinf(M.dormancy_scores_deferred(overflow)[1].item())
     assert M.dormancy_scores(overflow).tolist() == [1.0]  # checked: summed again in float64
-    assert math.isnan(M.gradient_scores_deferred(torch.tensor([-1.0, 2.0]))[1].item())  # checked: "non-negative"
+    assert math.isinf(M.gradient_scores_deferred(torch.tensor([-1.0, 2.0]))[1].item())  # checked: "non-negative"
     names, values = M.weight_statistics_deferred(torch.tensor([[3.0, -4.0]]), torch.tensor([0.0]))
     assert names == ["weight_abs_mean", "weight_l2", "weight_abs_max", "bias_abs_mean", "bias_l2", "bias_abs_max"]
     assert values.tolist() == [3.5, 5.0, 4.0, 0.0, 0.0, 0.0] and values.dtype == torch.float64
