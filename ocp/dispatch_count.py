@@ -4,6 +4,13 @@ On a GPU every operator is a host-side dispatch (and usually a kernel launch), a
 host (``.item()``, ``bool(t)``, ``.tolist()``, a boolean mask index, a copy to the CPU) waits for the device to finish
 all queued work. Both are counted the same way on any device, so a CPU-only machine sees what a GPU would pay.
 
+The synchronisation count is a rule of thumb, not a trace of the device: it counts the operators known to read device
+data on the host (:data:`HOST_SYNC_OPERATORS`, boolean-mask indexing, device-to-host copies) and ``Tensor.tolist`` /
+``Tensor.numpy`` (operators on the calling thread and the autograd threads it starts; ``tolist`` / ``numpy`` from
+any thread while the call runs). It misses waits hidden inside other kernels and explicit
+``torch.cuda.synchronize()`` calls, and counts a ``non_blocking`` device-to-host copy as a wait; on a GPU,
+``torch.cuda.set_sync_debug_mode`` is the ground truth.
+
     count = count_dispatch(lambda: probe.measure(x, loss))
     count.operators, count.host_syncs, count.syncs_by_kind
 """
@@ -92,6 +99,7 @@ def count_dispatch(fn: Callable[[], Any]) -> DispatchCount:
     count = DispatchCount()
     mode = _Counter(count)
     originals = {name: getattr(torch.Tensor, name) for name in ("tolist", "numpy")}
+    own = {name: name in vars(torch.Tensor) for name in originals}  # inherited from the C base class otherwise
 
     def reader(name: str) -> Callable:
         original = originals[name]
@@ -114,5 +122,8 @@ def count_dispatch(fn: Callable[[], Any]) -> DispatchCount:
             fn()
     finally:
         for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+            if own[name]:
+                setattr(torch.Tensor, name, original)
+            else:
+                delattr(torch.Tensor, name)
     return count

@@ -118,11 +118,11 @@ def _abs_sums(x: Tensor, dims: list[int]) -> tuple[Tensor, Tensor]:
 
 
 def _abs_sums_checked(x: Tensor, dims: list[int], name: str) -> tuple[Tensor, Tensor]:
-    """:func:`_abs_sums` for an input whose total is not finite: a finite input whose float32 sums overflow is summed
+    """:func:`_abs_sums` for an input whose total was not finite: a finite input whose float32 sums overflow is summed
     again in float64; NaN or inf in ``x`` is an error naming ``name``."""
     sums, total = _abs_sums(x, dims)
     # Only a non-finite per-unit sum is an error here; a total that overflows is for the normalising callers to judge.
-    if not math.isfinite(total.item()) and not bool(torch.isfinite(sums).all()):
+    if not bool(torch.isfinite(sums).all()):
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} contains NaN or inf")
         sums = x.abs().sum(dim=dims, dtype=torch.float64)
@@ -272,10 +272,11 @@ def activation_gradient_scores(acts_grad: Tensor) -> Tensor:
 # Deferred forms: the same scores without reading anything on the host
 # --------------------------------------------------------------------------------------------------------------
 #
-# Each returns ``(result, witness)``: ``witness`` is a 0-dim float64 tensor on the input's device, finite exactly
-# when the checked function above returns ``result`` without an error. Where it is not (NaN or inf in the input, a
-# float32 sum that overflows) the checked function is the one to call: it raises naming the problem or sums again in
-# float64. A caller that measures many layers (the probe) reads every witness at once, with one host
+# Each returns ``(result, witness)``: ``witness`` is a 0-dim float64 tensor on the input's device; where it is finite,
+# the checked function above returns exactly ``result`` without an error. Where it is not (NaN or inf in the input, a
+# float32 sum that overflows, a float64 layer total that overflows) the checked function is the one to call: it
+# raises naming the problem, sums again in float64, or (MAGI, whose per-unit values need no layer total) returns the
+# same result. A caller that measures many layers (the probe) reads every witness at once, with one host
 # synchronisation, and tests finiteness on the host (cheaper than ``torch.isfinite`` on the device).
 
 

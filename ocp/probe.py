@@ -33,7 +33,9 @@ and every check (finite inputs, layer outputs, gradients and objective), the obj
 statistics are read together (on a GPU, one synchronisation per measurement; ``tests/test_probe.py`` counts it). The
 scores stay on the device until read. Where a check fails, the checked metrics run on the captured tensors and raise
 naming the layer and the problem, or sum a float32 overflow again in float64, with the same results as always.
-In ``train_mode`` the inputs are checked before the forward, so no NaN reaches batch-norm statistics.
+In ``train_mode`` the inputs are checked before the forward, so no NaN reaches batch-norm statistics: one more read
+per floating-point input. Where the forward, the objective or the backward fails on NaN or inf in an input or a layer
+output, the error names that input or layer, as the checks would have.
 """
 
 from __future__ import annotations
@@ -331,9 +333,20 @@ class PlasticityProbe:
             with torch.random.fork_rng(devices=devices):
                 self.model.train(train_mode)
                 with torch.enable_grad():
-                    trace, output = self._traced_forward(args)
-                    plan = self._resolve(trace, output)
-                    return self._backward_and_report(plan, args, output, objective, objective_name)
+                    plan = None
+                    try:
+                        trace, output = self._traced_forward(args)
+                        plan = self._resolve(trace, output)
+                        run = self._backward(plan, args, output, objective)
+                    except Exception as err:
+                        self._name_bad_input(args, plan, err)
+                        raise
+                    reports = self._reports_deferred(run)
+                    if reports is None:  # a check failed: the checked metrics name it (or sum again in float64)
+                        reports = self._reports_checked(run)
+                    hidden = tuple(r for r in reports if r.kind == "hidden")
+                    output_layers = tuple(r for r in reports if r.kind == "output")
+                    return ProbeResult(hidden, output_layers, self.thresholds, objective_name)
         finally:
             for m, was_training in modes.items():
                 m.training = was_training
@@ -447,9 +460,23 @@ class PlasticityProbe:
         )
 
     # ----------------------------------------------------------------------------------------------------------
-    def _backward_and_report(
-        self, plan: list[dict[str, Any]], args: tuple[Tensor, ...], output: Any, objective: Objective, name: str
-    ) -> ProbeResult:
+    def _name_bad_input(self, args: tuple[Tensor, ...], plan: Optional[list[dict[str, Any]]], err: Exception) -> None:
+        """The forward, the objective or the backward failed: if NaN or inf in an input or a layer output is why (a
+        distribution refusing a NaN mean, anomaly detection), raise the error that names it, as the checks after a
+        successful pass would."""
+        try:
+            self._check_input_values(args)
+            for p in plan or ():
+                _named(p["name"], metrics.dormancy_scores, p["h_detached"])
+        except ValueError as named:
+            raise named from err
+
+    def _backward(
+        self, plan: list[dict[str, Any]], args: tuple[Tensor, ...], output: Any, objective: Objective
+    ) -> _Backward:
+        # Dormancy before the objective runs, which may change the outputs in place.
+        for p in plan:
+            p["dormancy"] = _named(p["name"], metrics.dormancy_scores_deferred, p["h_detached"])
         weights = [p["module"].weight for p in plan]
         acts = [p["h"] if self.activation_gradient == "post" else p["y"] for p in plan]
         if objective == "layer_output_sum":
@@ -476,15 +503,9 @@ class PlasticityProbe:
             raise ValueError("the objective does not depend on the weights of any probed layer")
         weight_grads = [torch.zeros_like(p["module"].weight) if g is None else g for p, g in zip(plan, weight_grads)]
         act_grads = [  # a layer the objective does not reach has an exactly zero gradient
-            torch.zeros_like(a).detach() if g is None else g.detach() for a, g in zip(acts, act_grads)
+            torch.zeros_like(a) if g is None else g.detach() for a, g in zip(acts, act_grads)
         ]
-
-        run = _Backward(plan, args, value, weight_grads, act_grads)
-        reports = self._reports_deferred(run)
-        if reports is None:  # a check failed: the checked metrics name the problem (or sum again in float64)
-            reports = self._reports_checked(run)
-        hidden = tuple(r for r in reports if r.kind == "hidden")
-        return ProbeResult(hidden, tuple(r for r in reports if r.kind == "output"), self.thresholds, name)
+        return _Backward(plan, args, value, weight_grads, act_grads)
 
     @staticmethod
     def _check_objective(value: Any) -> None:
@@ -498,13 +519,15 @@ class PlasticityProbe:
     def _reports_deferred(self, run: _Backward) -> Optional[list[LayerReport]]:
         """Every score with the metrics' deferred forms and ONE host read (all checks, the objective's value and
         the weight statistics at once); None when any check fails."""
-        witnesses = [a.sum() for a in run.args if torch.is_floating_point(a)]  # NaN or inf in an input makes it so
+        # NaN or inf in an input makes its sum so; a float64 sum cannot overflow for a float16 or float32 input.
+        witnesses = [a.sum(dtype=torch.float64) for a in run.args if torch.is_floating_point(a)]
         scores, stat_names, stat_values = [], [], []
         for p, wg, ag in zip(run.plan, run.weight_grads, run.act_grads):
-            dormancy, d_witness = metrics.dormancy_scores_deferred(p["h_detached"])
-            G, g_witness = metrics.magi_deferred(wg)
-            z, z_witness = metrics.gradient_scores_deferred(G)
-            grama, a_witness = metrics.activation_gradient_scores_deferred(ag)
+            name = p["name"]
+            dormancy, d_witness = p["dormancy"]
+            G, g_witness = _named(name, metrics.magi_deferred, wg)
+            z, z_witness = _named(name, metrics.gradient_scores_deferred, G)
+            grama, a_witness = _named(name, metrics.activation_gradient_scores_deferred, ag)
             module = p["module"]
             names, values = metrics.weight_statistics_deferred(
                 module.weight, module.bias, *self.reference.get(p["name"], (None, None))
@@ -514,8 +537,8 @@ class PlasticityProbe:
             stat_names.append(names)
             stat_values.append(values)
         # The one host synchronisation of a measurement: every witness, the objective and the weight statistics.
-        device = run.value.device
-        parts = [torch.stack([w.to(device, torch.float64) for w in witnesses]), run.value.detach().reshape(1)]
+        device = run.plan[0]["h_detached"].device  # where the model's outputs are, whatever the objective returned
+        parts = [torch.stack([w.to(device) for w in witnesses]), run.value.detach().reshape(1).to(device)]
         read = torch.cat(parts + [v.to(device) for v in stat_values]).tolist()
         if not all(math.isfinite(v) for v in read):
             return None
@@ -530,16 +553,21 @@ class PlasticityProbe:
         """Every score with the checked metrics, which raise naming the layer and the problem."""
         self._check_input_values(run.args)
         # Dormancy first: a non-finite layer output is then reported by name, not as a non-finite objective.
-        dormancy = [_named(p["name"], metrics.dormancy_scores, p["h_detached"]) for p in run.plan]
+        dormancy = []
+        for p in run.plan:
+            scores, witness = p["dormancy"]  # taken before the objective ran
+            finite = math.isfinite(witness.item())
+            dormancy.append(scores if finite else _named(p["name"], metrics.dormancy_scores, p["h_detached"]))
         if not math.isfinite(run.value.item()):
             raise ValueError(f"the objective is not finite: {run.value.item()}")
         reports = []
         for p, d, wg, ag in zip(run.plan, dormancy, run.weight_grads, run.act_grads):
             G = _named(p["name"], metrics.magi, wg)
+            z = metrics.gradient_scores(G)
+            grama = _named(p["name"], metrics.activation_gradient_scores, ag)
             module = p["module"]
             stats = metrics.weight_statistics(module.weight, module.bias, *self.reference.get(p["name"], (None, None)))
-            grama = _named(p["name"], metrics.activation_gradient_scores, ag)
-            reports.append(self._report(p, d, G, metrics.gradient_scores(G), grama, stats))
+            reports.append(self._report(p, d, G, z, grama, stats))
         return reports
 
     @staticmethod
@@ -561,7 +589,7 @@ class PlasticityProbe:
         )
 
 
-def _named(layer: str, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+def _named(layer: str, fn: Callable[[Tensor], Any], x: Tensor) -> Any:
     """Apply a metric, prefixing any bad-input error with the layer's name."""
     try:
         return fn(x)

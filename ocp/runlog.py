@@ -49,9 +49,10 @@ class CsvLog:
 
 
 def _fmt(value: Any) -> Any:
-    # repr of a float round-trips exactly, so a resumed table can be compared for equality.
+    # repr of a float round-trips exactly, so a resumed table can be compared for equality; float() first, because a
+    # float subclass (np.float64) has a repr of its own ("np.float64(0.5)").
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(value)
+        return "nan" if math.isnan(value) else repr(float(value))
     return value
 
 

@@ -55,14 +55,15 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise ValueError(f"missing table {path}: run the experiments first (python reproduce/all_figures.py)")
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        text = f.read()
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     renamed = {old: new for old, new in RENAMED_COLUMNS.get(path.name, {}).items() if rows and old in rows[0]}
     if renamed:
         rows = [{renamed.get(k, k): v for k, v in row.items()} for row in rows]
-    if rows and (reprs := [k for k, v in rows[0].items() if v and _NUMPY_REPR.fullmatch(v)]):
+    if "np." in text:  # only tables written before the writer unwrapped NumPy scalars pay for the scan
         for row in rows:
-            for k in reprs:
-                if m := _NUMPY_REPR.fullmatch(row[k]):
+            for k, v in row.items():
+                if v and (m := _NUMPY_REPR.fullmatch(v)):
                     row[k] = m.group(1)
     return rows
 

@@ -10,6 +10,7 @@ import pytest
 
 from ocp.atomic_files import csv_bytes, write_csv
 from ocp.ppo import upgrade_config_dict
+from ocp.runlog import CsvLog
 from ocp.tables import merge_results, read_csv, unpack_tables
 from ocp.transfer import upgrade_transfer_config_dict
 from ocp.transfer_statistics import SUMMARY_COLUMNS, summarise
@@ -180,17 +181,22 @@ def test_tables_of_earlier_versions_read_with_todays_column_names(tmp_path):
     assert read_csv(tmp_path / "metrics.csv") == [{"update": "1", "kind": "x"}]
 
 
+def test_run_logs_write_numpy_floats_as_numbers(tmp_path):
+    log = CsvLog(tmp_path / "metrics.csv", ["clipfrac", "value"])
+    log.write([{"clipfrac": np.float64(0.1), "value": float("nan")}])
+    log.close()
+    assert (tmp_path / "metrics.csv").read_text() == "clipfrac,value\n0.1,nan\n"
+
+
 def test_numpy_scalars_are_written_as_numbers_and_earlier_reprs_read_as_numbers(tmp_path):
     # csv writes a float subclass by its repr: np.float64(0.25) would land in the table as text.
     rows = [{"update": np.int64(3), "clipfrac": np.float64(0.25), "value": np.float32(0.5), "note": "np.x(1)"}]
     assert (
         csv_bytes(rows, ["update", "clipfrac", "value", "note"]) == b"update,clipfrac,value,note\n3,0.25,0.5,np.x(1)\n"
     )
-    (tmp_path / "metrics.csv").write_text(
-        "update,clipfrac,note\n1,np.float64(0.0611328125),np.x(1)\n2,np.float64(0.125),a\n3,0.5,b\n"
-    )
-    assert read_csv(tmp_path / "metrics.csv") == [
-        {"update": "1", "clipfrac": "0.0611328125", "note": "np.x(1)"},
+    (tmp_path / "metrics.csv").write_text("update,clipfrac,note\n1,,np.x(1)\n2,np.float64(0.125),a\n3,0.5,b\n")
+    assert read_csv(tmp_path / "metrics.csv") == [  # an empty first cell does not hide the later ones
+        {"update": "1", "clipfrac": "", "note": "np.x(1)"},
         {"update": "2", "clipfrac": "0.125", "note": "a"},
         {"update": "3", "clipfrac": "0.5", "note": "b"},
     ]

@@ -181,22 +181,30 @@ def test_finiteness_check_is_exact_when_the_sum_overflows():
 
 
 @pytest.mark.parametrize(
-    "deferred, checked, x, expected_witness",
+    "deferred, checked, x, witness_value, scores",
     [
-        # Hand-computed: |x| sums per unit 3 and 1 → total 4, scores 2·3/4 and 2·1/4.
-        (M.dormancy_scores_deferred, M.dormancy_scores, [[1.0, -1.0], [-2.0, 0.0]], 4.0),
-        (M.activation_gradient_scores_deferred, M.activation_gradient_scores, [[1.0, -1.0], [-2.0, 0.0]], 4.0),
-        # MAGI of rows (1, -1) and (2, 0): 1 and 1, total of the |w| sums 4.
-        (M.magi_deferred, M.magi, [[1.0, -1.0], [2.0, 0.0]], 4.0),
-        (M.gradient_scores_deferred, M.gradient_scores, [1.0, 3.0], 4.0),
-        # An all-zero layer: NaN scores, a finite witness (the checked metric returns them without an error).
-        (M.dormancy_scores_deferred, M.dormancy_scores, [[0.0, 0.0]], 0.0),
+        # |x| sums per unit 3 and 1 → total 4, scores 2·3/4 and 2·1/4.
+        (M.dormancy_scores_deferred, M.dormancy_scores, [[1.0, -1.0], [-2.0, 0.0]], 4.0, [1.5, 0.5]),
+        (
+            M.activation_gradient_scores_deferred,
+            M.activation_gradient_scores,
+            [[1.0, -1.0], [-2.0, 0.0]],
+            4.0,
+            [1.5, 0.5],
+        ),
+        # MAGI of rows (1, -1) and (2, 0): 2/2 and 2/2; the total of the |w| sums is 4.
+        (M.magi_deferred, M.magi, [[1.0, -1.0], [2.0, 0.0]], 4.0, [1.0, 1.0]),
+        # G = (1, 3): total 4, scores 2·1/4 and 2·3/4.
+        (M.gradient_scores_deferred, M.gradient_scores, [1.0, 3.0], 4.0, [0.5, 1.5]),
+        # An all-zero layer: NaN scores (shown as 7), a finite witness (the checked metric returns them too).
+        (M.dormancy_scores_deferred, M.dormancy_scores, [[0.0, 0.0]], 0.0, [7.0, 7.0]),
     ],
 )
-def test_deferred_forms_equal_the_checked_metrics_with_a_finite_witness(deferred, checked, x, expected_witness):
+def test_deferred_forms_equal_the_checked_metrics_with_a_finite_witness(deferred, checked, x, witness_value, scores):
     x = torch.tensor(x)
     result, witness = deferred(x)
-    assert witness.dtype == torch.float64 and witness.item() == expected_witness
+    assert witness.dtype == torch.float64 and witness.item() == witness_value
+    assert result.nan_to_num(7.0).tolist() == scores
     assert torch.equal(result.nan_to_num(7.0), checked(x).nan_to_num(7.0))
 
 

@@ -305,7 +305,7 @@ def test_bad_input_errors():
         PlasticityProbe(nn.Sequential(nn.ReLU()))
     with pytest.raises(ValueError, match="non-empty batch"):
         probe.measure(torch.zeros(0, 2, dtype=torch.float64), "output_sum")
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(ValueError, match=r"^inputs\[0\] contains NaN or inf$"):
         probe.measure(torch.tensor([[float("nan"), 0.0]], dtype=torch.float64), "output_sum")
     with pytest.raises(ValueError, match="scalar"):
         probe.measure(x, lambda out: out)
@@ -377,3 +377,38 @@ def test_nan_input_in_train_mode_is_refused_before_the_forward():
     with pytest.raises(ValueError, match=r"inputs\[0\] contains NaN or inf"):
         PlasticityProbe(net).measure(torch.tensor([[float("nan"), 0.0], [1.0, 2.0]]), "output_sum", train_mode=True)
     assert torch.equal(net[2].running_mean, before)
+
+
+def normal_log_likelihood(out):
+    # torch.distributions refuses a NaN mean with its own error, before the probe's checks could run.
+    return torch.distributions.Normal(out, 1.0).log_prob(torch.zeros_like(out)).sum()
+
+
+def test_a_failing_objective_on_nan_input_or_weights_names_the_cause():
+    net = relu_mlp()
+    with pytest.raises(ValueError, match=r"^inputs\[0\] contains NaN or inf$") as raised:
+        PlasticityProbe(net).measure(torch.tensor([[float("nan"), 0.0]], dtype=torch.float64), normal_log_likelihood)
+    assert raised.value.__cause__ is not None  # the objective's own error stays attached
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")  # a diverged network
+    with pytest.raises(ValueError, match=r"^layer '0': acts contains NaN or inf$"):
+        PlasticityProbe(net).measure(torch.tensor(X), normal_log_likelihood)
+    with pytest.raises(ValueError, match=r"^inputs\[0\] contains NaN or inf$"):  # before the objective's own checks
+        PlasticityProbe(relu_mlp()).measure(torch.tensor([[float("nan"), 0.0]], dtype=torch.float64), lambda o: o)
+
+
+def test_dormancy_is_taken_before_the_objective_changes_the_outputs_in_place():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    x = torch.tensor(X)
+    with torch.no_grad():
+        expected = M.dormancy_scores(net(x))  # the output layer's own outputs, as the forward left them
+        assert not torch.equal(expected, M.dormancy_scores(net(x) + 1.0))  # the change would show
+    report = PlasticityProbe(net).measure(x, lambda out: out.add_(1.0).square().sum()).layer("2")
+    assert torch.equal(report.dormancy_scores, expected)
+
+
+def test_a_bad_layer_is_named_on_the_one_read_path():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 0), nn.Flatten(), nn.Linear(0, 1))
+    with pytest.raises(ValueError, match=r"^layer '2': acts is empty"):
+        PlasticityProbe(net).measure(torch.tensor(X, dtype=torch.float32), "output_sum")
