@@ -528,10 +528,7 @@ class PlasticityProbe:
             G, g_witness = _named(name, metrics.magi_deferred, wg)
             z, z_witness = _named(name, metrics.gradient_scores_deferred, G)
             grama, a_witness = _named(name, metrics.activation_gradient_scores_deferred, ag)
-            module = p["module"]
-            names, values = metrics.weight_statistics_deferred(
-                module.weight, module.bias, *self.reference.get(p["name"], (None, None))
-            )
+            names, values = metrics.weight_statistics_deferred(*self._weight_statistics_args(p))
             witnesses += [d_witness, g_witness, z_witness, a_witness]
             scores.append((dormancy, G, z, grama))
             stat_names.append(names)
@@ -565,10 +562,13 @@ class PlasticityProbe:
             G = _named(p["name"], metrics.magi, wg)
             z = metrics.gradient_scores(G)
             grama = _named(p["name"], metrics.activation_gradient_scores, ag)
-            module = p["module"]
-            stats = metrics.weight_statistics(module.weight, module.bias, *self.reference.get(p["name"], (None, None)))
+            stats = metrics.weight_statistics(*self._weight_statistics_args(p))
             reports.append(self._report(p, d, G, z, grama, stats))
         return reports
+
+    def _weight_statistics_args(self, p: dict[str, Any]) -> tuple[Tensor, Optional[Tensor], Any, Any]:
+        """Weight, bias and the reference they are measured from (None, None without one)."""
+        return (p["module"].weight, p["module"].bias, *self.reference.get(p["name"], (None, None)))
 
     @staticmethod
     def _report(

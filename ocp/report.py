@@ -273,18 +273,25 @@ def claim_c1(res: Results, c: Criteria) -> Claim:
     steps = {arm: {k: v[0] for k, v in reach[arm].items()} for arm in reach}
     never = {arm: sum(not ok for _, ok in reach[arm].values()) for arm in reach}
 
-    def late_dormancy(arm: str, net: str, tau: float) -> dict[int, float]:
+    def late_dormancy_of(arm: str, net: str, tau: float) -> dict[int, float]:
         """Per seed: the late dormant fraction of the network's hidden units."""
         series = res.plasticity_series(arm, net, "network", "dormant_ratio", tau)
         return {r.seed: _late(series[r.seed], c.late_fraction) for r in res.runs_of(arm)}
 
+    late_dormancy = {
+        (arm, net, tau): late_dormancy_of(arm, net, tau)
+        for arm in ("relu", "no-act")
+        for net in ("actor", "critic")
+        for tau in (c.tau, *c.other_taus)
+    }
+
     def mean_of_networks(arm: str, tau: float) -> dict[int, float]:
-        actor, critic = late_dormancy(arm, "actor", tau), late_dormancy(arm, "critic", tau)
+        actor, critic = late_dormancy[(arm, "actor", tau)], late_dormancy[(arm, "critic", tau)]
         return {seed: float(np.mean([actor[seed], critic[seed]])) for seed in actor}
 
     dorm = {arm: mean_of_networks(arm, c.tau) for arm in ("relu", "no-act")}
     by_network = "; ".join(
-        f"{label} {net} {_agg(list(late_dormancy(arm, net, c.tau).values()))}"
+        f"{label} {net} {_agg(list(late_dormancy[(arm, net, c.tau)].values()))}"
         for arm, label in (("relu", "ReLU"), ("no-act", "No-Act"))
         for net in ("actor", "critic")
     )
@@ -463,7 +470,8 @@ def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     unit = "PPO run (seed); per run: mean over its hidden layers and consecutive measurements with Z_t not empty"
     if missing := _runs_without_masks(res, arm):
         return Claim("C4", statement, unit, "the sets come from the stored masks", missing)
-    persistence, overlap, pairs = set_stability_per_run(_mask_sequences(res, arm, "zero_gradient", c.tau))
+    zero = _mask_sequences(res, arm, "zero_gradient", c.tau)
+    persistence, overlap, pairs = set_stability_per_run(zero)
     measured = (
         f"{arm} networks, τ={c.tau:g}: persistence |Z_t ∩ Z_t+1|/|Z_t| (the verdict's statistic: it asks "
         f"whether trapped units leave the set) {_agg(list(persistence.values()))} over "
@@ -475,9 +483,7 @@ def claim_c4(res: Results, c: Criteria, arm: str = "relu") -> Claim:
     )
     if not sum(pairs.values()):
         return Claim("C4", statement, unit, measured, f"{NOT_TESTABLE} (no zero-gradient unit at τ={c.tau:g})")
-    far, _, far_pairs = set_stability_per_run(
-        _mask_sequences(res, arm, "zero_gradient", c.tau), run_fraction=c.long_horizon
-    )
+    far, _, far_pairs = set_stability_per_run(zero, run_fraction=c.long_horizon)
     run_steps = max((x for series in res.metric_series(arm, "global_step").values() for x in series), default=0.0)
     measured += (
         f"; over a long horizon, τ={c.tau:g}: persistence |Z_t ∩ Z_t+h|/|Z_t| with measurements "
