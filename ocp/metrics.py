@@ -8,9 +8,10 @@ Conventions shared by all per-unit scores:
 * Scores are normalised by the *layer mean* (ReDo's code, and Definition 1 of He, "Rethinking Plasticity in Deep RL",
   2026), with no epsilon. When the layer mean is exactly zero the score is 0/0: every score is NaN and the layer is
   *degenerate* (Assumption 3 of the paper fails). The masks count such units as dormant / zero-gradient.
-* Sums are accumulated in float64 and the score is formed as ``H * sum_i / sum_all`` (the batch size cancels), so a
-  unit with any non-zero value never gets a score of exactly 0 through underflow: a positive score too small for the
-  output dtype is rounded up to the smallest positive subnormal. Hence ``s_i == 0`` exactly iff every value of unit
+* Each unit's sum of |x| is taken in the input's dtype (a float32 sum that overflows is taken again in float64), the
+  layer total and the score ``H * sum_i / sum_all`` (the batch size cancels) in float64, so a unit with any non-zero
+  value never gets a score of exactly 0 through underflow: a positive score too small for the output dtype is rounded
+  up to the smallest positive subnormal. Hence ``s_i == 0`` exactly iff every value of unit
   ``i`` in the batch is exactly zero — the sample version of Lemma 1's premise.
 
 Bad input (wrong rank, empty batch, NaN/inf, non-boolean masks) raises ``ValueError`` naming the argument.
@@ -18,8 +19,10 @@ Bad input (wrong rank, empty batch, NaN/inf, non-boolean masks) raises ``ValueEr
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -46,6 +49,11 @@ __all__ = [
     "magi_deferred",
     "gradient_scores_deferred",
     "weight_statistics_deferred",
+    "LayerScores",
+    "AbsBuffer",
+    "unit_abs_sums",
+    "layer_scores_deferred",
+    "weight_statistics_of_layers_deferred",
     "all_finite",
     "check_threshold",
 ]
@@ -104,7 +112,13 @@ def _normalise_by_layer_mean(unit_sums: Tensor, total: Tensor, dtype: torch.dtyp
     """``H * unit_sums / total`` in ``dtype``, with ``total = unit_sums.sum()`` (a float64 tensor, so no host read);
     NaN everywhere if it is 0 (see the module docstring)."""
     # 1/0 = inf, and 0 * inf gives NaN when the total is 0.
-    scores = (unit_sums * (total.reciprocal() * unit_sums.numel())).to(dtype)
+    return _scale_unit_sums(unit_sums, total.reciprocal() * unit_sums.numel(), dtype)
+
+
+def _scale_unit_sums(unit_sums: Tensor, factor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``unit_sums * factor`` in ``dtype``, where ``factor`` is ``H / total`` (one value, or one per unit); a positive
+    sum never gives a score of exactly 0."""
+    scores = (unit_sums * factor).to(dtype)
     tiny = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # smallest positive subnormal
     return torch.where(unit_sums > 0, scores.clamp_min(tiny), scores)
 
@@ -315,31 +329,215 @@ def weight_statistics_deferred(
 ) -> tuple[list[str], Tensor]:
     """The names of :func:`weight_statistics` and their values as one float64 tensor, with no host read (the
     values are finite when the checked function returns them)."""
-    _check_float_tensor(weight, "weight", min_dim=1, check_finite=False)
-    w = weight.detach()
-    names = ["weight_abs_mean", "weight_l2", "weight_abs_max"]
-    w_abs = w.abs()
-    values = [w_abs.mean(), torch.linalg.vector_norm(w), w_abs.max()]
-    if bias is not None:
-        _check_float_tensor(bias, "bias", min_dim=1, max_dim=1, check_finite=False)
-        b = bias.detach()
-        names += ["bias_abs_mean", "bias_l2", "bias_abs_max"]
-        b_abs = b.abs()
-        values += [b_abs.mean(), torch.linalg.vector_norm(b), b_abs.max()]
-    if reference_weight is not None:
-        if reference_weight.shape != weight.shape:
+    names, values = weight_statistics_of_layers_deferred([(weight, bias, reference_weight, reference_bias)])
+    return names[0], values
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Many layers at once (the probe's path)
+# --------------------------------------------------------------------------------------------------------------
+#
+# Only a sum's result depends on the order of its terms, so every sum runs per layer exactly as in the functions
+# above (each unit's sum of |x|, each layer's float64 total, each weight's mean and norm); every other step is
+# elementwise or order-free (max) and runs once over all layers. The results are those of the per-layer functions
+# bit for bit, in a fraction of their operators.
+
+
+@dataclass(frozen=True)
+class LayerScores:
+    """The per-unit scores of one layer, each ``(H,)`` in the dtype of the tensor it comes from."""
+
+    dormancy: Tensor
+    magi: Tensor
+    gradient: Tensor  # the zero-gradient index z
+    activation_gradient: Tensor
+
+
+class AbsBuffer:
+    """Reusable memory for the |x| a sum of absolute values needs, one buffer per dtype and device, grown to the
+    largest tensor seen: repeated measurements then allocate no large temporaries (on a CPU each fresh allocation of
+    that size costs page faults that can exceed the arithmetic). Holds one tensor of the largest size until dropped."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def abs(self, x: Tensor) -> Tensor:
+        """``x.abs()``, written into the buffer when ``x`` is contiguous (so it has the very layout ``x.abs()`` would
+        have, and every sum over it runs in the same order); valid until the next call."""
+        if not x.is_contiguous() or (x.requires_grad and torch.is_grad_enabled()):
+            return x.abs()
+        key = (x.dtype, x.device)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < x.numel():
+            buffer = self._buffers[key] = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
+        return torch.abs(x, out=buffer[: x.numel()].view(x.shape))
+
+
+def unit_abs_sums(x: Tensor, name: str = "x", buffer: Optional[AbsBuffer] = None) -> Tensor:
+    """Σ|x| of each unit over the batch and every spatial dimension, in ``x``'s dtype, with no host read: the
+    summation of :func:`dormancy_scores` and :func:`activation_gradient_scores` whose result depends on its order.
+    ``buffer`` holds |x| (see :class:`AbsBuffer`); the result is the same either way."""
+    _check_float_tensor(x, name, min_dim=2, check_finite=False)
+    absolute = x.abs() if buffer is None else buffer.abs(x)
+    return absolute.sum(dim=_unit_dims(x))
+
+
+def layer_scores_deferred(
+    acts_sums: Sequence[Tensor],
+    acts_grads: Sequence[Tensor],
+    weight_grads: Sequence[Tensor],
+    buffer: Optional[AbsBuffer] = None,
+) -> tuple[list[LayerScores], Tensor]:
+    """Dormancy, MAGI, zero-gradient and activation-gradient scores of many layers, with no host read.
+
+    Args:
+        acts_sums: :func:`unit_abs_sums` of each layer's outputs (taken when they were produced).
+        acts_grads: each layer's per-sample output gradients, as :func:`activation_gradient_scores` takes them.
+        weight_grads: each layer's weight gradient, as :func:`magi` takes it.
+        buffer: memory for the |gradient| of each layer (see :class:`AbsBuffer`).
+
+    Returns:
+        The scores of each layer, equal bit for bit to those of :func:`dormancy_scores`, :func:`magi`,
+        :func:`gradient_scores` and :func:`activation_gradient_scores`, and a float64 witness of ``3 L`` totals (the
+        L layers' dormancy totals, then their activation-gradient totals, then their MAGI totals). Where every entry is
+        finite, the checked functions return these scores without an error; where layer l's dormancy total
+        ``witness[l]`` is finite, its dormancy scores are those of :func:`dormancy_scores`.
+    """
+    n = len(acts_sums)
+    if n == 0 or len(acts_grads) != n or len(weight_grads) != n:
+        raise ValueError(
+            f"need one acts sum, acts gradient and weight gradient per layer, got {n}, {len(acts_grads)} and "
+            f"{len(weight_grads)}"
+        )
+    grad_sums = [unit_abs_sums(g, "acts_grad", buffer) for g in acts_grads]
+    for i, w in enumerate(weight_grads):
+        _check_float_tensor(w, "weight_grad", min_dim=2, check_finite=False)
+        if not acts_sums[i].numel() == grad_sums[i].numel() == w.shape[0]:
             raise ValueError(
-                f"reference_weight has shape {tuple(reference_weight.shape)}, weight has {tuple(weight.shape)}"
+                f"layer {i}: acts have {acts_sums[i].numel()} units, their gradient {grad_sums[i].numel()}, the weight "
+                f"gradient {w.shape[0]} rows"
             )
-        names.append("weight_distance")
-        values.append(torch.linalg.vector_norm(w - reference_weight.detach().to(w)))
-    if reference_bias is not None and bias is not None:
-        if reference_bias.shape != bias.shape:
-            raise ValueError(f"reference_bias has shape {tuple(reference_bias.shape)}, bias has {tuple(bias.shape)}")
-        names.append("bias_distance")
-        values.append(torch.linalg.vector_norm(bias.detach() - reference_bias.detach().to(bias)))
-    # stack promotes mixed dtypes exactly
-    return names, torch.stack(values).to(torch.float64)
+    incoming = [w if w.dim() == 2 else w.flatten(1) for w in weight_grads]
+    magi_values = _magi_of_sums([a.sum(dim=1) for a in torch._foreach_abs(incoming)], [f.shape[1] for f in incoming])
+    scores, totals = _normalise_each([*acts_sums, *grad_sums, *magi_values])
+    layers = [LayerScores(scores[i], magi_values[i], scores[2 * n + i], scores[n + i]) for i in range(n)]
+    return layers, totals
+
+
+def _magi_of_sums(sums: list[Tensor], fan_ins: list[int]) -> list[Tensor]:
+    """``(sums in float64 / fan_in)`` in each sum's dtype: :func:`magi` from its per-unit sums of |gradient|."""
+    out: list[Optional[Tensor]] = [None] * len(sums)
+    for group in _by_dtype(sums):
+        widths = tuple(sums[i].numel() for i in group)
+        fan_in = _constants(widths, tuple(fan_ins[i] for i in group), sums[group[0]].device).fan_in
+        values = (torch.cat([sums[i] for i in group]).to(torch.float64) / fan_in).to(sums[group[0]].dtype)
+        for i, part in zip(group, values.split(widths)):
+            out[i] = part
+    return out
+
+
+def _normalise_each(vectors: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+    """Each vector normalised by its own mean, as :func:`_normalise_by_layer_mean` does, with every elementwise step
+    run once for all vectors of a dtype; returns the scores and the float64 totals, in the order given."""
+    scores: list[Optional[Tensor]] = [None] * len(vectors)
+    totals, order = [], []
+    for group in _by_dtype(vectors):
+        widths = tuple(vectors[i].numel() for i in group)
+        const = _constants(widths, None, vectors[group[0]].device)
+        values = torch.cat([vectors[i] for i in group]).to(torch.float64)
+        # One sum per vector, over a contiguous slice holding exactly that vector's float64 values.
+        group_totals = torch.stack([part.sum() for part in values.split(widths)])
+        factor = (group_totals.reciprocal() * const.width).index_select(0, const.segment)
+        for i, part in zip(group, _scale_unit_sums(values, factor, vectors[group[0]].dtype).split(widths)):
+            scores[i] = part
+        totals.append(group_totals)
+        order += group
+    if len(totals) == 1:
+        return scores, totals[0]
+    return scores, torch.cat(totals)[torch.tensor(order, device=totals[0].device).argsort()]
+
+
+def _by_dtype(tensors: list[Tensor]) -> list[list[int]]:
+    """Indices of ``tensors`` grouped by dtype (one group for a model in one precision)."""
+    groups: dict[torch.dtype, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(t.dtype, []).append(i)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class _SegmentConstants:
+    width: Tensor  # float64 (segments,): each segment's length
+    segment: Tensor  # int64 (total length,): the segment of each element
+    fan_in: Optional[Tensor]  # float64 (total length,): the fan-in of each element's segment
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(widths: tuple[int, ...], fan_ins: Optional[tuple[int, ...]], device: torch.device) -> _SegmentConstants:
+    """Constant tensors of a layout, made once per model shape (so a measurement copies nothing to the device)."""
+    segment = [i for i, width in enumerate(widths) for _ in range(width)]
+    return _SegmentConstants(
+        width=torch.tensor(widths, dtype=torch.float64, device=device),
+        segment=torch.tensor(segment, dtype=torch.int64, device=device),
+        fan_in=None
+        if fan_ins is None
+        else torch.tensor([fan_ins[i] for i in segment], dtype=torch.float64, device=device),
+    )
+
+
+def weight_statistics_of_layers_deferred(
+    layers: Sequence[tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]],
+) -> tuple[list[list[str]], Tensor]:
+    """:func:`weight_statistics_deferred` of many layers, each given as ``(weight, bias, reference_weight,
+    reference_bias)``: each layer's names, and all values in one float64 tensor, layer after layer."""
+    tensors: list[Tensor] = []  # every weight and bias, whose |.| mean, l2 norm and |.| max are taken
+    minuends: list[Tensor] = []  # parameter - reference pairs, whose l2 norm is a distance
+    subtrahends: list[Tensor] = []
+    layout: list[list[tuple[str, int]]] = []  # per layer: ("param", index into tensors) or ("distance", index)
+    names: list[list[str]] = []
+    with torch.no_grad():
+        for weight, bias, reference_weight, reference_bias in layers:
+            _check_float_tensor(weight, "weight", min_dim=1, check_finite=False)
+            if bias is not None:
+                _check_float_tensor(bias, "bias", min_dim=1, max_dim=1, check_finite=False)
+            parts = [("weight", weight, reference_weight), ("bias", bias, reference_bias)]
+            layer_names, entries = [], []
+            for kind, param, _ in parts:
+                if param is not None:
+                    layer_names += [f"{kind}_abs_mean", f"{kind}_l2", f"{kind}_abs_max"]
+                    entries.append(("param", len(tensors)))
+                    tensors.append(param)
+            for kind, param, reference in parts:  # a bias reference without a bias is ignored
+                if param is not None and reference is not None:
+                    if reference.shape != param.shape:
+                        raise ValueError(
+                            f"reference_{kind} has shape {tuple(reference.shape)}, {kind} has {tuple(param.shape)}"
+                        )
+                    layer_names.append(f"{kind}_distance")
+                    entries.append(("distance", len(minuends)))
+                    minuends.append(param)
+                    subtrahends.append(reference.to(param))
+            names.append(layer_names)
+            layout.append(entries)
+        absolute = torch._foreach_abs(tensors)
+        means = [a.mean() for a in absolute]
+        maxima = torch._foreach_max(absolute)
+        norms = _l2_norms(tensors)
+        distances = _l2_norms(torch._foreach_sub(minuends, subtrahends)) if minuends else []
+        values = []
+        for entries in layout:
+            for kind, i in entries:
+                values += [means[i], norms[i], maxima[i]] if kind == "param" else [distances[i]]
+        # stack promotes mixed dtypes exactly
+        return names, torch.stack(values).to(torch.float64)
+
+
+def _l2_norms(tensors: list[Tensor]) -> list[Tensor]:
+    """``torch.linalg.vector_norm`` of each tensor. On the CPU ``torch._foreach_norm`` is that very loop in one call;
+    on a GPU its fused kernel sums in another order, so each norm is taken on its own there."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return list(torch._foreach_norm(tensors))
+    return [torch.linalg.vector_norm(t) for t in tensors]
 
 
 # --------------------------------------------------------------------------------------------------------------

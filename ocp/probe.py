@@ -28,10 +28,14 @@ Objectives
 
 Cost
 ----
-One forward, one backward, and ONE host read: the metrics' deferred forms compute every score on the model's device,
-and every check (finite inputs, layer outputs, gradients and objective), the objective's value and the weight
-statistics are read together (on a GPU, one synchronisation per measurement; ``tests/test_probe.py`` counts it). The
-scores stay on the device until read. Where a check fails, the checked metrics run on the captured tensors and raise
+One forward, one backward, and ONE host read: the metrics' batched forms (``ocp.metrics.layer_scores_deferred``,
+``weight_statistics_of_layers_deferred``) compute every score of every layer on the model's device, running each sum
+per layer as the single-layer metrics do and every other step once for all layers (the same results bit for bit, in
+about a third of the operators), and every check (finite inputs, layer outputs, gradients and objective), the
+objective's value and the weight statistics are read together (on a GPU, one synchronisation per measurement;
+``tests/test_probe.py`` counts it). The scores stay on the device until read. The |x| of the sums is written into
+memory the probe keeps (the size of its largest layer output), so repeated measurements allocate no large
+temporaries. Where a check fails, the checked metrics run on the captured tensors and raise
 naming the layer and the problem, or sum a float32 overflow again in float64, with the same results as always.
 In ``train_mode`` the inputs are checked before the forward, so no NaN reaches batch-norm statistics: one more read
 per floating-point input. Where the forward, the objective or the backward fails on NaN or inf in an input or a layer
@@ -299,6 +303,7 @@ class PlasticityProbe:
         if activation_gradient not in ("post", "pre"):
             raise ValueError(f"activation_gradient must be 'post' or 'pre', got {activation_gradient!r}")
         self.activation_gradient = activation_gradient
+        self._abs_buffer = metrics.AbsBuffer()
 
     def snapshot_reference(self) -> None:
         """Store a copy of the probed layers' current parameters; weight distances are then measured from them."""
@@ -341,9 +346,7 @@ class PlasticityProbe:
                     except Exception as err:
                         self._name_bad_input(args, plan, err)
                         raise
-                    reports = self._reports_deferred(run)
-                    if reports is None:  # a check failed: the checked metrics name it (or sum again in float64)
-                        reports = self._reports_checked(run)
+                    reports = self._reports(run)
                     hidden = tuple(r for r in reports if r.kind == "hidden")
                     output_layers = tuple(r for r in reports if r.kind == "output")
                     return ProbeResult(hidden, output_layers, self.thresholds, objective_name)
@@ -474,9 +477,9 @@ class PlasticityProbe:
     def _backward(
         self, plan: list[dict[str, Any]], args: tuple[Tensor, ...], output: Any, objective: Objective
     ) -> _Backward:
-        # Dormancy before the objective runs, which may change the outputs in place.
+        # Dormancy's sums before the objective runs, which may change the outputs in place.
         for p in plan:
-            p["dormancy"] = _named(p["name"], metrics.dormancy_scores_deferred, p["h_detached"])
+            p["acts_sums"] = _named(p["name"], self._acts_abs_sums, p["h_detached"])
         weights = [p["module"].weight for p in plan]
         acts = [p["h"] if self.activation_gradient == "post" else p["y"] for p in plan]
         if objective == "layer_output_sum":
@@ -503,9 +506,12 @@ class PlasticityProbe:
             raise ValueError("the objective does not depend on the weights of any probed layer")
         weight_grads = [torch.zeros_like(p["module"].weight) if g is None else g for p, g in zip(plan, weight_grads)]
         act_grads = [  # a layer the objective does not reach has an exactly zero gradient
-            torch.zeros_like(a) if g is None else g.detach() for a, g in zip(acts, act_grads)
+            torch.zeros_like(a) if g is None else g for a, g in zip(acts, act_grads)
         ]
         return _Backward(plan, args, value, weight_grads, act_grads)
+
+    def _acts_abs_sums(self, h: Tensor) -> Tensor:
+        return metrics.unit_abs_sums(h, "acts", self._abs_buffer)
 
     @staticmethod
     def _check_objective(value: Any) -> None:
@@ -516,45 +522,43 @@ class PlasticityProbe:
         if not value.requires_grad:
             raise ValueError("the objective does not depend on the model's parameters (its value has no gradient)")
 
-    def _reports_deferred(self, run: _Backward) -> Optional[list[LayerReport]]:
-        """Every score with the metrics' deferred forms and ONE host read (all checks, the objective's value and
-        the weight statistics at once); None when any check fails."""
+    def _reports(self, run: _Backward) -> list[LayerReport]:
+        """Every score with the metrics' batched forms and ONE host read (all checks, the objective's value and the
+        weight statistics at once); where a check fails, the checked metrics name the problem."""
         # NaN or inf in an input makes its sum so; a float64 sum cannot overflow for a float16 or float32 input.
-        witnesses = [a.sum(dtype=torch.float64) for a in run.args if torch.is_floating_point(a)]
-        scores, stat_names, stat_values = [], [], []
-        for p, wg, ag in zip(run.plan, run.weight_grads, run.act_grads):
-            name = p["name"]
-            dormancy, d_witness = p["dormancy"]
-            G, g_witness = _named(name, metrics.magi_deferred, wg)
-            z, z_witness = _named(name, metrics.gradient_scores_deferred, G)
-            grama, a_witness = _named(name, metrics.activation_gradient_scores_deferred, ag)
-            names, values = metrics.weight_statistics_deferred(*self._weight_statistics_args(p))
-            witnesses += [d_witness, g_witness, z_witness, a_witness]
-            scores.append((dormancy, G, z, grama))
-            stat_names.append(names)
-            stat_values.append(values)
+        input_witnesses = [a.sum(dtype=torch.float64) for a in run.args if torch.is_floating_point(a)]
+        scores, witness = metrics.layer_scores_deferred(
+            [p["acts_sums"] for p in run.plan], run.act_grads, run.weight_grads, self._abs_buffer
+        )
+        names, stat_values = metrics.weight_statistics_of_layers_deferred(
+            [self._weight_statistics_args(p) for p in run.plan]
+        )
         # The one host synchronisation of a measurement: every witness, the objective and the weight statistics.
-        device = run.plan[0]["h_detached"].device  # where the model's outputs are, whatever the objective returned
-        parts = [torch.stack([w.to(device) for w in witnesses]), run.value.detach().reshape(1).to(device)]
-        read = torch.cat(parts + [v.to(device) for v in stat_values]).tolist()
+        device = witness.device  # where the model's outputs are, whatever the objective returned
+        parts = [witness, run.value.detach().reshape(1).to(device), stat_values]
+        if input_witnesses:
+            parts.insert(0, torch.stack(input_witnesses).to(device))
+        read = torch.cat(parts).tolist()
         if not all(math.isfinite(v) for v in read):
-            return None
-        reports, at = [], len(witnesses) + 1
-        for p, (dormancy, G, z, grama), names in zip(run.plan, scores, stat_names):
-            stats = dict(zip(names, read[at : at + len(names)]))
-            at += len(names)
-            reports.append(self._report(p, dormancy, G, z, grama, stats))
+            dormancy_totals = read[len(input_witnesses) : len(input_witnesses) + len(run.plan)]
+            dormancy = [s.dormancy if math.isfinite(t) else None for s, t in zip(scores, dormancy_totals)]
+            return self._reports_checked(run, dormancy)
+        reports, at = [], len(read) - stat_values.numel()
+        for p, layer_scores, layer_names in zip(run.plan, scores, names):
+            stats = dict(zip(layer_names, read[at : at + len(layer_names)]))
+            at += len(layer_names)
+            reports.append(self._report(p, layer_scores, stats))
         return reports
 
-    def _reports_checked(self, run: _Backward) -> list[LayerReport]:
-        """Every score with the checked metrics, which raise naming the layer and the problem."""
+    def _reports_checked(self, run: _Backward, dormancy: list[Optional[Tensor]]) -> list[LayerReport]:
+        """Every score with the checked metrics, which raise naming the layer and the problem; ``dormancy`` holds the
+        scores of each layer whose outputs were finite (None for the others), taken before the objective ran."""
         self._check_input_values(run.args)
         # Dormancy first: a non-finite layer output is then reported by name, not as a non-finite objective.
-        dormancy = []
-        for p in run.plan:
-            scores, witness = p["dormancy"]  # taken before the objective ran
-            finite = math.isfinite(witness.item())
-            dormancy.append(scores if finite else _named(p["name"], metrics.dormancy_scores, p["h_detached"]))
+        dormancy = [
+            d if d is not None else _named(p["name"], metrics.dormancy_scores, p["h_detached"])
+            for p, d in zip(run.plan, dormancy)
+        ]
         if not math.isfinite(run.value.item()):
             raise ValueError(f"the objective is not finite: {run.value.item()}")
         reports = []
@@ -563,7 +567,7 @@ class PlasticityProbe:
             z = metrics.gradient_scores(G)
             grama = _named(p["name"], metrics.activation_gradient_scores, ag)
             stats = metrics.weight_statistics(*self._weight_statistics_args(p))
-            reports.append(self._report(p, d, G, z, grama, stats))
+            reports.append(self._report(p, metrics.LayerScores(d, G, z, grama), stats))
         return reports
 
     def _weight_statistics_args(self, p: dict[str, Any]) -> tuple[Tensor, Optional[Tensor], Any, Any]:
@@ -571,19 +575,17 @@ class PlasticityProbe:
         return (p["module"].weight, p["module"].bias, *self.reference.get(p["name"], (None, None)))
 
     @staticmethod
-    def _report(
-        p: dict[str, Any], dormancy: Tensor, G: Tensor, z: Tensor, grama: Tensor, stats: dict[str, float]
-    ) -> LayerReport:
+    def _report(p: dict[str, Any], scores: metrics.LayerScores, stats: dict[str, float]) -> LayerReport:
         h = p["h_detached"]
         return LayerReport(
             name=p["name"],
             kind=p["kind"],
             width=_width(p["module"]),
             activation=p["activation"],
-            dormancy_scores=dormancy,
-            magi=G,
-            gradient_scores=z,
-            activation_gradient_scores=grama,
+            dormancy_scores=scores.dormancy,
+            magi=scores.magi,
+            gradient_scores=scores.gradient,
+            activation_gradient_scores=scores.activation_gradient,
             features=h if h.dim() == 2 else h.flatten(2).mean(dim=2),
             weight_stats=stats,
         )

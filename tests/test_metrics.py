@@ -220,6 +220,107 @@ def test_deferred_witness_is_not_finite_exactly_where_the_checked_metric_must_ac
     assert values.tolist() == [3.5, 5.0, 4.0, 0.0, 0.0, 0.0] and values.dtype == torch.float64
 
 
+def test_layer_scores_of_two_layers_hand_computed(device, dtype):
+    # Layer A (2 units): |acts| sums (3, 1), total 4 -> (1.5, 0.5); |grads| sums (2, 2) -> (1, 1); weight gradient
+    # rows (1, -1), (2, 0): MAGI (1, 1), z (1, 1).
+    # Layer B (3 units): |acts| sums (0, 2, 4), total 6 -> (0, 1, 2); zero gradients -> NaN (0/0); weight gradient
+    # rows (3), (0), (-3): MAGI (3, 0, 3), z (1.5, 0, 1.5).
+    acts = [t([[1.0, -1.0], [-2.0, 0.0]], device, dtype), t([[0.0, 2.0, -4.0]], device, dtype)]
+    grads = [t([[1.0, 1.0], [-1.0, 1.0]], device, dtype), t([[0.0, 0.0, 0.0]], device, dtype)]
+    weight_grads = [t([[1.0, -1.0], [2.0, 0.0]], device, dtype), t([[3.0], [0.0], [-3.0]], device, dtype)]
+    scores, witness = M.layer_scores_deferred([M.unit_abs_sums(a) for a in acts], grads, weight_grads)
+    a, b = scores
+    assert a.dormancy.tolist() == [1.5, 0.5] and b.dormancy.tolist() == [0.0, 1.0, 2.0]
+    assert a.activation_gradient.tolist() == [1.0, 1.0] and torch.isnan(b.activation_gradient).all()
+    assert a.magi.tolist() == [1.0, 1.0] and b.magi.tolist() == [3.0, 0.0, 3.0]
+    assert a.gradient.tolist() == [1.0, 1.0] and b.gradient.tolist() == [1.5, 0.0, 1.5]
+    assert all(x.dtype == dtype and x.device.type == device.type for s in scores for x in vars(s).values())
+    # dormancy totals, activation-gradient totals, MAGI totals; B's zero gradients are a finite 0/0, not an error
+    assert witness.dtype == torch.float64 and witness.tolist() == [4.0, 6.0, 4.0, 0.0, 2.0, 6.0]
+
+
+def _per_layer(acts, grads, weight_grads):
+    G = [M.magi(w) for w in weight_grads]
+    return [
+        (M.dormancy_scores(a), m, M.gradient_scores(m), M.activation_gradient_scores(g))
+        for a, g, m in zip(acts, grads, G)
+    ]
+
+
+def _bitwise_equal(x, y):
+    return x.dtype == y.dtype and torch.equal(x.view(torch.uint8), y.view(torch.uint8))
+
+
+def test_layer_scores_equal_the_per_layer_metrics_bit_for_bit():
+    # The batched forms only regroup elementwise steps; every sum runs per layer as before. Random layers of mixed
+    # widths, dtypes (one model mixing float16, float32 and float64), conv shapes and scales down to float32
+    # underflow, with dead units: every score equals the per-layer metric's, bit for bit (the sign of a zero too).
+    gen = torch.Generator().manual_seed(0)
+    for case in range(60):
+        acts, grads, weight_grads = [], [], []
+        for layer in range(1 + case % 4):
+            dtype = (torch.float32, torch.float64, torch.float16)[(case + layer) % 3] if case % 2 else torch.float32
+            width, fan_in = (1, 6, 64, 100)[(case + layer) % 4], (1, 17, 64)[layer % 3]
+            shape = (int(torch.randint(1, 300, (1,), generator=gen)), width) + ((3, 2) if case % 5 == 0 else ())
+            scale = 10.0 ** (-20, -3, 0, 3)[case % 4] if dtype != torch.float16 else 1.0
+            a = (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+            a[:, : width // 3] = 0  # dead units
+            acts.append(a.clamp_min(0) if layer % 2 else a)
+            grads.append((torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype))
+            weight_grads.append((torch.randn(width, fan_in, generator=gen, dtype=torch.float64) * scale).to(dtype))
+        scores, witness = M.layer_scores_deferred([M.unit_abs_sums(a) for a in acts], grads, weight_grads)
+        assert torch.isfinite(witness).all()
+        for got, want in zip(scores, _per_layer(acts, grads, weight_grads)):
+            for x, y in zip((got.dormancy, got.magi, got.gradient, got.activation_gradient), want):
+                assert _bitwise_equal(x, y), case
+
+
+def test_layer_scores_witness_names_the_layer_and_score_that_needs_the_checked_metric():
+    acts = [torch.ones(4, 2), torch.ones(4, 3)]
+    grads = [torch.ones(4, 2), torch.ones(4, 3)]
+    grads[1][0, 0] = math.nan
+    weight_grads = [torch.ones(2, 5), torch.ones(3, 5)]
+    weight_grads[0][0, 0] = math.inf
+    _, witness = M.layer_scores_deferred([M.unit_abs_sums(a) for a in acts], grads, weight_grads)
+    finite = torch.isfinite(witness).tolist()
+    assert finite == [True, True, True, False, False, True]  # B's activation gradient, A's MAGI
+    with pytest.raises(ValueError, match="one acts sum, acts gradient and weight gradient per layer, got 2, 1"):
+        M.layer_scores_deferred([M.unit_abs_sums(a) for a in acts], grads[:1], weight_grads)
+    with pytest.raises(ValueError, match="layer 1: acts have 3 units, their gradient 3, the weight gradient 2 rows"):
+        M.layer_scores_deferred([M.unit_abs_sums(a) for a in acts], grads, [weight_grads[0], torch.ones(2, 5)])
+
+
+def test_weight_statistics_of_layers_equal_each_layer_on_its_own():
+    W1, b1 = torch.tensor([[3.0, -4.0]]), torch.tensor([0.5])
+    W2 = torch.tensor([[1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    R2 = torch.zeros(2, 2, dtype=torch.float32)  # a reference in another dtype is converted to the weight's
+    names, values = M.weight_statistics_of_layers_deferred([(W1, b1, None, torch.zeros(1)), (W2, None, R2, None)])
+    assert names == [
+        ["weight_abs_mean", "weight_l2", "weight_abs_max", "bias_abs_mean", "bias_l2", "bias_abs_max", "bias_distance"],
+        ["weight_abs_mean", "weight_l2", "weight_abs_max", "weight_distance"],
+    ]
+    # W1: |w| mean 3.5, norm 5, max 4; b1: 0.5 each, 0.5 from its zero reference; W2: 1, 2, 1, and 2 from zero.
+    assert values.dtype == torch.float64
+    assert values.tolist() == [3.5, 5.0, 4.0, 0.5, 0.5, 0.5, 0.5, 1.0, 2.0, 1.0, 2.0]
+    expected = list(M.weight_statistics(W1, b1, None, torch.zeros(1)).values())
+    expected += list(M.weight_statistics(W2, None, R2, None).values())
+    assert values.tolist() == expected
+
+
+def test_abs_buffer_gives_the_same_sums_without_new_memory():
+    buffer = M.AbsBuffer()
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(M.unit_abs_sums(x, buffer=buffer), M.unit_abs_sums(x))
+    first = buffer.abs(x).data_ptr()
+    assert buffer.abs(x[:10]).data_ptr() == first  # a smaller tensor reuses the memory
+    transposed = torch.randn(8, 64).T  # not contiguous: |x| is a fresh tensor of x's own layout
+    assert torch.equal(M.unit_abs_sums(transposed, buffer=buffer), M.unit_abs_sums(transposed))
+    assert buffer.abs(transposed).data_ptr() != first
+    leaf = torch.randn(4, 3, requires_grad=True)  # autograd forbids out= here: |x| is computed as usual
+    assert torch.equal(buffer.abs(leaf), leaf.abs()) and buffer.abs(leaf).requires_grad
+    assert buffer.abs(torch.randn(128, 8)).data_ptr() != first  # a larger tensor grows the buffer
+
+
 def test_activation_gradient_scores_do_not_cancel_across_samples(device, dtype):
     # Pitfall "which gradient": per-sample dL/dh of unit 0 are +1 and -1. GraMa's E|dL/dh| = 1 is not zero, while
     # a batch-summed gradient (what a weight gradient with constant input sees) cancels to 0.
