@@ -360,17 +360,28 @@ class AbsBuffer:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        self._views: dict[tuple[torch.dtype, torch.device, torch.Size], Tensor] = {}
 
     def abs(self, x: Tensor) -> Tensor:
         """``x.abs()``, written into the buffer when ``x`` is contiguous (so it has the very layout ``x.abs()`` would
         have, and every sum over it runs in the same order); valid until the next call."""
         if not x.is_contiguous() or (x.requires_grad and torch.is_grad_enabled()):
             return x.abs()
+        view = self._views.get((x.dtype, x.device, x.shape))
+        if view is None:
+            view = self._view(x)
+        return torch.abs(x, out=view)
+
+    def _view(self, x: Tensor) -> Tensor:
         key = (x.dtype, x.device)
         buffer = self._buffers.get(key)
         if buffer is None or buffer.numel() < x.numel():
             buffer = self._buffers[key] = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
-        return torch.abs(x, out=buffer[: x.numel()].view(x.shape))
+            self._views = {k: v for k, v in self._views.items() if k[:2] != key}  # views of the old buffer
+        if len(self._views) >= 64:  # inputs of ever new shapes: keep the cache small
+            self._views.clear()
+        view = self._views[(x.dtype, x.device, x.shape)] = buffer[: x.numel()].view(x.shape)
+        return view
 
 
 def unit_abs_sums(x: Tensor, name: str = "x", buffer: Optional[AbsBuffer] = None) -> Tensor:
