@@ -8,7 +8,8 @@ Conventions shared by all per-unit scores:
 * Scores are normalised by the *layer mean* (ReDo's code, and Definition 1 of He, "Rethinking Plasticity in Deep RL",
   2026), with no epsilon. When the layer mean is exactly zero the score is 0/0: every score is NaN and the layer is
   *degenerate* (Assumption 3 of the paper fails). The masks count such units as dormant / zero-gradient.
-* Each unit's sum of |x| is taken in the input's dtype (a float32 sum that overflows is taken again in float64), the
+* Each unit's sum of |x| is taken in the input's dtype (a float32 or half-precision sum that
+  overflows is taken again in float64), the
   layer total and the score ``H * sum_i / sum_all`` (the batch size cancels) in float64, so a unit with any non-zero
   value never gets a score of exactly 0 through underflow: a positive score too small for the output dtype is rounded
   up to the smallest positive subnormal. Hence ``s_i == 0`` exactly iff every value of unit
@@ -290,8 +291,9 @@ def activation_gradient_scores(acts_grad: Tensor) -> Tensor:
 # the checked function above returns exactly ``result`` without an error. Where it is not (NaN or inf in the input, a
 # float32 sum that overflows, a float64 layer total that overflows) the checked function is the one to call: it
 # raises naming the problem, sums again in float64, or (MAGI, whose per-unit values need no layer total) returns the
-# same result. A caller that measures many layers (the probe) reads every witness at once, with one host
-# synchronisation, and tests finiteness on the host (cheaper than ``torch.isfinite`` on the device).
+# same result. A caller that measures many layers reads every witness at once, with one host synchronisation, and
+# tests finiteness on the host (cheaper than ``torch.isfinite`` on the device); the batched forms below do the same for
+# all layers of a model in a fraction of the operators.
 
 
 def dormancy_scores_deferred(acts: Tensor) -> tuple[Tensor, Tensor]:
@@ -338,56 +340,62 @@ def weight_statistics_deferred(
 # --------------------------------------------------------------------------------------------------------------
 #
 # Only a sum's result depends on the order of its terms, so every sum runs per layer exactly as in the functions
-# above (each unit's sum of |x|, each layer's float64 total, each weight's mean and norm); every other step is
-# elementwise or order-free (max) and runs once over all layers. The results are those of the per-layer functions
-# bit for bit, in a fraction of their operators.
+# above (each unit's sum of |x|, each layer's float64 total, each weight's mean and norm) and so does the MAGI division
+# (on CUDA a division by a host number is a multiplication by its reciprocal); every other step is elementwise or
+# order-free (max) and runs once over all layers of one dtype and device. The results are those of the per-layer
+# functions bit for bit (a NaN for a NaN: the payload bits of a bfloat16 NaN depend on the length of the vector it is
+# converted in), in a fraction of their operators.
 
 
 @dataclass(frozen=True)
 class LayerScores:
-    """The per-unit scores of one layer, each ``(H,)`` in the dtype of the tensor it comes from."""
+    """The per-unit scores of one layer, each ``(H,)`` in the dtype the single-layer metric gives it. The tensors of
+    one measurement may be views of one shared tensor (``.clone()`` one to save it on its own)."""
 
     dormancy: Tensor
     magi: Tensor
-    gradient: Tensor  # the zero-gradient index z
+    zero_gradient: Tensor  # the zero-gradient index z of :func:`gradient_scores`
     activation_gradient: Tensor
 
 
 class AbsBuffer:
-    """Reusable memory for the |x| a sum of absolute values needs, one buffer per dtype and device, grown to the
-    largest tensor seen: repeated measurements then allocate no large temporaries (on a CPU each fresh allocation of
-    that size costs page faults that can exceed the arithmetic). Holds one tensor of the largest size until dropped."""
+    """Reusable CPU memory for the |x| a sum of absolute values needs: one buffer per dtype, grown to the largest
+    tensor seen and kept until the buffer is dropped. Repeated measurements then allocate no large temporaries: on a
+    CPU each fresh allocation of that size can cost more in page faults than the arithmetic on it. On other devices
+    ``x.abs()`` is used as is (CUDA's caching allocator already reuses memory)."""
 
     def __init__(self) -> None:
-        self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-        self._views: dict[tuple[torch.dtype, torch.device, torch.Size], Tensor] = {}
+        self._buffers: dict[torch.dtype, Tensor] = {}
+        self._views: dict[tuple[torch.dtype, torch.Size], Tensor] = {}
 
     def abs(self, x: Tensor) -> Tensor:
-        """``x.abs()``, written into the buffer when ``x`` is contiguous (so it has the very layout ``x.abs()`` would
-        have, and every sum over it runs in the same order); valid until the next call."""
-        if not x.is_contiguous() or (x.requires_grad and torch.is_grad_enabled()):
+        """``x.abs()``, written into the buffer when ``x`` is a contiguous CPU tensor (so it has the very layout
+        ``x.abs()`` would have, and every sum over it runs in the same order); valid until the next call."""
+        if x.device.type != "cpu" or not x.is_contiguous() or (x.requires_grad and torch.is_grad_enabled()):
             return x.abs()
-        view = self._views.get((x.dtype, x.device, x.shape))
+        view = self._views.get((x.dtype, x.shape))
         if view is None:
             view = self._view(x)
         return torch.abs(x, out=view)
 
     def _view(self, x: Tensor) -> Tensor:
-        key = (x.dtype, x.device)
-        buffer = self._buffers.get(key)
+        buffer = self._buffers.get(x.dtype)
         if buffer is None or buffer.numel() < x.numel():
-            buffer = self._buffers[key] = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
-            self._views = {k: v for k, v in self._views.items() if k[:2] != key}  # views of the old buffer
+            with torch.inference_mode(False):  # made in inference mode it could not be written outside
+                buffer = self._buffers[x.dtype] = torch.empty(x.numel(), dtype=x.dtype)
+            self._views = {k: v for k, v in self._views.items() if k[0] != x.dtype}  # views of the old buffer
         if len(self._views) >= 64:  # inputs of ever new shapes: keep the cache small
             self._views.clear()
-        view = self._views[(x.dtype, x.device, x.shape)] = buffer[: x.numel()].view(x.shape)
+        with torch.inference_mode(False):
+            view = self._views[(x.dtype, x.shape)] = buffer[: x.numel()].view(x.shape)
         return view
 
 
 def unit_abs_sums(x: Tensor, name: str = "x", buffer: Optional[AbsBuffer] = None) -> Tensor:
-    """Σ|x| of each unit over the batch and every spatial dimension, in ``x``'s dtype, with no host read: the
-    summation of :func:`dormancy_scores` and :func:`activation_gradient_scores` whose result depends on its order.
-    ``buffer`` holds |x| (see :class:`AbsBuffer`); the result is the same either way."""
+    """Σ|x| of each unit over the batch and every spatial dimension, with no host read: the summation of
+    :func:`dormancy_scores` and :func:`activation_gradient_scores` whose result depends on its order (in ``x``'s
+    dtype, or the one autocast gives a sum). ``buffer`` holds |x| (see :class:`AbsBuffer`); the result is the same
+    either way."""
     _check_float_tensor(x, name, min_dim=2, check_finite=False)
     absolute = x.abs() if buffer is None else buffer.abs(x)
     return absolute.sum(dim=_unit_dims(x))
@@ -398,6 +406,7 @@ def layer_scores_deferred(
     acts_grads: Sequence[Tensor],
     weight_grads: Sequence[Tensor],
     buffer: Optional[AbsBuffer] = None,
+    acts_dtypes: Optional[Sequence[torch.dtype]] = None,
 ) -> tuple[list[LayerScores], Tensor]:
     """Dormancy, MAGI, zero-gradient and activation-gradient scores of many layers, with no host read.
 
@@ -406,13 +415,15 @@ def layer_scores_deferred(
         acts_grads: each layer's per-sample output gradients, as :func:`activation_gradient_scores` takes them.
         weight_grads: each layer's weight gradient, as :func:`magi` takes it.
         buffer: memory for the |gradient| of each layer (see :class:`AbsBuffer`).
+        acts_dtypes: the dtype of each layer's outputs, which its dormancy scores take; by default that of its sums
+            (the two differ under autocast, whose sums of half-precision values are float32).
 
     Returns:
-        The scores of each layer, equal bit for bit to those of :func:`dormancy_scores`, :func:`magi`,
-        :func:`gradient_scores` and :func:`activation_gradient_scores`, and a float64 witness of ``3 L`` totals (the
-        L layers' dormancy totals, then their activation-gradient totals, then their MAGI totals). Where every entry is
-        finite, the checked functions return these scores without an error; where layer l's dormancy total
-        ``witness[l]`` is finite, its dormancy scores are those of :func:`dormancy_scores`.
+        The scores of each layer, equal to those of :func:`dormancy_scores`, :func:`magi`, :func:`gradient_scores`
+        and :func:`activation_gradient_scores`, and a float64 witness of ``3 L`` totals (the L layers' dormancy totals,
+        then their activation-gradient totals, then their MAGI totals). Where every entry is finite, the checked
+        functions return these scores without an error; where layer l's dormancy total ``witness[l]`` is finite, its
+        dormancy scores are those of :func:`dormancy_scores`.
     """
     n = len(acts_sums)
     if n == 0 or len(acts_grads) != n or len(weight_grads) != n:
@@ -420,79 +431,79 @@ def layer_scores_deferred(
             f"need one acts sum, acts gradient and weight gradient per layer, got {n}, {len(acts_grads)} and "
             f"{len(weight_grads)}"
         )
+    acts_dtypes = [a.dtype for a in acts_sums] if acts_dtypes is None else list(acts_dtypes)
+    if len(acts_dtypes) != n:
+        raise ValueError(f"acts_dtypes has {len(acts_dtypes)} entries for {n} layers")
     grad_sums = [unit_abs_sums(g, "acts_grad", buffer) for g in acts_grads]
-    for i, w in enumerate(weight_grads):
+    for i, (a, g, w) in enumerate(zip(acts_sums, grad_sums, weight_grads)):
+        _check_float_tensor(a, "acts_sums", min_dim=1, max_dim=1, check_finite=False)
         _check_float_tensor(w, "weight_grad", min_dim=2, check_finite=False)
-        if not acts_sums[i].numel() == grad_sums[i].numel() == w.shape[0]:
+        if not a.numel() == g.numel() == w.shape[0]:
             raise ValueError(
-                f"layer {i}: acts have {acts_sums[i].numel()} units, their gradient {grad_sums[i].numel()}, the weight "
-                f"gradient {w.shape[0]} rows"
+                f"layer {i}: acts have {a.numel()} units, their gradient {g.numel()}, the weight gradient "
+                f"{w.shape[0]} rows"
             )
     incoming = [w if w.dim() == 2 else w.flatten(1) for w in weight_grads]
-    magi_values = _magi_of_sums([a.sum(dim=1) for a in torch._foreach_abs(incoming)], [f.shape[1] for f in incoming])
-    scores, totals = _normalise_each([*acts_sums, *grad_sums, *magi_values])
+    absolute = torch._foreach_abs(incoming)  # weight-sized: small next to the layer outputs
+    magi_values = [  # per layer, as :func:`magi` divides: by a host number
+        (a.sum(dim=1).to(torch.float64) / f.shape[1]).to(w.dtype) for a, f, w in zip(absolute, incoming, weight_grads)
+    ]
+    dtypes = [*acts_dtypes, *(g.dtype for g in acts_grads), *(w.dtype for w in weight_grads)]
+    scores, totals = _normalise_each([*acts_sums, *grad_sums, *magi_values], dtypes)
     layers = [LayerScores(scores[i], magi_values[i], scores[2 * n + i], scores[n + i]) for i in range(n)]
     return layers, totals
 
 
-def _magi_of_sums(sums: list[Tensor], fan_ins: list[int]) -> list[Tensor]:
-    """``(sums in float64 / fan_in)`` in each sum's dtype: :func:`magi` from its per-unit sums of |gradient|."""
-    out: list[Optional[Tensor]] = [None] * len(sums)
-    for group in _by_dtype(sums):
-        widths = tuple(sums[i].numel() for i in group)
-        fan_in = _constants(widths, tuple(fan_ins[i] for i in group), sums[group[0]].device).fan_in
-        values = (torch.cat([sums[i] for i in group]).to(torch.float64) / fan_in).to(sums[group[0]].dtype)
-        for i, part in zip(group, values.split(widths)):
-            out[i] = part
-    return out
-
-
-def _normalise_each(vectors: list[Tensor]) -> tuple[list[Tensor], Tensor]:
-    """Each vector normalised by its own mean, as :func:`_normalise_by_layer_mean` does, with every elementwise step
-    run once for all vectors of a dtype; returns the scores and the float64 totals, in the order given."""
+def _normalise_each(vectors: list[Tensor], dtypes: list[torch.dtype]) -> tuple[list[Tensor], Tensor]:
+    """Each vector normalised by its own mean into its dtype, as :func:`_normalise_by_layer_mean` does, with every
+    elementwise step run once for all vectors of one dtype and device; the scores and the float64 totals, in the order
+    given (the totals on the first vector's device)."""
     scores: list[Optional[Tensor]] = [None] * len(vectors)
-    totals, order = [], []
-    for group in _by_dtype(vectors):
+    totals: list[Optional[Tensor]] = [None] * len(vectors)
+    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for i, (vector, dtype) in enumerate(zip(vectors, dtypes)):
+        groups.setdefault((dtype, vector.device), []).append(i)
+    for (dtype, device), group in groups.items():
         widths = tuple(vectors[i].numel() for i in group)
-        const = _constants(widths, None, vectors[group[0]].device)
-        values = torch.cat([vectors[i] for i in group]).to(torch.float64)
-        # One sum per vector, over a contiguous slice holding exactly that vector's float64 values.
-        group_totals = torch.stack([part.sum() for part in values.split(widths)])
+        const = _constants(widths, device)
+        if device.type == "cpu":  # a float64 slice sums as the same values alone would (tested)
+            values = torch.cat([vectors[i] for i in group]).to(torch.float64)
+            parts = values.split(widths)
+        else:  # CUDA's vectorised sum reads a misaligned head apart: each total over a tensor of its own
+            parts = [vectors[i].to(torch.float64) for i in group]
+            values = torch.cat(parts)
+        group_totals = torch.stack([part.sum() for part in parts])
         factor = (group_totals.reciprocal() * const.width).index_select(0, const.segment)
-        for i, part in zip(group, _scale_unit_sums(values, factor, vectors[group[0]].dtype).split(widths)):
+        for i, part in zip(group, _scale_unit_sums(values, factor, dtype).split(widths)):
             scores[i] = part
-        totals.append(group_totals)
-        order += group
-    if len(totals) == 1:
-        return scores, totals[0]
-    return scores, torch.cat(totals)[torch.tensor(order, device=totals[0].device).argsort()]
-
-
-def _by_dtype(tensors: list[Tensor]) -> list[list[int]]:
-    """Indices of ``tensors`` grouped by dtype (one group for a model in one precision)."""
-    groups: dict[torch.dtype, list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault(t.dtype, []).append(i)
-    return list(groups.values())
+        if len(groups) == 1:
+            return scores, group_totals
+        for i, total in zip(group, group_totals.unbind()):
+            totals[i] = total
+    first = vectors[0].device
+    return scores, torch.stack([total.to(first) for total in totals])
 
 
 @dataclass(frozen=True)
 class _SegmentConstants:
     width: Tensor  # float64 (segments,): each segment's length
     segment: Tensor  # int64 (total length,): the segment of each element
-    fan_in: Optional[Tensor]  # float64 (total length,): the fan-in of each element's segment
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(widths: tuple[int, ...], fan_ins: Optional[tuple[int, ...]], device: torch.device) -> _SegmentConstants:
-    """Constant tensors of a layout, made once per model shape (so a measurement copies nothing to the device)."""
-    segment = [i for i, width in enumerate(widths) for _ in range(width)]
+def _constants(widths: tuple[int, ...], device: torch.device) -> _SegmentConstants:
+    """Constant tensors of a layout, made once per model shape, so a measurement copies nothing to the device (and
+    the first one copies to a GPU from pinned memory, without waiting)."""
+
+    def on_device(values: list, dtype: torch.dtype) -> Tensor:
+        host = torch.tensor(values, dtype=dtype)
+        if device.type == "cuda":
+            return host.pin_memory().to(device, non_blocking=True)
+        return host.to(device)
+
     return _SegmentConstants(
-        width=torch.tensor(widths, dtype=torch.float64, device=device),
-        segment=torch.tensor(segment, dtype=torch.int64, device=device),
-        fan_in=None
-        if fan_ins is None
-        else torch.tensor([fan_ins[i] for i in segment], dtype=torch.float64, device=device),
+        width=on_device(list(widths), torch.float64),
+        segment=on_device([i for i, width in enumerate(widths) for _ in range(width)], torch.int64),
     )
 
 
@@ -501,6 +512,8 @@ def weight_statistics_of_layers_deferred(
 ) -> tuple[list[list[str]], Tensor]:
     """:func:`weight_statistics_deferred` of many layers, each given as ``(weight, bias, reference_weight,
     reference_bias)``: each layer's names, and all values in one float64 tensor, layer after layer."""
+    if not layers:
+        raise ValueError("layers is empty: give at least one (weight, bias, reference_weight, reference_bias)")
     tensors: list[Tensor] = []  # every weight and bias, whose |.| mean, l2 norm and |.| max are taken
     minuends: list[Tensor] = []  # parameter - reference pairs, whose l2 norm is a distance
     subtrahends: list[Tensor] = []
@@ -539,6 +552,8 @@ def weight_statistics_of_layers_deferred(
         for entries in layout:
             for kind, i in entries:
                 values += [means[i], norms[i], maxima[i]] if kind == "param" else [distances[i]]
+        if len({v.device for v in values}) > 1:  # a model spread over devices: gather on the first
+            values = [v.to(values[0].device) for v in values]
         # stack promotes mixed dtypes exactly
         return names, torch.stack(values).to(torch.float64)
 

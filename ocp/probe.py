@@ -30,16 +30,18 @@ Cost
 ----
 One forward, one backward, and ONE host read: the metrics' batched forms (``ocp.metrics.layer_scores_deferred``,
 ``weight_statistics_of_layers_deferred``) compute every score of every layer on the model's device, running each sum
-per layer as the single-layer metrics do and every other step once for all layers (the same results bit for bit, in
-about a third of the operators), and every check (finite inputs, layer outputs, gradients and objective), the
-objective's value and the weight statistics are read together (on a GPU, one synchronisation per measurement;
-``tests/test_probe.py`` counts it). The scores stay on the device until read. The |x| of the sums is written into
-memory the probe keeps (the size of its largest layer output), so repeated measurements allocate no large
-temporaries. Where a check fails, the checked metrics run on the captured tensors and raise
-naming the layer and the problem, or sum a float32 overflow again in float64, with the same results as always.
-In ``train_mode`` the inputs are checked before the forward, so no NaN reaches batch-norm statistics: one more read
-per floating-point input. Where the forward, the objective or the backward fails on NaN or inf in an input or a layer
-output, the error names that input or layer, as the checks would have.
+(and each MAGI division) per layer as the single-layer metrics do and every other step once for all layers (the same
+results bit for bit, a NaN for a NaN, in about a third of the operators), and every check (finite inputs, layer
+outputs, gradients and objective), the objective's value and the weight statistics are read together (on a GPU, one
+synchronisation per measurement; ``tests/test_probe.py`` counts it; the first measurement of a model shape also copies
+a few constants to the GPU, asynchronously). The scores stay on the device until read. On a CPU the |x| of the sums
+is written into memory the probe keeps (per dtype, the size of the largest layer output or gradient it has measured,
+until the probe is dropped), so repeated measurements allocate no large temporaries. Where a check fails, the
+checked metrics run on the captured tensors and raise naming the layer and the problem, or sum a float32 overflow
+again in float64, with the same results as always. In ``train_mode`` the inputs are checked before the forward, so
+no NaN reaches batch-norm statistics: one more read per floating-point input. Where the forward, the objective or
+the backward fails on NaN or inf in an input or a layer output, the error names that input or layer, as the checks
+would have.
 """
 
 from __future__ import annotations
@@ -421,11 +423,14 @@ class PlasticityProbe:
                 )
             consumed = _contains(layer_inputs, h) or (h is not y and _contains(layer_inputs, y))
             kind = "output" if _contains(outputs, h) and not consumed else "hidden"
-            if not torch.is_floating_point(h) or h.dim() < 2 or h.shape[1] != _width(module):
-                raise ValueError(
-                    f"layer {name!r}: the measured output has shape {tuple(h.shape)}, "
-                    f"expected (N, {_width(module)}, ...)"
-                )
+            measured = [("measured output", h)] + (
+                [("pre-activation output", y)] if self.activation_gradient == "pre" else []
+            )
+            for what, t in measured:  # units second: (N, H) or (N, H, *spatial)
+                if not torch.is_floating_point(t) or t.dim() < 2 or t.shape[1] != _width(module):
+                    raise ValueError(
+                        f"layer {name!r}: the {what} has shape {tuple(t.shape)}, expected (N, {_width(module)}, ...)"
+                    )
             plan.append(
                 dict(
                     name=name,
@@ -528,16 +533,20 @@ class PlasticityProbe:
         # NaN or inf in an input makes its sum so; a float64 sum cannot overflow for a float16 or float32 input.
         input_witnesses = [a.sum(dtype=torch.float64) for a in run.args if torch.is_floating_point(a)]
         scores, witness = metrics.layer_scores_deferred(
-            [p["acts_sums"] for p in run.plan], run.act_grads, run.weight_grads, self._abs_buffer
+            [p["acts_sums"] for p in run.plan],
+            run.act_grads,
+            run.weight_grads,
+            self._abs_buffer,
+            acts_dtypes=[p["h_detached"].dtype for p in run.plan],
         )
         names, stat_values = metrics.weight_statistics_of_layers_deferred(
             [self._weight_statistics_args(p) for p in run.plan]
         )
         # The one host synchronisation of a measurement: every witness, the objective and the weight statistics.
         device = witness.device  # where the model's outputs are, whatever the objective returned
-        parts = [witness, run.value.detach().reshape(1).to(device), stat_values]
+        parts = [witness, run.value.detach().reshape(1).to(device), stat_values.to(device)]
         if input_witnesses:
-            parts.insert(0, torch.stack(input_witnesses).to(device))
+            parts.insert(0, torch.stack([w.to(device) for w in input_witnesses]))
         read = torch.cat(parts).tolist()
         if not all(math.isfinite(v) for v in read):
             dormancy_totals = read[len(input_witnesses) : len(input_witnesses) + len(run.plan)]
@@ -584,7 +593,7 @@ class PlasticityProbe:
             activation=p["activation"],
             dormancy_scores=scores.dormancy,
             magi=scores.magi,
-            gradient_scores=scores.gradient,
+            gradient_scores=scores.zero_gradient,
             activation_gradient_scores=scores.activation_gradient,
             features=h if h.dim() == 2 else h.flatten(2).mean(dim=2),
             weight_stats=stats,

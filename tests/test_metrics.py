@@ -233,7 +233,7 @@ def test_layer_scores_of_two_layers_hand_computed(device, dtype):
     assert a.dormancy.tolist() == [1.5, 0.5] and b.dormancy.tolist() == [0.0, 1.0, 2.0]
     assert a.activation_gradient.tolist() == [1.0, 1.0] and torch.isnan(b.activation_gradient).all()
     assert a.magi.tolist() == [1.0, 1.0] and b.magi.tolist() == [3.0, 0.0, 3.0]
-    assert a.gradient.tolist() == [1.0, 1.0] and b.gradient.tolist() == [1.5, 0.0, 1.5]
+    assert a.zero_gradient.tolist() == [1.0, 1.0] and b.zero_gradient.tolist() == [1.5, 0.0, 1.5]
     assert all(x.dtype == dtype and x.device.type == device.type for s in scores for x in vars(s).values())
     # dormancy totals, activation-gradient totals, MAGI totals; B's zero gradients are a finite 0/0, not an error
     assert witness.dtype == torch.float64 and witness.tolist() == [4.0, 6.0, 4.0, 0.0, 2.0, 6.0]
@@ -248,31 +248,56 @@ def _per_layer(acts, grads, weight_grads):
 
 
 def _bitwise_equal(x, y):
-    return x.dtype == y.dtype and torch.equal(x.view(torch.uint8), y.view(torch.uint8))
+    """Same dtype and the same bits, a NaN for a NaN (a bfloat16 NaN's payload depends on how it was converted)."""
+    if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(torch.isnan(x), torch.isnan(y)):
+        return False
+    numbers = ~torch.isnan(x)
+    return torch.equal(x[numbers].view(torch.uint8), y[numbers].view(torch.uint8))
 
 
-def test_layer_scores_equal_the_per_layer_metrics_bit_for_bit():
+def _draw(gen, shape, scale, dtype, device):
+    return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype).to(device)
+
+
+def test_layer_scores_equal_the_per_layer_metrics_bit_for_bit(device):
     # The batched forms only regroup elementwise steps; every sum runs per layer as before. Random layers of mixed
-    # widths, dtypes (one model mixing float16, float32 and float64), conv shapes and scales down to float32
-    # underflow, with dead units: every score equals the per-layer metric's, bit for bit (the sign of a zero too).
+    # widths (past 128, so the vectors sit at odd offsets of the batched tensor), dtypes (one model mixing bfloat16,
+    # float16, float32 and float64), conv shapes and scales down to float32 underflow, with dead units and whole
+    # layers at zero: every score equals the per-layer metric's, bit for bit (the sign of a zero too).
     gen = torch.Generator().manual_seed(0)
-    for case in range(60):
+    dtypes = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+    for case in range(80):
         acts, grads, weight_grads = [], [], []
         for layer in range(1 + case % 4):
-            dtype = (torch.float32, torch.float64, torch.float16)[(case + layer) % 3] if case % 2 else torch.float32
-            width, fan_in = (1, 6, 64, 100)[(case + layer) % 4], (1, 17, 64)[layer % 3]
+            dtype = dtypes[(case + layer) % 4] if case % 2 else torch.float32
+            width, fan_in = (1, 6, 129, 300, 64)[(case + layer) % 5], (1, 17, 64, 3)[layer % 4]
             shape = (int(torch.randint(1, 300, (1,), generator=gen)), width) + ((3, 2) if case % 5 == 0 else ())
-            scale = 10.0 ** (-20, -3, 0, 3)[case % 4] if dtype != torch.float16 else 1.0
-            a = (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+            scale = 10.0 ** (-20, -3, 0, 3)[case % 4] if dtype in (torch.float32, torch.float64) else 1.0
+
+            a = _draw(gen, shape, scale, dtype, device)
             a[:, : width // 3] = 0  # dead units
+            if case % 7 == 3:
+                a.zero_()  # a degenerate layer: NaN scores
             acts.append(a.clamp_min(0) if layer % 2 else a)
-            grads.append((torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype))
-            weight_grads.append((torch.randn(width, fan_in, generator=gen, dtype=torch.float64) * scale).to(dtype))
+            grads.append(_draw(gen, shape, scale, dtype, device) * (case % 11 != 5))  # sometimes all zero
+            weight_grads.append(_draw(gen, (width, fan_in), scale, dtype, device))
         scores, witness = M.layer_scores_deferred([M.unit_abs_sums(a) for a in acts], grads, weight_grads)
-        assert torch.isfinite(witness).all()
+        assert torch.isfinite(witness).all() and witness.device.type == device.type
         for got, want in zip(scores, _per_layer(acts, grads, weight_grads)):
-            for x, y in zip((got.dormancy, got.magi, got.gradient, got.activation_gradient), want):
+            for x, y in zip((got.dormancy, got.magi, got.zero_gradient, got.activation_gradient), want):
                 assert _bitwise_equal(x, y), case
+
+
+def test_layer_scores_take_the_dtype_of_the_layer_outputs_when_the_sums_have_another():
+    # Under autocast a sum of float16 values is float32; the dormancy scores keep the outputs' dtype, as the
+    # single-layer metric gives them. Sums (3, 1): scores (1.5, 0.5).
+    sums = torch.tensor([3.0, 1.0])
+    scores, _ = M.layer_scores_deferred([sums], [torch.ones(2, 2)], [torch.ones(2, 3)], acts_dtypes=[torch.float16])
+    assert scores[0].dormancy.dtype == torch.float16 and scores[0].dormancy.tolist() == [1.5, 0.5]
+    with pytest.raises(ValueError, match="acts_dtypes has 2 entries for 1 layers"):
+        M.layer_scores_deferred([sums], [torch.ones(2, 2)], [torch.ones(2, 3)], acts_dtypes=[torch.float16] * 2)
+    with pytest.raises(ValueError, match="acts_sums must have 1 dimensions"):
+        M.layer_scores_deferred([torch.ones(2, 2)], [torch.ones(2, 2)], [torch.ones(2, 3)])
 
 
 def test_layer_scores_witness_names_the_layer_and_score_that_needs_the_checked_metric():
@@ -307,6 +332,28 @@ def test_weight_statistics_of_layers_equal_each_layer_on_its_own():
     assert values.tolist() == expected
 
 
+def test_weight_statistics_of_layers_are_the_torch_reductions_bit_for_bit(device):
+    # Each statistic is one torch reduction of one tensor (a foreach call on the CPU must not change a bit): compared
+    # with the reductions themselves on random weights of mixed sizes and dtypes, not with weight_statistics (which
+    # runs the same code).
+    gen = torch.Generator().manual_seed(2)
+    layers, expected = [], []
+    for i, (rows, cols, dtype) in enumerate(
+        [(64, 17, torch.float32), (300, 129, torch.float32), (7, 3, torch.float64)]
+    ):
+        W = (torch.randn(rows, cols, generator=gen) * 10.0 ** (i - 1)).to(dtype).to(device)
+        b = torch.randn(rows, generator=gen).to(dtype).to(device)
+        R = torch.randn(rows, cols, generator=gen).to(device)  # float32: converted to the weight's dtype first
+        layers.append((W, b, R, None))
+        for t in (W, b):
+            expected += [t.abs().mean(), torch.linalg.vector_norm(t), t.abs().max()]
+        expected.append(torch.linalg.vector_norm(W - R.to(W)))
+    _, values = M.weight_statistics_of_layers_deferred(layers)
+    assert values.tolist() == [float(v) for v in expected]
+    with pytest.raises(ValueError, match="layers is empty"):
+        M.weight_statistics_of_layers_deferred([])
+
+
 def test_abs_buffer_gives_the_same_sums_without_new_memory():
     buffer = M.AbsBuffer()
     x = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
@@ -319,6 +366,13 @@ def test_abs_buffer_gives_the_same_sums_without_new_memory():
     leaf = torch.randn(4, 3, requires_grad=True)  # autograd forbids out= here: |x| is computed as usual
     assert torch.equal(buffer.abs(leaf), leaf.abs()) and buffer.abs(leaf).requires_grad
     assert buffer.abs(torch.randn(128, 8)).data_ptr() != first  # a larger tensor grows the buffer
+
+
+def test_abs_buffer_made_in_inference_mode_still_works_outside():
+    buffer = M.AbsBuffer()
+    with torch.inference_mode():
+        buffer.abs(torch.ones(4, 3))
+    assert buffer.abs(-torch.ones(4, 3)).tolist() == [[1.0] * 3] * 4
 
 
 def test_activation_gradient_scores_do_not_cancel_across_samples(device, dtype):

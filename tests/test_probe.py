@@ -412,3 +412,24 @@ def test_a_bad_layer_is_named_on_the_one_read_path():
     net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 0), nn.Flatten(), nn.Linear(0, 1))
     with pytest.raises(ValueError, match=r"^layer '2': acts is empty"):
         PlasticityProbe(net).measure(torch.tensor(X, dtype=torch.float32), "output_sum")
+
+
+def test_pre_activation_output_must_have_its_units_second():
+    # A Linear on (N, T, F) inputs puts its units last; with activation_gradient="pre" that output would be scored
+    # per T instead of per unit: refused, naming the layer.
+    class Sequence(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 6)
+            self.perm = nn.Identity()
+
+        def forward(self, x):
+            return self.perm(self.fc(x).transpose(1, 2)).sum()
+
+    net = Sequence()
+    with pytest.raises(
+        ValueError, match=r"layer 'fc': the pre-activation output has shape \(5, 3, 6\), expected \(N, 6"
+    ):
+        PlasticityProbe(net, layers={"fc": "perm"}, activation_gradient="pre").measure(
+            torch.randn(5, 3, 4), "output_sum"
+        )
