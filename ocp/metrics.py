@@ -457,7 +457,8 @@ def layer_scores_deferred(
 def _normalise_each(vectors: list[Tensor], dtypes: list[torch.dtype]) -> tuple[list[Tensor], Tensor]:
     """Each vector normalised by its own mean into its dtype, as :func:`_normalise_by_layer_mean` does, with every
     elementwise step run once for all vectors of one dtype and device; the scores and the float64 totals, in the order
-    given (the totals on the first vector's device)."""
+    given (the totals on the first vector's device; a model split between a CPU and a GPU pays a synchronising copy
+    per total there, as it does per value in the weight statistics)."""
     scores: list[Optional[Tensor]] = [None] * len(vectors)
     totals: list[Optional[Tensor]] = [None] * len(vectors)
     groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
@@ -501,10 +502,11 @@ def _constants(widths: tuple[int, ...], device: torch.device) -> _SegmentConstan
             return host.pin_memory().to(device, non_blocking=True)
         return host.to(device)
 
-    return _SegmentConstants(
-        width=on_device(list(widths), torch.float64),
-        segment=on_device([i for i, width in enumerate(widths) for _ in range(width)], torch.int64),
-    )
+    with torch.inference_mode(False):  # cached: made in inference mode they could not be saved for a backward later
+        return _SegmentConstants(
+            width=on_device(list(widths), torch.float64),
+            segment=on_device([i for i, width in enumerate(widths) for _ in range(width)], torch.int64),
+        )
 
 
 def weight_statistics_of_layers_deferred(

@@ -94,7 +94,9 @@ Objective = Union[Callable[[Any], Tensor], str]
 
 @dataclass(frozen=True)
 class LayerReport:
-    """Everything measured for one layer. Tensors are detached, on the model's device, in the model's dtype."""
+    """Everything measured for one layer. Tensors are detached, on the model's device, in the model's dtype; the
+    dormancy, zero-gradient and activation-gradient scores are views of one tensor shared by the measurement's layers
+    (``.clone()`` one to keep or save it alone)."""
 
     name: str
     kind: str  # "hidden" or "output"

@@ -517,3 +517,14 @@ def test_weight_statistics_hand_computed(device, dtype):
 def test_weight_statistics_reference_shape_mismatch():
     with pytest.raises(ValueError, match="reference_weight"):
         M.weight_statistics(torch.ones(2, 2), reference_weight=torch.ones(2, 3))
+
+
+def test_layer_scores_first_computed_in_inference_mode_stay_differentiable_later():
+    # The constants of a layout are cached: made in inference mode they must not poison a later differentiable call.
+    width = 13  # a layout no other test uses, so the first call here makes its constants
+    with torch.inference_mode():
+        M.layer_scores_deferred([torch.arange(1.0, 14.0)], [torch.ones(2, width)], [torch.ones(width, 3)])
+    acts = torch.arange(1.0, 14.0).reshape(1, width).requires_grad_()
+    scores, _ = M.layer_scores_deferred([M.unit_abs_sums(acts)], [torch.ones(2, width)], [torch.ones(width, 3)])
+    scores[0].dormancy.sum().backward()
+    assert acts.grad is not None
