@@ -1,6 +1,7 @@
 """ocp.probe: against a manual NumPy computation, layer discovery, no side effects, bad input."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -352,6 +353,34 @@ def test_one_host_synchronisation_per_measurement(model, objective, device):
     count = count_dispatch(lambda: probe.measure(x, fn))
     assert count.host_syncs == 1, count.syncs_by_kind
     assert count.syncs_by_kind == {"Tensor.tolist": 1}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_cuda_itself_reports_one_synchronisation_per_measurement(model):
+    # The operator count above cannot see a blocking host-to-device copy; CUDA's own sync debug mode sees every
+    # synchronising call. The first measurement of a shape copies its constants (asynchronously): the second is timed.
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    if model == "mlp":
+        net, x = relu_mlp(torch.float32, device), torch.tensor(X, dtype=torch.float32, device=device)
+    else:
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Conv2d(4, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1))
+        net, x = net.to(device), torch.randn(5, 3, 6, 6, device=device)
+    probe = PlasticityProbe(net)
+    probe.snapshot_reference()
+    objective = mse(torch.zeros(len(x), 1, device=device))
+    probe.measure(x, objective)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            probe.measure(x, objective)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, syncs
 
 
 def test_a_float32_sum_that_overflows_is_summed_again_in_float64():
