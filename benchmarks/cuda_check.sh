@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA checks in one command, for a machine with a GPU: the CUDA test path, the probe and metric-kernel
-# benchmarks on the GPU, an operator profile of one measurement per model, and probe / plain in interleaved blocks. Every log goes into one folder:
+# benchmarks on the GPU, an operator profile of one measurement per model, and probe / plain in interleaved blocks.
+# Every log goes into one folder:
 #
 #     bash benchmarks/cuda_check.sh [OUT_DIR]        # default: cuda-check/
 #
