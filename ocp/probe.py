@@ -340,7 +340,8 @@ class PlasticityProbe:
         devices = sorted({a.device.index or 0 for a in args if a.device.type == "cuda"})
         try:
             with torch.random.fork_rng(devices=devices):
-                self.model.train(train_mode)
+                if any(was_training != train_mode for was_training in modes.values()):
+                    self.model.train(train_mode)
                 with torch.enable_grad():
                     plan = None
                     try:
@@ -356,7 +357,8 @@ class PlasticityProbe:
                     return ProbeResult(hidden, output_layers, self.thresholds, objective_name)
         finally:
             for m, was_training in modes.items():
-                m.training = was_training
+                if m.training != was_training:  # nn.Module's attribute setter is slow; most modes are unchanged
+                    m.training = was_training
 
     # ----------------------------------------------------------------------------------------------------------
     @staticmethod
