@@ -13,14 +13,14 @@ import importlib.machinery
 import importlib.util
 import statistics
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_probe_throughput import ACTIVATIONS, MODELS, setup, sync  # noqa: E402
+from profile_probe import median_time  # noqa: E402
+from test_probe_throughput import ACTIVATIONS, MODELS, setup  # noqa: E402
 
 
 def probe_module(source: str | None) -> ModuleType:
@@ -54,14 +54,7 @@ def block_medians(functions: dict, device: torch.device, blocks: int, calls: int
     medians: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(blocks):
         for name, fn in functions.items():
-            times = []
-            for _ in range(calls):
-                sync(device)
-                start = time.perf_counter()
-                fn()
-                sync(device)
-                times.append(time.perf_counter() - start)
-            medians[name].append(statistics.median(times))
+            medians[name].append(median_time(fn, device, calls))
     return {name: statistics.median(values) for name, values in medians.items()}
 
 

@@ -153,8 +153,8 @@ def _unit_dims(x: Tensor) -> list[int]:
 
 
 def _layer_normalised_abs_mean_deferred(x: Tensor, name: str) -> tuple[Tensor, Tensor]:
-    _check_float_tensor(x, name, min_dim=2, check_finite=False)
-    unit_sums, total = _abs_sums(x, _unit_dims(x))
+    unit_sums = unit_abs_sums(x, name).to(torch.float64)
+    total = unit_sums.sum()
     return _normalise_by_layer_mean(unit_sums, total, x.dtype), total
 
 
@@ -311,7 +311,13 @@ def magi_deferred(weight_grad: Tensor) -> tuple[Tensor, Tensor]:
     _check_float_tensor(weight_grad, "weight_grad", min_dim=2, check_finite=False)
     flat = weight_grad.flatten(1)
     sums, total = _abs_sums(flat, [1])
-    return (sums / flat.shape[1]).to(weight_grad.dtype), total
+    return _magi_of_sums(sums, flat.shape[1], weight_grad.dtype), total
+
+
+def _magi_of_sums(sums: Tensor, fan_in: int, dtype: torch.dtype) -> Tensor:
+    """MAGI from each unit's sum of |gradient|: the mean in float64, divided by the host number ``fan_in`` (on CUDA
+    a multiplication by its reciprocal, so batching the division would change bits), in ``dtype``."""
+    return (sums.to(torch.float64) / fan_in).to(dtype)
 
 
 def gradient_scores_deferred(G: Tensor) -> tuple[Tensor, Tensor]:
@@ -445,8 +451,8 @@ def layer_scores_deferred(
             )
     incoming = [w if w.dim() == 2 else w.flatten(1) for w in weight_grads]
     absolute = torch._foreach_abs(incoming)  # weight-sized: small next to the layer outputs
-    magi_values = [  # per layer, as :func:`magi` divides: by a host number
-        (a.sum(dim=1).to(torch.float64) / f.shape[1]).to(w.dtype) for a, f, w in zip(absolute, incoming, weight_grads)
+    magi_values = [
+        _magi_of_sums(a.sum(dim=1), f.shape[1], w.dtype) for a, f, w in zip(absolute, incoming, weight_grads)
     ]
     dtypes = [*acts_dtypes, *(g.dtype for g in acts_grads), *(w.dtype for w in weight_grads)]
     scores, totals = _normalise_each([*acts_sums, *grad_sums, *magi_values], dtypes)

@@ -335,12 +335,8 @@ def test_non_finite_activations_name_the_layer():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("objective", ["output_sum", "layer_output_sum", "mse"])
-@pytest.mark.parametrize("model", ["mlp", "conv"])
-def test_one_host_synchronisation_per_measurement(model, objective, device):
-    # Every check, the objective's value and the weight statistics are read in one go; a regression that reads a
-    # value on the host inside measure (an .item(), a bool(t), a .tolist() per layer) shows here on any machine.
-    torch.manual_seed(0)
+def _sync_test_probe(model: str, device: torch.device):
+    """An MLP or a conv net, its batch, and a probe with a reference (so every statistic is measured)."""
     if model == "mlp":
         net, x = relu_mlp(torch.float32, device), torch.tensor(X, dtype=torch.float32, device=device)
     else:
@@ -348,6 +344,16 @@ def test_one_host_synchronisation_per_measurement(model, objective, device):
         net, x = net.to(device), torch.randn(5, 3, 6, 6, device=device)
     probe = PlasticityProbe(net)
     probe.snapshot_reference()
+    return net, x, probe
+
+
+@pytest.mark.parametrize("objective", ["output_sum", "layer_output_sum", "mse"])
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_one_host_synchronisation_per_measurement(model, objective, device):
+    # Every check, the objective's value and the weight statistics are read in one go; a regression that reads a
+    # value on the host inside measure (an .item(), a bool(t), a .tolist() per layer) shows here on any machine.
+    torch.manual_seed(0)
+    net, x, probe = _sync_test_probe(model, device)
     target = torch.zeros(len(x), 1, device=device)
     fn = mse(target) if objective == "mse" else objective
     count = count_dispatch(lambda: probe.measure(x, fn))
@@ -362,13 +368,7 @@ def test_cuda_itself_reports_one_synchronisation_per_measurement(model):
     # synchronising call. The first measurement of a shape copies its constants (asynchronously): the second is timed.
     device = torch.device("cuda")
     torch.manual_seed(0)
-    if model == "mlp":
-        net, x = relu_mlp(torch.float32, device), torch.tensor(X, dtype=torch.float32, device=device)
-    else:
-        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Conv2d(4, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1))
-        net, x = net.to(device), torch.randn(5, 3, 6, 6, device=device)
-    probe = PlasticityProbe(net)
-    probe.snapshot_reference()
+    net, x, probe = _sync_test_probe(model, device)
     objective = mse(torch.zeros(len(x), 1, device=device))
     probe.measure(x, objective)
     torch.cuda.synchronize()
