@@ -345,8 +345,7 @@ class PlasticityProbe:
                 with torch.enable_grad():
                     plan = None
                     try:
-                        trace, output = self._traced_forward(args)
-                        plan = self._resolve(trace, output)
+                        plan, output = self._planned_forward(args, keep_inputs=objective == "layer_output_sum")
                         run = self._backward(plan, args, output, objective)
                     except Exception as err:
                         self._name_bad_input(args, plan, err)
@@ -377,6 +376,12 @@ class PlasticityProbe:
             if torch.is_floating_point(a) and not metrics.all_finite(a):
                 raise ValueError(f"inputs[{i}] contains NaN or inf")
 
+    def _planned_forward(self, args: tuple[Tensor, ...], keep_inputs: bool) -> tuple[list[dict[str, Any]], Any]:
+        """The forward pass and the plan of what to measure; the trace of every module's inputs and outputs is
+        dropped here, so the backward can free what it no longer needs as a plain backward would."""
+        trace, output = self._traced_forward(args)
+        return self._resolve(trace, output, keep_inputs), output
+
     def _traced_forward(self, args: tuple[Tensor, ...]) -> tuple[_Trace, Any]:
         trace = _Trace()
         handles = []
@@ -405,8 +410,11 @@ class PlasticityProbe:
                 h.remove()
         return trace, output
 
-    def _resolve(self, trace: _Trace, output: Any) -> list[dict[str, Any]]:
-        """Decide, for each probed layer, which traced tensor is its measured (post-activation) output."""
+    def _resolve(self, trace: _Trace, output: Any, keep_inputs: bool) -> list[dict[str, Any]]:
+        """Decide, for each probed layer, which traced tensor is its measured (post-activation) output. A layer's
+        input ``x`` is kept only with ``keep_inputs`` (the objective "layer_output_sum" runs the layer on it again),
+        its pre-activation output ``y`` only for ``activation_gradient="pre"``: held to the end of the measurement,
+        either would add a layer output's memory per layer to the peak of the backward."""
         outputs = _flatten_tensors(output)
         layer_inputs = [inp for calls in trace.layer_calls.values() for inp, _ in calls]
         plan = []
@@ -439,8 +447,8 @@ class PlasticityProbe:
                 dict(
                     name=name,
                     module=module,
-                    x=x,
-                    y=y,
+                    x=x if keep_inputs else None,
+                    y=y if self.activation_gradient == "pre" else None,
                     h=h,
                     h_detached=h.detach(),
                     kind=kind,

@@ -2,6 +2,7 @@
 
 import math
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -381,6 +382,39 @@ def test_cuda_itself_reports_one_synchronisation_per_measurement(model):
         torch.cuda.set_sync_debug_mode(0)
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) == 1, syncs
+
+
+@pytest.mark.parametrize(
+    "activation_gradient, objective, kept",
+    [
+        ("post", "output_sum", set()),
+        ("post", "layer_output_sum", set()),
+        ("pre", "output_sum", {"0", "2"}),  # the gradients it measures are taken there
+    ],
+)
+def test_the_backward_frees_the_pre_activation_outputs(activation_gradient, objective, kept):
+    # A ReLU saves its output, not its input, for the backward: a plain backward holds no pre-activation output. The
+    # probe's trace of the forward must not hold them through the backward either, or its peak memory grows by a
+    # layer output per layer. Checked when the backward reaches the model's output.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    refs: dict[str, weakref.ref] = {}
+    alive_at_backward: list[set[str]] = []
+
+    def remember(name):
+        def hook(module, inputs, output):  # the model's forward (layer_output_sum runs the layers again later)
+            refs.setdefault(name, weakref.ref(output))
+
+        return hook
+
+    def at_backward(module, inputs, output):
+        output.register_hook(lambda grad: alive_at_backward.append({n for n, ref in refs.items() if ref() is not None}))
+
+    for name in ("0", "2"):
+        net.get_submodule(name).register_forward_hook(remember(name))
+    net[4].register_forward_hook(at_backward)
+    PlasticityProbe(net, activation_gradient=activation_gradient).measure(torch.randn(8, 3), objective)
+    assert alive_at_backward == [kept]
 
 
 def test_a_float32_sum_that_overflows_is_summed_again_in_float64():
