@@ -3,14 +3,19 @@
 On a noisy machine two benchmark runs of the same code can differ by more than the probe's cost. This script times
 the plain forward + backward and the probe in alternating blocks in one process (12 blocks of 25 calls by default),
 takes each block's median and prints the median of the block medians as probe / plain, so both see the same machine
-state. ``--probe-from DIR`` times the probe of another source tree instead (e.g. ``git worktree add /tmp/old <commit>``
-then ``--probe-from /tmp/old``): run it and the current tree as separate processes to compare two versions, each
+state. It also prints the minor page faults per call of each (where the platform counts them): on a CPU a fresh
+allocation that the C library has returned to the system faults again page by page, and the count tells which regime
+a run was in.
+
+``--probe-from DIR`` times the probe of another source tree instead (e.g. ``git worktree add /tmp/old <commit>`` then
+``--probe-from /tmp/old``): run it and the current tree as separate processes to compare two versions, each
 against its own plain baseline. Pin with ``taskset -c 0`` and ``--threads 1`` for the steadiest numbers.
 """
 
 import argparse
 import importlib.machinery
 import importlib.util
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -47,15 +52,31 @@ def probe_module(source: str | None) -> ModuleType:
     return modules["probe"]
 
 
-def block_medians(functions: dict, device: torch.device, blocks: int, calls: int) -> dict[str, float]:
+def minor_faults() -> float:
+    """Minor page faults of this process so far (NaN where the platform has no ``resource`` module)."""
+    if importlib.util.find_spec("resource") is None:
+        return math.nan
+    import resource
+
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+def block_medians(
+    functions: dict, device: torch.device, blocks: int, calls: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The median of the block medians of each function's time, and its minor page faults per call."""
     for fn in functions.values():
         for _ in range(5):
             fn()
     medians: dict[str, list[float]] = {name: [] for name in functions}
+    faults = dict.fromkeys(functions, 0.0)
     for _ in range(blocks):
         for name, fn in functions.items():
+            before = minor_faults()
             medians[name].append(median_time(fn, device, calls))
-    return {name: statistics.median(values) for name, values in medians.items()}
+            faults[name] += minor_faults() - before
+    times = {name: statistics.median(values) for name, values in medians.items()}
+    return times, {name: total / (blocks * calls) for name, total in faults.items()}
 
 
 def main() -> None:
@@ -75,16 +96,17 @@ def main() -> None:
     label = args.probe_from or "this tree"
     for model in args.models:
         for activation in args.activations:
-            times = time_pair(probe, model, activation, device, args.blocks, args.calls)
+            times, faults = time_pair(probe, model, activation, device, args.blocks, args.calls)
             print(
                 f"{model} {activation} on {device} ({label}): plain {times['plain'] * 1e3:.3f} ms, "
-                f"probe / plain {times['probe'] / times['plain']:.2f}"
+                f"probe / plain {times['probe'] / times['plain']:.2f}; page faults per call: plain "
+                f"{faults['plain']:.0f}, probe {faults['probe']:.0f}"
             )
 
 
 def time_pair(
     probe: ModuleType, model: str, activation: str, device: torch.device, blocks: int, calls: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, float]]:
     net, x, loss = setup(model, activation, device)
     params = list(net.parameters())
     measure = probe.PlasticityProbe(net).measure

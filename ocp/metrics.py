@@ -31,6 +31,7 @@ from torch import Tensor
 __all__ = [
     "dormancy_scores",
     "dormant_mask",
+    "masks_deferred",
     "magi",
     "gradient_scores",
     "zero_gradient_mask",
@@ -188,12 +189,10 @@ def dormancy_scores(acts: Tensor) -> Tensor:
 
 
 def _mask_at_or_below(scores: Tensor, tau: float, name: str) -> Tensor:
-    _check_float_tensor_allow_nan(scores, name)
-    tau = check_threshold(tau, "tau")
-    nan = torch.isnan(scores)
-    if bool(nan.any()) and not bool(nan.all()):
-        raise ValueError(f"{name} has NaN for some units but not all; layer-normalised scores are NaN all together")
-    return (scores <= tau) | nan
+    (mask,), witness = masks_deferred(scores, [tau], name)
+    if not math.isfinite(witness.item()):  # the one host read
+        _raise_for_scores(scores, name)
+    return mask
 
 
 def _check_float_tensor_allow_nan(x: Tensor, name: str) -> None:
@@ -202,8 +201,25 @@ def _check_float_tensor_allow_nan(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got {got}")
     if x.dim() != 1 or x.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-D tensor of per-unit values, got shape {tuple(x.shape)}")
-    if bool(torch.isinf(x).any()):
+
+
+def _raise_for_scores(scores: Tensor, name: str) -> None:
+    """The error for scores whose mask witness is not finite."""
+    if bool(torch.isinf(scores).any()):
         raise ValueError(f"{name} contains inf")
+    raise ValueError(f"{name} has NaN for some units but not all; layer-normalised scores are NaN all together")
+
+
+def masks_deferred(scores: Tensor, taus: Sequence[float], name: str = "scores") -> tuple[list[Tensor], Tensor]:
+    """The masks of :func:`dormant_mask` (or :func:`zero_gradient_mask`, the same rule) of ``scores`` at every τ in
+    ``taus``, with no host read, and a float64 witness that is finite exactly when the checked function returns them
+    without an error (no inf; NaN for every unit or none)."""
+    _check_float_tensor_allow_nan(scores, name)
+    taus = [check_threshold(tau, "tau") for tau in taus]
+    nan = torch.isnan(scores)
+    fine = ~(torch.isinf(scores).any() | (nan.any() & ~nan.all()))
+    witness = fine.to(torch.float64).log()  # 0 where fine, -inf where not
+    return [(scores <= tau) | nan for tau in taus], witness
 
 
 def dormant_mask(scores: Tensor, tau: float = 0.0) -> Tensor:

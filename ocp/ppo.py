@@ -60,7 +60,7 @@ from ocp.checkpoint import (
 from ocp.envs import VectorEnvState, check_env, make_vector_env
 from ocp.flat_adam import FlatAdam
 from ocp.interventions import INTERVENTIONS, Intervention, intervention_from_dict
-from ocp.probe import PlasticityProbe, ProbeResult
+from ocp.probe import PlasticityProbe, ProbeResult, network_ratio
 from ocp.rollout import LoopState, Rollout, RolloutCollector, RolloutSettings, compute_gae
 from ocp.runlog import MASK_DIR, CsvLog, delete_masks_after, mask_key, save_masks
 from ocp.scenarios import Scenario, ScenarioName, TaskSwitchEnv
@@ -605,28 +605,31 @@ class PlasticityRecorder:
             )
 
         for net, res in results.items():
+            summaries = res.summaries()  # one host read for every ratio and flag of the measurement
             hidden_width = sum(r.width for r in res.hidden)
-            for tau in self.thresholds:
-                add(net, "network", "hidden", hidden_width, "", "dormant_ratio", res.dormant_ratio(tau), tau)
-                add(
-                    net, "network", "hidden", hidden_width, "", "zero_gradient_ratio", res.zero_gradient_ratio(tau), tau
-                )
-            for r in res.layers:
+            for i, tau in enumerate(self.thresholds):
+                for kind in ("dormant", "zero_gradient"):
+                    ratio = network_ratio(summaries, kind, i)
+                    add(net, "network", "hidden", hidden_width, "", f"{kind}_ratio", ratio, tau)
+            for r, s in zip(res.layers, summaries):
                 meta = (net, r.name, r.kind, r.width, r.activation)
-                for tau in self.thresholds:
-                    for kind, mask in (("dormant", r.dormant_mask(tau)), ("zero_gradient", r.zero_gradient_mask(tau))):
+                for i, tau in enumerate(self.thresholds):
+                    for kind, mask, units in (
+                        ("dormant", r.dormant_mask(tau), s.dormant_units[i]),
+                        ("zero_gradient", r.zero_gradient_mask(tau), s.zero_gradient_units[i]),
+                    ):
                         key = mask_key(net, r.name, kind, tau)
                         masks[key] = mask.detach().cpu()
                         prev = self.previous_masks.get(key)
                         overlap = math.nan if prev is None else metrics.overlap_coefficient(prev, masks[key])
-                        add(*meta, f"{kind}_ratio", float(mask.sum()) / r.width, tau)
+                        add(*meta, f"{kind}_ratio", units / r.width, tau)
                         add(*meta, f"{kind}_overlap", overlap, tau)
-                add(*meta, "magi_mean", r.magi.mean())
-                add(*meta, "magi_min", r.magi.min())
-                add(*meta, "magi_max", r.magi.max())
-                add(*meta, "degenerate", r.degenerate)
-                add(*meta, "gradient_degenerate", r.gradient_degenerate)
-                for name, value in r.weight_stats.items():
+                add(*meta, "magi_mean", s.magi_mean)
+                add(*meta, "magi_min", s.magi_min)
+                add(*meta, "magi_max", s.magi_max)
+                add(*meta, "degenerate", s.degenerate)
+                add(*meta, "gradient_degenerate", s.gradient_degenerate)
+                for name, value in s.weight_stats.items():
                     add(*meta, name, value)
                 for name, value in r.ranks().items():
                     add(*meta, name, value)

@@ -42,6 +42,14 @@ again in float64, with the same results as always. In ``train_mode`` the inputs 
 no NaN reaches batch-norm statistics: one more read per floating-point input. Where the forward, the objective or
 the backward fails on NaN or inf in an input or a layer output, the error names that input or layer, as the checks
 would have.
+
+Reading a result: :meth:`ProbeResult.summaries`, :meth:`~ProbeResult.rows`, :meth:`~ProbeResult.format` and the
+network ratios read the device once for all layers and thresholds; a LayerReport's ratio or mask reads it once per
+call.
+
+Memory: through the backward the probe holds what a plain backward holds, plus each layer's measured output and its
+gradient (the scores need both) and, only where the measurement uses them, each layer's input (``layer_output_sum``)
+and pre-activation output (``activation_gradient="pre"``).
 """
 
 from __future__ import annotations
@@ -55,7 +63,15 @@ from torch import Tensor, nn
 
 from ocp import metrics
 
-__all__ = ["PlasticityProbe", "ProbeResult", "LayerReport", "PROBED_LAYER_TYPES", "ACTIVATION_TYPES"]
+__all__ = [
+    "PlasticityProbe",
+    "ProbeResult",
+    "LayerReport",
+    "LayerSummary",
+    "network_ratio",
+    "PROBED_LAYER_TYPES",
+    "ACTIVATION_TYPES",
+]
 
 PROBED_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -129,18 +145,41 @@ class LayerReport:
         return metrics.absolute_zero_gradient_mask(self.magi, theta)
 
     def dormant_ratio(self, tau: float = 0.0) -> float:
-        return float(self.dormant_mask(tau).sum()) / self.width
+        return _count_at_or_below(self.dormancy_scores, tau, "scores") / self.width
 
     def zero_gradient_ratio(self, tau: float = 0.0) -> float:
-        return float(self.zero_gradient_mask(tau).sum()) / self.width
+        return _count_at_or_below(self.gradient_scores, tau, "z") / self.width
 
     def ranks(self, delta: float = 0.01, eps: float = 0.01) -> dict[str, float]:
         return metrics.ranks(self.features, delta=delta, eps=eps)
 
 
 @dataclass(frozen=True)
+class LayerSummary:
+    """The numbers of one layer's report on the host: its flags, MAGI range, weight statistics and, at each threshold
+    of the measurement, how many units are dormant / zero-gradient (``dormant_units[i]`` at ``thresholds[i]``)."""
+
+    name: str
+    kind: str
+    width: int
+    activation: str
+    degenerate: bool
+    gradient_degenerate: bool
+    magi_mean: float
+    magi_min: float
+    magi_max: float
+    dormant_units: tuple[int, ...]
+    zero_gradient_units: tuple[int, ...]
+    weight_stats: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ProbeResult:
-    """Reports of one measurement: hidden layers in forward order, then output layers."""
+    """Reports of one measurement: hidden layers in forward order, then output layers.
+
+    Every summary below (:meth:`summaries`, :meth:`rows`, :meth:`format`, the network ratios) reads the device once,
+    for all layers and thresholds together; a LayerReport's own methods read it per call.
+    """
 
     hidden: tuple[LayerReport, ...]
     output: tuple[LayerReport, ...]
@@ -157,46 +196,44 @@ class ProbeResult:
                 return report
         raise KeyError(f"no probed layer named {name!r}; probed: {[r.name for r in self.layers]}")
 
-    def _network_ratio(self, per_layer: Callable[[LayerReport], Tensor]) -> float:
-        if not self.hidden:
-            return math.nan
-        flagged = sum(int(per_layer(r).sum()) for r in self.hidden)
-        return flagged / sum(r.width for r in self.hidden)
+    def summaries(self) -> tuple[LayerSummary, ...]:
+        """Every layer's numbers at every threshold, with one host read."""
+        return tuple(_summaries(self.layers, self.thresholds))
 
     def dormant_ratio(self, tau: float = 0.0) -> float:
         """Σ dormant units / Σ units over the hidden layers (ReDo's aggregation; output layers excluded).
 
         NaN for a model whose only probed layer is its output layer.
         """
-        return self._network_ratio(lambda r: r.dormant_mask(tau))
+        return network_ratio(_summaries(self.hidden, (tau,)), "dormant", 0)
 
     def zero_gradient_ratio(self, tau: float = 0.0) -> float:
         """Σ zero-gradient units / Σ units over the hidden layers."""
-        return self._network_ratio(lambda r: r.zero_gradient_mask(tau))
+        return network_ratio(_summaries(self.hidden, (tau,)), "zero_gradient", 0)
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy rows: one per (layer, threshold), with per-layer summaries repeated on each row."""
         out = []
-        for r in self.layers:
+        for s in self.summaries():
             base = {
-                "layer": r.name,
-                "layer_kind": r.kind,
-                "width": r.width,
-                "activation": r.activation,
-                "degenerate": r.degenerate,
-                "gradient_degenerate": r.gradient_degenerate,
-                "magi_mean": float(r.magi.mean()),
-                "magi_min": float(r.magi.min()),
-                "magi_max": float(r.magi.max()),
-                **r.weight_stats,
+                "layer": s.name,
+                "layer_kind": s.kind,
+                "width": s.width,
+                "activation": s.activation,
+                "degenerate": s.degenerate,
+                "gradient_degenerate": s.gradient_degenerate,
+                "magi_mean": s.magi_mean,
+                "magi_min": s.magi_min,
+                "magi_max": s.magi_max,
+                **s.weight_stats,
             }
-            for tau in self.thresholds:
+            for tau, dormant, zero_gradient in zip(self.thresholds, s.dormant_units, s.zero_gradient_units):
                 out.append(
                     {
                         **base,
                         "tau": tau,
-                        "dormant_ratio": r.dormant_ratio(tau),
-                        "zero_gradient_ratio": r.zero_gradient_ratio(tau),
+                        "dormant_ratio": dormant / s.width,
+                        "zero_gradient_ratio": zero_gradient / s.width,
                     }
                 )
         return out
@@ -204,15 +241,97 @@ class ProbeResult:
     def format(self) -> str:
         """A human-readable table of the per-layer ratios at each threshold."""
         taus = self.thresholds
+        summaries = self.summaries()
         head = f"{'layer':<24}{'kind':<8}{'width':>6}  " + "  ".join(f"dorm@{t:<6g} zgrad@{t:<6g}" for t in taus)
         lines = [f"objective: {self.objective}", head]
-        for r in self.layers:
-            cells = "  ".join(f"{r.dormant_ratio(t):>11.3f} {r.zero_gradient_ratio(t):>12.3f}" for t in taus)
-            flag = "  [degenerate: every output is exactly 0]" if r.degenerate else ""
-            lines.append(f"{r.name:<24}{r.kind:<8}{r.width:>6}  {cells}{flag}")
-        net = "  ".join(f"{self.dormant_ratio(t):>11.3f} {self.zero_gradient_ratio(t):>12.3f}" for t in taus)
+        for s in summaries:
+            ratios = zip(s.dormant_units, s.zero_gradient_units)
+            cells = "  ".join(f"{d / s.width:>11.3f} {z / s.width:>12.3f}" for d, z in ratios)
+            flag = "  [degenerate: every output is exactly 0]" if s.degenerate else ""
+            lines.append(f"{s.name:<24}{s.kind:<8}{s.width:>6}  {cells}{flag}")
+        net = "  ".join(
+            f"{network_ratio(summaries, 'dormant', i):>11.3f} {network_ratio(summaries, 'zero_gradient', i):>12.3f}"
+            for i in range(len(taus))
+        )
         lines.append(f"{'network (hidden layers)':<38}  {net}")
         return "\n".join(lines)
+
+
+def network_ratio(summaries: Sequence[LayerSummary], kind: str, index: int) -> float:
+    """Σ flagged units / Σ units over the hidden layers among ``summaries``, at their ``index``-th threshold; ``kind``
+    is "dormant" or "zero_gradient". NaN without a hidden layer."""
+    if kind not in ("dormant", "zero_gradient"):
+        raise ValueError(f"kind must be 'dormant' or 'zero_gradient', got {kind!r}")
+    hidden = [s for s in summaries if s.kind == "hidden"]
+    if not hidden:
+        return math.nan
+    flagged = sum((s.dormant_units if kind == "dormant" else s.zero_gradient_units)[index] for s in hidden)
+    return flagged / sum(s.width for s in hidden)
+
+
+def _count_at_or_below(scores: Tensor, tau: float, name: str) -> int:
+    """How many units the mask of ``scores`` at ``tau`` flags, with one host read."""
+    (mask,), witness = metrics.masks_deferred(scores, [tau], name)
+    fine, count = torch.stack([witness, mask.sum().to(witness.dtype)]).tolist()
+    if not math.isfinite(fine):
+        _MASKS[name](scores, tau)  # raises, naming the problem
+    return int(count)
+
+
+_MASKS: dict[str, Callable[[Tensor, float], Tensor]] = {"scores": metrics.dormant_mask, "z": metrics.zero_gradient_mask}
+
+
+def _stack_on(tensors: list[Tensor], device: torch.device) -> Tensor:
+    """``torch.stack`` (which promotes mixed dtypes exactly) on ``device``, for a model spread over devices."""
+    if any(t.device != device for t in tensors):
+        tensors = [t.to(device) for t in tensors]
+    return torch.stack(tensors)
+
+
+def _summaries(layers: Sequence[LayerReport], taus: Sequence[float]) -> list[LayerSummary]:
+    """The summary of each layer at the thresholds ``taus``, with one host read for all of them."""
+    if not layers:
+        return []
+    witnesses: list[Tensor] = []
+    counts: list[Tensor] = []  # per layer and kind: all NaN, then the units flagged at each threshold
+    magi_ranges: list[Tensor] = []
+    for r in layers:
+        for scores, name in ((r.dormancy_scores, "scores"), (r.gradient_scores, "z")):
+            masks, witness = metrics.masks_deferred(scores, taus, name)
+            witnesses.append(witness)
+            counts += [torch.isnan(scores).all(), *(mask.sum() for mask in masks)]
+        magi_ranges += [r.magi.mean(), r.magi.min(), r.magi.max()]
+    device = witnesses[0].device
+    parts = [_stack_on(witnesses, device), _stack_on(counts, device), _stack_on(magi_ranges, device)]
+    read = torch.cat([part.to(torch.float64) for part in parts]).tolist()
+    for i, fine in enumerate(read[: len(witnesses)]):
+        if not math.isfinite(fine):
+            r, name = layers[i // 2], ("scores", "z")[i % 2]
+            _MASKS[name](r.dormancy_scores if name == "scores" else r.gradient_scores, 0.0)  # raises
+    at, per_kind, out = len(witnesses), 1 + len(taus), []
+    magi_at = at + len(counts)
+    for i, r in enumerate(layers):
+        dormancy = read[at : at + per_kind]
+        zero_gradient = read[at + per_kind : at + 2 * per_kind]
+        at += 2 * per_kind
+        magi_mean, magi_min, magi_max = read[magi_at + 3 * i : magi_at + 3 * i + 3]
+        out.append(
+            LayerSummary(
+                name=r.name,
+                kind=r.kind,
+                width=r.width,
+                activation=r.activation,
+                degenerate=bool(dormancy[0]),
+                gradient_degenerate=bool(zero_gradient[0]),
+                magi_mean=magi_mean,
+                magi_min=magi_min,
+                magi_max=magi_max,
+                dormant_units=tuple(int(c) for c in dormancy[1:]),
+                zero_gradient_units=tuple(int(c) for c in zero_gradient[1:]),
+                weight_stats=dict(r.weight_stats),
+            )
+        )
+    return out
 
 
 @dataclass

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ocp import metrics as M
+from ocp.dispatch_count import count_dispatch
 
 
 def t(values, device, dtype):
@@ -96,6 +97,32 @@ def test_float32_large_sums_do_not_overflow():
 def test_dormancy_bad_input(bad, message):
     with pytest.raises(ValueError, match=message):
         M.dormancy_scores(bad)
+
+
+def test_masks_deferred_are_the_masks_with_a_witness_and_no_host_read(device):
+    scores = torch.tensor([0.0, 0.025, 0.5, 1.5, 2.0], device=device)
+    count = count_dispatch(lambda: M.masks_deferred(scores, [0.0, 0.025, 1.5]))
+    assert count.host_syncs == 0
+    masks, witness = M.masks_deferred(scores, [0.0, 0.025, 1.5])
+    assert [m.tolist() for m in masks] == [
+        [True, False, False, False, False],
+        [True, True, False, False, False],
+        [True, True, True, True, False],
+    ]
+    assert witness.dtype == torch.float64 and witness.item() == 0.0
+    assert [M.dormant_mask(scores, t).tolist() for t in (0.0, 0.025, 1.5)] == [m.tolist() for m in masks]
+    all_nan = torch.full((3,), math.nan, device=device)  # a degenerate layer: every unit flagged
+    masks, witness = M.masks_deferred(all_nan, [0.0, 0.1])
+    assert [m.tolist() for m in masks] == [[True] * 3] * 2 and witness.item() == 0.0
+    for bad in ([math.nan, 1.0], [math.inf, 1.0], [math.nan, math.inf]):
+        assert M.masks_deferred(torch.tensor(bad, device=device), [0.0])[1].item() == -math.inf
+
+
+def test_mask_rejects_inf_naming_the_argument():
+    with pytest.raises(ValueError, match="^scores contains inf$"):
+        M.dormant_mask(torch.tensor([math.inf, 1.0]))
+    with pytest.raises(ValueError, match="^z contains inf$"):
+        M.zero_gradient_mask(torch.tensor([math.nan, math.inf]))  # inf is named before the partial NaN
 
 
 def test_mask_rejects_partial_nan_and_bad_tau():

@@ -1,5 +1,6 @@
 """ocp.probe: against a manual NumPy computation, layer discovery, no side effects, bad input."""
 
+import dataclasses
 import math
 import warnings
 import weakref
@@ -11,7 +12,7 @@ from torch import nn
 
 from ocp import metrics as M
 from ocp.dispatch_count import count_dispatch
-from ocp.probe import PlasticityProbe
+from ocp.probe import PlasticityProbe, network_ratio
 
 
 def relu_mlp(dtype=torch.float64, device="cpu"):
@@ -292,6 +293,72 @@ def test_rows_are_tidy():
     assert len(rows) == 3 * 2
     assert {(r["layer"], r["tau"]) for r in rows} == {(n, t) for n in ("0", "2", "4") for t in (0.0, 0.5)}
     assert rows[0]["dormant_ratio"] == result.layer("0").dormant_ratio(0.0)
+
+
+def test_summaries_count_the_flagged_units_at_every_threshold(device):
+    # relu_mlp's scores (numpy_reference): layer 0 dormancy (1.415, 0, 1.462, 1.123), z (0.075, 0, 1.399, 2.526);
+    # layer 2 dormancy (0.753, 1.481, 0.765), z (0.548, 2.452, 0); the output layer, one unit: 1 and 1.
+    net = relu_mlp(torch.float64, device)
+    x, y = (torch.tensor(a, device=device) for a in (X, Y))
+    result = PlasticityProbe(net, thresholds=(0.0, 0.6, 1.2)).measure(x, mse(y))
+    assert count_dispatch(result.summaries).host_syncs == 1
+    summaries = result.summaries()
+    assert [(s.name, s.kind, s.width, s.activation) for s in summaries] == [
+        ("0", "hidden", 4, "ReLU"),
+        ("2", "hidden", 3, "ReLU"),
+        ("4", "output", 1, "none"),
+    ]
+    assert [s.dormant_units for s in summaries] == [(1, 1, 2), (0, 0, 2), (0, 0, 1)]
+    assert [s.zero_gradient_units for s in summaries] == [(1, 2, 2), (1, 2, 2), (0, 0, 1)]
+    assert not any(s.degenerate or s.gradient_degenerate for s in summaries)
+    expected_magi = numpy_reference(net)[0]["magi"]
+    first = summaries[0]
+    assert first.magi_min == 0.0 and first.magi_max == pytest.approx(expected_magi.max(), rel=1e-12)
+    assert first.magi_mean == pytest.approx(expected_magi.mean(), rel=1e-12)
+    assert first.weight_stats == result.layer("0").weight_stats
+    # Network ratios: hidden units only (7), summed over layers.
+    assert [network_ratio(summaries, "dormant", i) for i in range(3)] == [1 / 7, 1 / 7, 4 / 7]
+    assert [network_ratio(summaries, "zero_gradient", i) for i in range(3)] == [2 / 7, 4 / 7, 4 / 7]
+    assert math.isnan(network_ratio(summaries[2:], "dormant", 0))  # no hidden layer
+    with pytest.raises(ValueError, match="kind must be 'dormant' or 'zero_gradient'"):
+        network_ratio(summaries, "dead", 0)
+
+
+def test_summaries_rows_format_and_ratios_read_the_device_once(device):
+    net = relu_mlp(torch.float64, device)
+    x, y = (torch.tensor(a, device=device) for a in (X, Y))
+    result = PlasticityProbe(net, thresholds=(0.0, 0.6, 1.2)).measure(x, mse(y))
+    layer = result.layer("2")
+    for read in (
+        result.rows,
+        result.format,
+        lambda: result.dormant_ratio(1.2),
+        lambda: result.zero_gradient_ratio(0.6),
+        lambda: layer.dormant_ratio(1.2),
+        lambda: layer.zero_gradient_ratio(0.6),
+        lambda: M.dormant_mask(layer.dormancy_scores, 0.6),
+    ):
+        assert count_dispatch(read).host_syncs == 1
+    assert result.dormant_ratio(1.2) == 4 / 7 and result.zero_gradient_ratio(0.6) == 4 / 7
+    assert layer.dormant_ratio(1.2) == 2 / 3 and layer.zero_gradient_ratio(0.6) == 2 / 3
+    assert [(r["layer"], r["tau"], r["dormant_ratio"]) for r in result.rows()][:3] == [
+        ("0", 0.0, 1 / 4),
+        ("0", 0.6, 1 / 4),
+        ("0", 1.2, 2 / 4),
+    ]
+
+
+def test_summaries_of_bad_scores_name_the_problem():
+    result = PlasticityProbe(relu_mlp()).measure(torch.tensor(X), mse(torch.tensor(Y)))
+    good = result.layer("0")
+    partial_nan = dataclasses.replace(good, dormancy_scores=torch.tensor([math.nan, 1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="scores has NaN for some units but not all"):
+        dataclasses.replace(result, hidden=(partial_nan,)).summaries()
+    infinite = dataclasses.replace(good, gradient_scores=torch.tensor([math.inf, 1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="z contains inf"):
+        dataclasses.replace(result, hidden=(infinite,)).rows()
+    with pytest.raises(ValueError, match="z contains inf"):
+        infinite.zero_gradient_ratio(0.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
