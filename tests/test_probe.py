@@ -192,6 +192,24 @@ def test_eval_mode_by_default_keeps_batchnorm_buffers():
     assert torch.equal(net[2].running_mean, before) and net.training
 
 
+def test_train_mode_reaches_every_module_and_an_overridden_train_is_honoured():
+    class FrozenNorm(nn.Sequential):  # its train() keeps the batch norm in eval mode, as some RL code does
+        def train(self, mode=True):
+            super().train(mode)
+            self[2].eval()
+            return self
+
+    for net, norm_moves in (
+        (nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 1)), True),
+        (FrozenNorm(nn.Linear(2, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 1)), False),
+    ):
+        net.eval()
+        before = net[2].running_mean.clone()
+        PlasticityProbe(net).measure(torch.tensor(X, dtype=torch.float32), "output_sum", train_mode=True)
+        assert (not torch.equal(net[2].running_mean, before)) == norm_moves, type(net).__name__
+        assert not any(m.training for m in net.modules())
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Layer discovery
 # ---------------------------------------------------------------------------------------------------------------
