@@ -75,7 +75,7 @@ def keep_heap() -> None:
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "mallopt"):
         raise SystemExit("--keep-heap needs glibc (mallopt); this C library has none")
-    for parameter, value in ((M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 64 << 20), (M_MMAP_THRESHOLD, 32 << 20)):
+    for parameter, value in ((M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 64 << 20), (M_MMAP_THRESHOLD, 1 << 30)):
         if libc.mallopt(parameter, value) != 1:
             raise SystemExit(f"--keep-heap: mallopt({parameter}, {value}) was refused")
 

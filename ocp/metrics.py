@@ -217,8 +217,8 @@ def masks_deferred(scores: Tensor, taus: Sequence[float], name: str = "scores") 
     _check_float_tensor_allow_nan(scores, name)
     taus = [check_threshold(tau, "tau") for tau in taus]
     nan = torch.isnan(scores)
-    fine = ~(torch.isinf(scores).any() | (nan.any() & ~nan.all()))
-    witness = fine.to(torch.float64).log()  # 0 where fine, -inf where not
+    total = scores.sum(dtype=torch.float64)  # not finite if any score is NaN or inf
+    witness = torch.where(nan.all(), 0.0, total * 0.0)  # NaN unless no score is inf, and all or none are NaN
     return [(scores <= tau) | nan for tau in taus], witness
 
 

@@ -145,10 +145,10 @@ class LayerReport:
         return metrics.absolute_zero_gradient_mask(self.magi, theta)
 
     def dormant_ratio(self, tau: float = 0.0) -> float:
-        return _count_at_or_below(self.dormancy_scores, tau, "scores") / self.width
+        return _counts_at_or_below([self.dormancy_scores], tau, "scores")[0] / self.width
 
     def zero_gradient_ratio(self, tau: float = 0.0) -> float:
-        return _count_at_or_below(self.gradient_scores, tau, "z") / self.width
+        return _counts_at_or_below([self.gradient_scores], tau, "z")[0] / self.width
 
     def ranks(self, delta: float = 0.01, eps: float = 0.01) -> dict[str, float]:
         return metrics.ranks(self.features, delta=delta, eps=eps)
@@ -200,16 +200,21 @@ class ProbeResult:
         """Every layer's numbers at every threshold, with one host read."""
         return tuple(_summaries(self.layers, self.thresholds))
 
+    def _network_ratio(self, vectors: list[Tensor], tau: float, name: str) -> float:
+        if not self.hidden:
+            return math.nan
+        return sum(_counts_at_or_below(vectors, tau, name)) / sum(r.width for r in self.hidden)
+
     def dormant_ratio(self, tau: float = 0.0) -> float:
         """Σ dormant units / Σ units over the hidden layers (ReDo's aggregation; output layers excluded).
 
         NaN for a model whose only probed layer is its output layer.
         """
-        return network_ratio(_summaries(self.hidden, (tau,)), "dormant", 0)
+        return self._network_ratio([r.dormancy_scores for r in self.hidden], tau, "scores")
 
     def zero_gradient_ratio(self, tau: float = 0.0) -> float:
         """Σ zero-gradient units / Σ units over the hidden layers."""
-        return network_ratio(_summaries(self.hidden, (tau,)), "zero_gradient", 0)
+        return self._network_ratio([r.gradient_scores for r in self.hidden], tau, "z")
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy rows: one per (layer, threshold), with per-layer summaries repeated on each row."""
@@ -269,13 +274,19 @@ def network_ratio(summaries: Sequence[LayerSummary], kind: str, index: int) -> f
     return flagged / sum(s.width for s in hidden)
 
 
-def _count_at_or_below(scores: Tensor, tau: float, name: str) -> int:
-    """How many units the mask of ``scores`` at ``tau`` flags, with one host read."""
-    (mask,), witness = metrics.masks_deferred(scores, [tau], name)
-    fine, count = torch.stack([witness, mask.sum().to(witness.dtype)]).tolist()
-    if not math.isfinite(fine):
-        _MASKS[name](scores, tau)  # raises, naming the problem
-    return int(count)
+def _counts_at_or_below(vectors: Sequence[Tensor], tau: float, name: str) -> list[int]:
+    """How many units the mask of each score vector flags at ``tau``, with one host read for all of them."""
+    witnesses, counts = [], []
+    for scores in vectors:
+        (mask,), witness = metrics.masks_deferred(scores, [tau], name)
+        witnesses.append(witness)
+        counts.append(mask.sum())
+    device = witnesses[0].device
+    read = torch.cat([_stack_on(witnesses, device), _stack_on(counts, device).to(torch.float64)]).tolist()
+    for scores, fine in zip(vectors, read):
+        if not math.isfinite(fine):
+            _MASKS[name](scores, tau)  # raises, naming the problem
+    return [int(count) for count in read[len(vectors) :]]
 
 
 _MASKS: dict[str, Callable[[Tensor, float], Tensor]] = {"scores": metrics.dormant_mask, "z": metrics.zero_gradient_mask}
