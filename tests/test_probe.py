@@ -458,14 +458,20 @@ def test_cuda_itself_reports_one_synchronisation_per_measurement(model):
     objective = mse(torch.zeros(len(x), 1, device=device))
     probe.measure(x, objective)
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            probe.measure(x, objective)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+
+    def synchronisations(fn):
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        return out, [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+
+    result, syncs = synchronisations(lambda: probe.measure(x, objective))
+    assert len(syncs) == 1, syncs
+    _, syncs = synchronisations(result.rows)  # reading the result: one more
     assert len(syncs) == 1, syncs
 
 
