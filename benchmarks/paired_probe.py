@@ -7,7 +7,7 @@ state. It also prints the minor page faults per call of each (where the platform
 allocation that the C library has returned to the system faults again page by page, and the count tells which regime
 a run was in. ``--keep-heap`` asks glibc to keep freed memory (``mallopt``: no trimming, no separate mapping for
 large blocks), which takes page faults out of both timings: what remains is the arithmetic, the operators' dispatch
-and the Python around them, steady to about ±0.02 between runs on the 2-core machine.
+and the Python around them; two rounds differ by 0.01-0.13 (median 0.03) on the 2-core machine.
 
 ``--probe-from DIR`` times the probe of another source tree instead (e.g. ``git worktree add /tmp/old <commit>`` then
 ``--probe-from /tmp/old``): run it and the current tree as separate processes to compare two versions, each

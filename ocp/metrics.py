@@ -217,8 +217,8 @@ def masks_deferred(scores: Tensor, taus: Sequence[float], name: str = "scores") 
     _check_float_tensor_allow_nan(scores, name)
     taus = [check_threshold(tau, "tau") for tau in taus]
     nan = torch.isnan(scores)
-    total = scores.sum(dtype=torch.float64)  # not finite if any score is NaN or inf
-    witness = torch.where(nan.all(), 0.0, total * 0.0)  # NaN unless no score is inf, and all or none are NaN
+    flags = (scores * 0.0).sum(dtype=torch.float64)  # 0 unless a score is NaN or inf (inf * 0 is NaN)
+    witness = torch.where(nan.all(), 0.0, flags)  # NaN unless no score is inf, and all or none are NaN
     return [(scores <= tau) | nan for tau in taus], witness
 
 

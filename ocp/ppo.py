@@ -605,11 +605,11 @@ class PlasticityRecorder:
             )
 
         for net, res in results.items():
-            summaries = res.summaries()  # one host read for every ratio and flag of the measurement
+            summaries = res.summaries(self.thresholds)  # one host read for every ratio and flag of the measurement
             hidden_width = sum(r.width for r in res.hidden)
             for i, tau in enumerate(self.thresholds):
                 for kind in ("dormant", "zero_gradient"):
-                    ratio = network_ratio(summaries, kind, i)
+                    ratio = network_ratio(summaries[: len(res.hidden)], kind, i)
                     add(net, "network", "hidden", hidden_width, "", f"{kind}_ratio", ratio, tau)
             for r, s in zip(res.layers, summaries):
                 meta = (net, r.name, r.kind, r.width, r.activation)

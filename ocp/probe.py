@@ -196,9 +196,10 @@ class ProbeResult:
                 return report
         raise KeyError(f"no probed layer named {name!r}; probed: {[r.name for r in self.layers]}")
 
-    def summaries(self) -> tuple[LayerSummary, ...]:
-        """Every layer's numbers at every threshold, with one host read."""
-        return tuple(_summaries(self.layers, self.thresholds))
+    def summaries(self, thresholds: Optional[Sequence[float]] = None) -> tuple[LayerSummary, ...]:
+        """Every layer's numbers (hidden layers first, as in :attr:`layers`) at every threshold of the measurement, or
+        at ``thresholds``, with one host read."""
+        return tuple(_summaries(self.layers, self.thresholds if thresholds is None else tuple(thresholds)))
 
     def _network_ratio(self, vectors: list[Tensor], tau: float, name: str) -> float:
         if not self.hidden:
@@ -254,20 +255,20 @@ class ProbeResult:
             cells = "  ".join(f"{d / s.width:>11.3f} {z / s.width:>12.3f}" for d, z in ratios)
             flag = "  [degenerate: every output is exactly 0]" if s.degenerate else ""
             lines.append(f"{s.name:<24}{s.kind:<8}{s.width:>6}  {cells}{flag}")
+        hidden = summaries[: len(self.hidden)]
         net = "  ".join(
-            f"{network_ratio(summaries, 'dormant', i):>11.3f} {network_ratio(summaries, 'zero_gradient', i):>12.3f}"
+            f"{network_ratio(hidden, 'dormant', i):>11.3f} {network_ratio(hidden, 'zero_gradient', i):>12.3f}"
             for i in range(len(taus))
         )
         lines.append(f"{'network (hidden layers)':<38}  {net}")
         return "\n".join(lines)
 
 
-def network_ratio(summaries: Sequence[LayerSummary], kind: str, index: int) -> float:
-    """Σ flagged units / Σ units over the hidden layers among ``summaries``, at their ``index``-th threshold; ``kind``
-    is "dormant" or "zero_gradient". NaN without a hidden layer."""
+def network_ratio(hidden: Sequence[LayerSummary], kind: str, index: int) -> float:
+    """Σ flagged units / Σ units over the summaries of a result's hidden layers (``result.summaries()[:
+    len(result.hidden)]``) at their ``index``-th threshold; ``kind`` is "dormant" or "zero_gradient". NaN for none."""
     if kind not in ("dormant", "zero_gradient"):
         raise ValueError(f"kind must be 'dormant' or 'zero_gradient', got {kind!r}")
-    hidden = [s for s in summaries if s.kind == "hidden"]
     if not hidden:
         return math.nan
     flagged = sum((s.dormant_units if kind == "dormant" else s.zero_gradient_units)[index] for s in hidden)
@@ -458,6 +459,8 @@ class PlasticityProbe:
         """
         args = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
         self._check_input_shapes(args)
+        if not isinstance(train_mode, bool):
+            raise ValueError(f"train_mode must be True or False, got {train_mode!r}")
         if train_mode:  # a forward in train mode may update buffers (batch-norm statistics): no NaN may reach them
             self._check_input_values(args)
         objective_name = objective if isinstance(objective, str) else getattr(objective, "__name__", "callable")
@@ -485,9 +488,13 @@ class PlasticityProbe:
                     output_layers = tuple(r for r in reports if r.kind == "output")
                     return ProbeResult(hidden, output_layers, self.thresholds, objective_name)
         finally:
+            plain = _plain_modules(modes)
             for m, was_training in modes:
                 if m.training != was_training:
-                    _set_flag(m, was_training)
+                    if plain:
+                        object.__setattr__(m, "training", was_training)
+                    else:
+                        m.training = was_training
 
     # ----------------------------------------------------------------------------------------------------------
     @staticmethod
@@ -743,18 +750,23 @@ class PlasticityProbe:
 
 
 def _set_modes(model: nn.Module, modules: list[tuple[nn.Module, bool]], mode: bool) -> None:
-    """``model.train(mode)``; where no module overrides ``train``, its very effect with less Python."""
-    if all(type(m).train is nn.Module.train for m, _ in modules):
+    """``model.train(mode)``; where it can only set each module's flag, the flags themselves (nn.Module's attribute
+    setter costs about 2 µs a module)."""
+    if _plain_modules(modules):
         for m, _ in modules:
-            _set_flag(m, mode)
+            object.__setattr__(m, "training", mode)
     else:
         model.train(mode)
 
 
-def _set_flag(module: nn.Module, mode: bool) -> None:
-    # nn.Module's attribute setter looks the name up among parameters, buffers and submodules first: about 2 µs a
-    # module, called twice per module and measurement; "training" is none of them.
-    object.__setattr__(module, "training", mode)
+def _plain_modules(modules: list[tuple[nn.Module, bool]]) -> bool:
+    """No module changes what ``train()`` or setting ``training`` does: its class keeps nn.Module's ``train`` and
+    attribute setter (a TorchScript module has its own setter, which tells its C++ half) and no instance replaces
+    ``train``."""
+    return all(
+        type(m).train is nn.Module.train and type(m).__setattr__ is nn.Module.__setattr__ and "train" not in m.__dict__
+        for m, _ in modules
+    )
 
 
 def _named(layer: str, fn: Callable[[Tensor], Any], x: Tensor) -> Any:

@@ -114,6 +114,10 @@ def test_masks_deferred_are_the_masks_with_a_witness_and_no_host_read(device):
     all_nan = torch.full((3,), math.nan, device=device)  # a degenerate layer: every unit flagged
     masks, witness = M.masks_deferred(all_nan, [0.0, 0.1])
     assert [m.tolist() for m in masks] == [[True] * 3] * 2 and witness.item() == 0.0
+    huge = torch.tensor([1e308, 1e308, 0.0], dtype=torch.float64, device=device)  # finite, though their sum is not
+    masks, witness = M.masks_deferred(huge, [0.0])
+    assert masks[0].tolist() == [False, False, True] and witness.item() == 0.0
+    assert M.dormant_mask(huge).tolist() == [False, False, True]
     for bad in ([math.nan, 1.0], [math.inf, 1.0], [-math.inf, 1.0], [math.nan, math.inf], [math.inf, math.inf]):
         assert not math.isfinite(M.masks_deferred(torch.tensor(bad, device=device), [0.0])[1].item())
 

@@ -210,6 +210,32 @@ def test_train_mode_reaches_every_module_and_an_overridden_train_is_honoured():
         assert not any(m.training for m in net.modules())
 
 
+def test_modes_of_torchscript_modules_and_replaced_train_methods_are_set_through_them():
+    # A TorchScript module's own attribute setter tells its C++ half the mode; an instance may replace train().
+    # Setting the flag directly would leave the scripted batch norm in train mode during an eval measurement.
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated, and still what users' models contain
+        norm = torch.jit.script(nn.BatchNorm1d(4))
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), norm, nn.Linear(4, 1))
+    net.train()
+    PlasticityProbe(net).measure(torch.tensor(X, dtype=torch.float32), "output_sum")
+    assert int(norm.num_batches_tracked) == 0 and norm.training
+    net.eval()
+    assert not norm.training  # no stale flag hides the module's own
+
+    calls = []
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    net.train = lambda mode=True: calls.append(mode) or nn.Module.train(net, mode)
+    PlasticityProbe(net).measure(torch.tensor(X, dtype=torch.float32), "output_sum")
+    assert calls == [False]
+
+
+def test_train_mode_must_be_a_bool():
+    with pytest.raises(ValueError, match="train_mode must be True or False, got 1"):
+        PlasticityProbe(relu_mlp()).measure(torch.tensor(X), "output_sum", train_mode=1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Layer discovery
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,9 +361,12 @@ def test_summaries_count_the_flagged_units_at_every_threshold(device):
     assert first.magi_mean == pytest.approx(expected_magi.mean(), rel=1e-12)
     assert first.weight_stats == result.layer("0").weight_stats
     # Network ratios: hidden units only (7), summed over layers.
-    assert [network_ratio(summaries, "dormant", i) for i in range(3)] == [1 / 7, 1 / 7, 4 / 7]
-    assert [network_ratio(summaries, "zero_gradient", i) for i in range(3)] == [2 / 7, 4 / 7, 4 / 7]
-    assert math.isnan(network_ratio(summaries[2:], "dormant", 0))  # no hidden layer
+    hidden = summaries[: len(result.hidden)]
+    assert [network_ratio(hidden, "dormant", i) for i in range(3)] == [1 / 7, 1 / 7, 4 / 7]
+    assert [network_ratio(hidden, "zero_gradient", i) for i in range(3)] == [2 / 7, 4 / 7, 4 / 7]
+    assert math.isnan(network_ratio((), "dormant", 0))  # no hidden layer
+    # Other thresholds than the measurement's: the same counts where they coincide.
+    assert [s.dormant_units for s in result.summaries((1.2, 0.0))] == [(2, 1), (2, 0), (1, 0)]
     with pytest.raises(ValueError, match="kind must be 'dormant' or 'zero_gradient'"):
         network_ratio(summaries, "dead", 0)
 
@@ -377,6 +406,10 @@ def test_summaries_of_bad_scores_name_the_problem():
         dataclasses.replace(result, hidden=(infinite,)).rows()
     with pytest.raises(ValueError, match="z contains inf"):
         infinite.zero_gradient_ratio(0.0)
+    # The network row of format() is over the result's hidden tuple, as dormant_ratio() is, whatever a kind says.
+    relabelled = dataclasses.replace(result, hidden=(dataclasses.replace(good, kind="output"),), output=())
+    network_row = relabelled.format().splitlines()[-1].split()
+    assert float(network_row[3]) == round(relabelled.dormant_ratio(0.0), 3) == 0.25
 
 
 # ---------------------------------------------------------------------------------------------------------------
