@@ -6,12 +6,17 @@ After a ``--benchmark-only`` run, the terminal summary prints every variant's me
 smoke check and no ratio is printed.
 """
 
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
 
 from ocp.dispatch_count import count_dispatch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from heap import keep_heap  # noqa: E402
 
 _MEANS: dict[str, dict[str, float]] = defaultdict(dict)
 _COUNTS: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
@@ -21,6 +26,19 @@ DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
 ]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--keep-heap",
+        action="store_true",
+        help="glibc keeps freed memory (benchmarks/heap.py): CPU timings without page faults",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--keep-heap"):
+        keep_heap()
 
 
 @pytest.fixture(params=DEVICES)
@@ -64,7 +82,8 @@ def pytest_terminal_summary(terminalreporter):
     if not _MEANS:
         return
     tr = terminalreporter
-    tr.section("ratios to the baseline of each group (median time / baseline median time)")
+    heap = ", heap kept" if tr.config.getoption("--keep-heap") else ""
+    tr.section(f"ratios to the baseline of each group (median time / baseline median time{heap})")
     for group in sorted(_MEANS):
         means = _MEANS[group]
         base_name = next((b for b in _BASELINES if b in means), None)

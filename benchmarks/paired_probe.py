@@ -15,8 +15,6 @@ against its own plain baseline. Pin with ``taskset -c 0`` and ``--threads 1`` fo
 """
 
 import argparse
-import ctypes
-import ctypes.util
 import importlib.machinery
 import importlib.util
 import math
@@ -28,6 +26,7 @@ from types import ModuleType
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from heap import keep_heap  # noqa: E402
 from profile_probe import median_time  # noqa: E402
 from test_probe_throughput import ACTIVATIONS, MODELS, setup  # noqa: E402
 
@@ -63,21 +62,6 @@ def minor_faults() -> float:
     import resource
 
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
-
-
-# glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-
-
-def keep_heap() -> None:
-    """Make glibc keep freed memory in the heap: no trimming of its top, no mapping of its own for a large block."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is None or not hasattr(libc, "mallopt"):
-        raise SystemExit("--keep-heap needs glibc (mallopt); this C library has none")
-    for parameter, value in ((M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 64 << 20), (M_MMAP_THRESHOLD, 1 << 30)):
-        if libc.mallopt(parameter, value) != 1:
-            raise SystemExit(f"--keep-heap: mallopt({parameter}, {value}) was refused")
 
 
 def block_medians(
