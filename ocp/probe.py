@@ -199,7 +199,11 @@ class ProbeResult:
     def summaries(self, thresholds: Optional[Sequence[float]] = None) -> tuple[LayerSummary, ...]:
         """Every layer's numbers (hidden layers first, as in :attr:`layers`) at every threshold of the measurement, or
         at ``thresholds``, with one host read."""
-        return tuple(_summaries(self.layers, self.thresholds if thresholds is None else tuple(thresholds)))
+        if thresholds is None:
+            thresholds = self.thresholds
+        elif not isinstance(thresholds, Iterable) or isinstance(thresholds, str):
+            raise ValueError(f"thresholds must be a sequence of numbers, got {thresholds!r}")
+        return tuple(_summaries(self.layers, tuple(thresholds)))
 
     def _network_ratio(self, vectors: list[Tensor], tau: float, name: str) -> float:
         if not self.hidden:

@@ -367,6 +367,10 @@ def test_summaries_count_the_flagged_units_at_every_threshold(device):
     assert math.isnan(network_ratio((), "dormant", 0))  # no hidden layer
     # Other thresholds than the measurement's: the same counts where they coincide.
     assert [s.dormant_units for s in result.summaries((1.2, 0.0))] == [(2, 1), (2, 0), (1, 0)]
+    with pytest.raises(ValueError, match="thresholds must be a sequence of numbers, got 0.5"):
+        result.summaries(0.5)
+    with pytest.raises(ValueError, match="tau must be a finite number >= 0, got -1.0"):
+        result.summaries((0.0, -1.0))
     with pytest.raises(ValueError, match="kind must be 'dormant' or 'zero_gradient'"):
         network_ratio(summaries, "dead", 0)
 
