@@ -613,10 +613,13 @@ class PlasticityRecorder:
                     add(net, "network", "hidden", hidden_width, "", f"{kind}_ratio", ratio, tau)
             for r, s in zip(res.layers, summaries):
                 meta = (net, r.name, r.kind, r.width, r.activation)
+                # summaries() has checked these scores: their masks at every threshold, with no read.
+                dormant, _ = metrics.masks_deferred(r.dormancy_scores, self.thresholds, "scores")
+                zero_gradient, _ = metrics.masks_deferred(r.gradient_scores, self.thresholds, "z")
                 for i, tau in enumerate(self.thresholds):
                     for kind, mask, units in (
-                        ("dormant", r.dormant_mask(tau), s.dormant_units[i]),
-                        ("zero_gradient", r.zero_gradient_mask(tau), s.zero_gradient_units[i]),
+                        ("dormant", dormant[i], s.dormant_units[i]),
+                        ("zero_gradient", zero_gradient[i], s.zero_gradient_units[i]),
                     ):
                         key = mask_key(net, r.name, kind, tau)
                         masks[key] = mask.detach().cpu()

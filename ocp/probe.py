@@ -474,11 +474,16 @@ class PlasticityProbe:
             raise ValueError(f"objective must be a callable or a string, got {type(objective).__name__}")
 
         modes = [(m, m.training) for m in self.model.modules()]
+        direct = _plain_modules(modes)  # flags set and restored as themselves (nn.Module's setter is slow)
         devices = sorted({a.device.index or 0 for a in args if a.device.type == "cuda"})
         try:
             with torch.random.fork_rng(devices=devices):
                 if any(was_training != train_mode for _, was_training in modes):
-                    _set_modes(self.model, modes, train_mode)
+                    if direct:
+                        for m, _ in modes:
+                            object.__setattr__(m, "training", train_mode)
+                    else:
+                        self.model.train(train_mode)
                 with torch.enable_grad():
                     plan = None
                     try:
@@ -492,10 +497,9 @@ class PlasticityProbe:
                     output_layers = tuple(r for r in reports if r.kind == "output")
                     return ProbeResult(hidden, output_layers, self.thresholds, objective_name)
         finally:
-            plain = _plain_modules(modes)
             for m, was_training in modes:
                 if m.training != was_training:
-                    if plain:
+                    if direct:
                         object.__setattr__(m, "training", was_training)
                     else:
                         m.training = was_training
@@ -753,20 +757,10 @@ class PlasticityProbe:
         )
 
 
-def _set_modes(model: nn.Module, modules: list[tuple[nn.Module, bool]], mode: bool) -> None:
-    """``model.train(mode)``; where it can only set each module's flag, the flags themselves (nn.Module's attribute
-    setter costs about 2 µs a module)."""
-    if _plain_modules(modules):
-        for m, _ in modules:
-            object.__setattr__(m, "training", mode)
-    else:
-        model.train(mode)
-
-
 def _plain_modules(modules: list[tuple[nn.Module, bool]]) -> bool:
-    """No module changes what ``train()`` or setting ``training`` does: its class keeps nn.Module's ``train`` and
-    attribute setter (a TorchScript module has its own setter, which tells its C++ half) and no instance replaces
-    ``train``."""
+    """No module changes what ``train()`` or setting ``training`` does, so setting each flag is ``model.train()``'s
+    very effect: its class keeps nn.Module's ``train`` and attribute setter (a TorchScript module has its own
+    setter, which tells its C++ half) and no instance replaces ``train``."""
     return all(
         type(m).train is nn.Module.train and type(m).__setattr__ is nn.Module.__setattr__ and "train" not in m.__dict__
         for m, _ in modules
